@@ -1,0 +1,59 @@
+"""siam_depth: ament_python package (ROS 2) that is also pip-installable."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "siam_depth_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(include=["siam_depth_core", "siam_depth_core.*", "siam_depth_ros", "siam_depth_ros.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*")),
+        ("share/" + package_name + "/models", glob("models/*.pt") + glob("models/*.md")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "setuptools",
+        "numpy",
+        "torch>=2.4",
+        "opencv-python-headless",
+        "pyyaml",
+        "tqdm",
+    ],
+    extras_require={
+        # rclpy and the message packages come from a ROS 2 install (apt) or the ros-kilted-* wheels.
+        "ros": [
+            "ros-kilted-rclpy",
+            "ros-kilted-rmw-fastrtps-cpp",
+            "ros-kilted-sensor-msgs",
+            "ros-kilted-std-msgs",
+            "ros-kilted-std-srvs",
+            "ros-kilted-stereo-msgs",
+            "ros-kilted-geometry-msgs",
+            "ros-kilted-builtin-interfaces",
+            "ros-kilted-rcl-interfaces",
+            "ros-kilted-diagnostic-msgs",
+            "ros-kilted-visualization-msgs",
+            "rosbags",
+        ],
+        "onnx": ["onnx", "onnxruntime", "onnxscript"],
+        "trt": ["tensorrt"],
+        "train": ["tensorboard"],
+        "dev": ["pytest", "pytest-timeout", "ruff", "hypothesis", "scikit-image", "colcon-core", "colcon-ros"],
+    },
+    zip_safe=True,
+    maintainer="siam_depth developers",
+    maintainer_email="siam-depth@example.com",
+    description="Real-time monocular metric depth for vehicles: Siamese ConvLSTM U-Net trained from stereo video.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+        ],
+    },
+)

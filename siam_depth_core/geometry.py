@@ -1,0 +1,93 @@
+"""Disparity <-> metric depth, intrinsics under resizing, and back-projection to 3-D points.
+
+Conventions: disparity is a fraction of the image width (monodepth); depth is in metres along the
+camera's optical axis (z); points are in the camera optical frame (x right, y down, z forward,
+REP 103). K is the 3x3 pinhole matrix [[fx,0,cx],[0,fy,cy],[0,0,1]] in pixels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Smallest disparity (fraction of width) turned into a depth; below it depth is invalid (NaN).
+MIN_DISPARITY = 1e-6
+
+
+def disparity_to_depth(disp: np.ndarray, baseline_m: float, fx_px: float, width_px: int) -> np.ndarray:
+    """depth[m] = baseline * fx / (disp * W); disp a fraction of width, fx in pixels of an image W wide.
+
+    Non-positive (or non-finite) disparities give NaN depth (invalid, REP 118).
+    """
+    _check_positive(baseline_m=baseline_m, fx_px=fx_px, width_px=width_px)
+    disp = np.asarray(disp, dtype=np.float32)
+    valid = np.isfinite(disp) & (disp > MIN_DISPARITY)
+    depth = np.full(disp.shape, np.nan, dtype=np.float32)
+    depth[valid] = baseline_m * fx_px / (disp[valid] * width_px)
+    return depth
+
+
+def depth_to_disparity(depth_m: np.ndarray, baseline_m: float, fx_px: float, width_px: int) -> np.ndarray:
+    """Inverse of `disparity_to_depth`: disp (fraction of width) = baseline * fx / (depth * W); NaN where depth <= 0."""
+    _check_positive(baseline_m=baseline_m, fx_px=fx_px, width_px=width_px)
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    valid = np.isfinite(depth_m) & (depth_m > 0)
+    disp = np.full(depth_m.shape, np.nan, dtype=np.float32)
+    disp[valid] = baseline_m * fx_px / (depth_m[valid] * width_px)
+    return disp
+
+
+def scale_intrinsics(camera_matrix: np.ndarray, scale_x: float, scale_y: float) -> np.ndarray:
+    """K of an image resized by (scale_x, scale_y) (new size / old size), pixel-centre convention.
+
+    fx, cx scale with x; fy, cy with y; c' = (c + 0.5) * s - 0.5 keeps pixel centres aligned as
+    cv2.resize does.
+    """
+    camera_matrix = np.asarray(camera_matrix, dtype=np.float64)
+    if camera_matrix.shape != (3, 3):
+        raise ValueError(f"camera matrix must be 3x3, got {camera_matrix.shape}")
+    _check_positive(scale_x=scale_x, scale_y=scale_y)
+    scaled = camera_matrix.copy()
+    scaled[0, 0] *= scale_x
+    scaled[1, 1] *= scale_y
+    scaled[0, 1] *= scale_x
+    scaled[0, 2] = (camera_matrix[0, 2] + 0.5) * scale_x - 0.5
+    scaled[1, 2] = (camera_matrix[1, 2] + 0.5) * scale_y - 0.5
+    return scaled
+
+
+def backproject(depth_m: np.ndarray, camera_matrix: np.ndarray, stride: int = 1, min_depth: float = 0.0,
+                max_depth: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """Back-project an (H,W) depth map to (M,3) float32 points in the camera optical frame.
+
+    Every `stride`-th pixel in both directions is used; pixels with NaN, non-positive or
+    out-of-[min_depth, max_depth] depth are dropped. Returns (points, pixel_index) where pixel_index
+    (M,2) int holds each point's (row, col), so callers can pick colours.
+    """
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    if depth_m.ndim != 2:
+        raise ValueError(f"depth must be (H,W), got shape {depth_m.shape}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    camera_matrix = np.asarray(camera_matrix, dtype=np.float64)
+    fx, fy, cx, cy = camera_matrix[0, 0], camera_matrix[1, 1], camera_matrix[0, 2], camera_matrix[1, 2]
+    _check_positive(fx=fx, fy=fy)
+    rows = np.arange(0, depth_m.shape[0], stride)
+    cols = np.arange(0, depth_m.shape[1], stride)
+    z = depth_m[np.ix_(rows, cols)]
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(z) & (z > 0) & (z >= min_depth) & (z <= max_depth)
+    row_index, col_index = np.nonzero(valid)
+    z = z[valid]
+    u = cols[col_index].astype(np.float32)
+    v = rows[row_index].astype(np.float32)
+    points = np.empty((z.size, 3), dtype=np.float32)
+    points[:, 0] = (u - cx) / fx * z
+    points[:, 1] = (v - cy) / fy * z
+    points[:, 2] = z
+    pixel_index = np.stack([rows[row_index], cols[col_index]], axis=1)
+    return points, pixel_index
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a positive finite number, got {value}")
