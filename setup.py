@@ -44,7 +44,8 @@ setup(
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
         "trt": ["tensorrt"],
         "train": ["tensorboard"],
-        "dev": ["pytest", "pytest-timeout", "ruff", "hypothesis", "scikit-image", "colcon-core", "colcon-ros"],
+        "dev": ["pytest", "pytest-timeout", "ruff", "hypothesis", "scikit-image", "colcon-core", "colcon-ros",
+                "tensorrt-rtx"],
     },
     zip_safe=True,
     maintainer="siam_depth developers",
@@ -54,6 +55,12 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
+            "depth_node = siam_depth_ros.node:main",
+            "siam-depth-train = siam_depth_core.train:main",
+            "siam-depth-eval = siam_depth_core.evaluate:main",
+            "siam-depth-export = siam_depth_core.export:main",
+            "siam-depth-kitti2bag = siam_depth_ros.kitti2bag:main",
+            "siam-depth-play = siam_depth_ros.player:main",
         ],
     },
 )

@@ -1,0 +1,1 @@
+"""KITTI raw data: calibration, images, Velodyne ground truth, split lists, clip sampling, augmentation."""

@@ -1,0 +1,90 @@
+"""KITTI raw calibration files (`calib_cam_to_cam.txt`, `calib_velo_to_cam.txt`) and timestamps."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+
+def read_calib_file(path: str | Path) -> dict[str, np.ndarray]:
+    """Parse a KITTI `key: v1 v2 ...` calibration file into float64 arrays (non-numeric lines skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing KITTI calibration file: {path}")
+    values: dict[str, np.ndarray] = {}
+    for line in path.read_text().splitlines():
+        key, sep, rest = line.partition(":")
+        if not sep:
+            continue
+        try:
+            values[key.strip()] = np.array([float(v) for v in rest.split()], dtype=np.float64)
+        except ValueError:
+            continue  # e.g. calib_time
+    return values
+
+
+@dataclass(frozen=True)
+class StereoCalibration:
+    """Rectified KITTI stereo rig (cameras 2 and 3) and the Velodyne extrinsics of one day.
+
+    P_rect_02/03: (3,4) rectified projections; R_rect_00: (4,4); velo_to_cam: (4,4) Velodyne -> cam 0;
+    image_size: (width, height) of the rectified images in pixels.
+    """
+
+    P_rect_02: np.ndarray
+    P_rect_03: np.ndarray
+    R_rect_00: np.ndarray
+    velo_to_cam: np.ndarray
+    image_size: tuple[int, int]
+
+    @property
+    def camera_matrix(self) -> np.ndarray:
+        """3x3 intrinsics K of the rectified left colour camera (cam 2), pixels."""
+        return self.P_rect_02[:, :3].copy()
+
+    @property
+    def baseline_m(self) -> float:
+        """Distance between cameras 2 and 3 in metres (about 0.532 m for KITTI)."""
+        fx = self.P_rect_02[0, 0]
+        return float((self.P_rect_02[0, 3] - self.P_rect_03[0, 3]) / fx)
+
+    @property
+    def velo_to_image(self) -> np.ndarray:
+        """(3,4) projection of homogeneous Velodyne points into cam-2 pixels: P_rect_02 R_rect_00 velo_to_cam."""
+        return self.P_rect_02 @ self.R_rect_00 @ self.velo_to_cam
+
+
+def load_stereo_calibration(calib_dir: str | Path) -> StereoCalibration:
+    """Read a KITTI raw date folder's `calib_cam_to_cam.txt` and `calib_velo_to_cam.txt`."""
+    calib_dir = Path(calib_dir)
+    cam = read_calib_file(calib_dir / "calib_cam_to_cam.txt")
+    velo = read_calib_file(calib_dir / "calib_velo_to_cam.txt")
+    for key in ("P_rect_02", "P_rect_03", "R_rect_00", "S_rect_02"):
+        if key not in cam:
+            raise ValueError(f"{calib_dir / 'calib_cam_to_cam.txt'} has no {key}")
+    if "R" not in velo or "T" not in velo:
+        raise ValueError(f"{calib_dir / 'calib_velo_to_cam.txt'} has no R/T")
+    rect = np.eye(4)
+    rect[:3, :3] = cam["R_rect_00"].reshape(3, 3)
+    velo_to_cam = np.eye(4)
+    velo_to_cam[:3, :3] = velo["R"].reshape(3, 3)
+    velo_to_cam[:3, 3] = velo["T"]
+    width, height = cam["S_rect_02"]
+    return StereoCalibration(cam["P_rect_02"].reshape(3, 4), cam["P_rect_03"].reshape(3, 4), rect, velo_to_cam,
+                             (int(width), int(height)))
+
+
+def read_timestamps(path: str | Path) -> np.ndarray:
+    """KITTI `timestamps.txt` (one `YYYY-MM-DD HH:MM:SS.nnnnnnnnn` a line) -> (N,) int64 ns since the epoch (UTC)."""
+    stamps = []
+    for line in Path(path).read_text().split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        date_part, _, frac = line.partition(".")
+        seconds = datetime.strptime(date_part, "%Y-%m-%d %H:%M:%S")
+        epoch_s = int((seconds - datetime(1970, 1, 1)).total_seconds())
+        stamps.append(epoch_s * 1_000_000_000 + int(frac.ljust(9, "0")[:9]))
+    return np.asarray(stamps, dtype=np.int64)

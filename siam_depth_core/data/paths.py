@@ -1,0 +1,25 @@
+"""Where the KITTI data lives: `KITTI_ROOT` / `SIAM_DEPTH_DATA`, else `../shared/data` beside the repo."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def shared_data_dir() -> Path:
+    """The shared data folder (KITTI excerpts, splits): `$SIAM_DEPTH_DATA` or `<repo>/../shared/data`."""
+    override = os.environ.get("SIAM_DEPTH_DATA")
+    return Path(override) if override else REPO_ROOT.parent / "shared" / "data"
+
+
+def kitti_raw_root() -> Path:
+    """KITTI raw root (holds `2011_09_26/...`): `$KITTI_ROOT`, else `<shared data>/kitti_raw`."""
+    override = os.environ.get("KITTI_ROOT")
+    return Path(override) if override else shared_data_dir() / "kitti_raw"
+
+
+def splits_dir() -> Path:
+    """Folder of split lists in monodepth2 layout (`<split>/test_files.txt`, ...)."""
+    override = os.environ.get("SIAM_DEPTH_SPLITS")
+    return Path(override) if override else shared_data_dir() / "splits" / "monodepth2"
