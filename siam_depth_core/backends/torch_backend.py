@@ -1,0 +1,100 @@
+"""The torch backend: `run_siamese` eagerly on CPU or CUDA, optionally fp16/channels_last/CUDA graph.
+
+fp16 uses autocast, which runs the convolutions in half precision while the ConvLSTM cell state,
+which accumulates over frames, stays fp32 (the state is created fp32 and f*c promotes to fp32).
+With `cuda_graph=True` the step (network + state update) is captured once into a CUDA graph that
+reads and writes static device buffers; the state then never leaves the GPU between frames.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from siam_depth_core.backends import BackendError, check_image
+from siam_depth_core.checkpoint import ModelMeta
+from siam_depth_core.model import NetState, SiamDepthNet, check_input_size, run_siamese
+
+
+class TorchBackend:
+    """Stateful Siamese step of a SiamDepthNet in torch; state = the 2-batch `NetState` on the device."""
+
+    name = "torch"
+
+    def __init__(self, net: SiamDepthNet, meta: ModelMeta, size: tuple[int, int], device: str = "cpu",
+                 fp16: bool = False, channels_last: bool = False, cuda_graph: bool = False) -> None:
+        check_input_size(*size)
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise BackendError(f"device {device!r} requested but torch sees no CUDA GPU "
+                               f"(torch {torch.__version__}); use device='cpu'")
+        on_cuda = self.device.type == "cuda"
+        if (fp16 or cuda_graph) and not on_cuda:
+            raise BackendError("fp16 and cuda_graph need a CUDA device for the torch backend")
+        self.meta = meta
+        self.input_size = (int(size[0]), int(size[1]))
+        self.fp16 = fp16
+        self.channels_last = channels_last
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = net.to(self.device).eval().to(memory_format=self.memory_format)
+        self.batch = 2 if meta.siamese else 1
+        self._graph: _CapturedStep | None = _CapturedStep(self) if cuda_graph else None
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.fp16:
+            return torch.autocast(device_type="cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def step_tensors(self, image: torch.Tensor, state: NetState | None) -> tuple[torch.Tensor, NetState]:
+        """image (1,3,H,W) on the device -> (refined left disparity (1,1,H,W) float32, next state)."""
+        with torch.inference_mode(), self._autocast():
+            output, next_state = run_siamese(self.net, image.contiguous(memory_format=self.memory_format),
+                                             state, siamese=self.meta.siamese)
+        return output.disp_refined[0][:, 0:1].float(), next_state
+
+    def run(self, image: np.ndarray, state: Any | None) -> tuple[np.ndarray, Any]:
+        """See `Backend.run`; the state is a `NetState` (or a graph token with cuda_graph)."""
+        check_image(image, self.input_size, "the torch model")
+        image_tensor = torch.from_numpy(image).to(self.device, non_blocking=False)
+        if self._graph is not None:
+            disparity = self._graph.replay(image_tensor, fresh=state is None)
+            return disparity.cpu().numpy(), self._graph
+        disparity, next_state = self.step_tensors(image_tensor, state)
+        return disparity.cpu().numpy(), next_state
+
+
+class _CapturedStep:
+    """The step captured in a CUDA graph: static image/state buffers, state updated in place."""
+
+    def __init__(self, backend: TorchBackend) -> None:
+        height, width = backend.input_size
+        device = backend.device
+        self.image = torch.zeros(1, 3, height, width, device=device)
+        self.state = backend.net.init_state(backend.batch, height, width, device=device)
+        # Warm up on a side stream (cuDNN autotuning, lazy init) before capturing, as torch requires.
+        side_stream = torch.cuda.Stream(device)
+        side_stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side_stream):
+            for _ in range(3):
+                backend.step_tensors(self.image, self.state)
+        torch.cuda.current_stream(device).wait_stream(side_stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.disparity, next_state = backend.step_tensors(self.image, self.state)
+            with torch.inference_mode():
+                for (hidden, cell), (next_hidden, next_cell) in zip(self.state, next_state, strict=True):
+                    hidden.copy_(next_hidden)
+                    cell.copy_(next_cell)
+
+    def replay(self, image: torch.Tensor, fresh: bool) -> torch.Tensor:
+        """Copy the image in, zero the state for a fresh sequence, replay; returns the disparity buffer."""
+        with torch.inference_mode():
+            self.image.copy_(image)
+            if fresh:
+                for hidden, cell in self.state:
+                    hidden.zero_()
+                    cell.zero_()
+        self.graph.replay()
+        return self.disparity
