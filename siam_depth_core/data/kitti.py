@@ -1,0 +1,116 @@
+"""KITTI raw reader: image paths and loading, Velodyne scans -> sparse depth ground truth, KITTI 2015 disparity.
+
+Folder layout (KITTI raw, as downloaded): `<root>/<date>/<date>_drive_<nnnn>_sync/image_0{2,3}/data/
+{frame:010d}.png` (or `.jpg` when converted as in monodepth), `velodyne_points/data/{frame:010d}.bin`,
+and the calibration files in `<root>/<date>/`. Camera 2 is the left colour camera, 3 the right one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from siam_depth_core.data.calib import StereoCalibration
+
+#: Image extensions `list_frames` recognises (KITTI PNGs, monodepth's JPEG conversion).
+IMAGE_EXTENSIONS = (".png", ".jpg")
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read a .png/.jpg image as (H,W,3) uint8 RGB (grayscale files are expanded to 3 channels)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot decode image (corrupt or not an image): {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def frame_path(root: str | Path, drive: str, frame: int, camera: int = 2, ext: str = ".png") -> Path:
+    """Path of one KITTI raw image: `<root>/<drive>/image_0{camera}/data/{frame:010d}{ext}`.
+
+    drive is `<date>/<date>_drive_<nnnn>_sync`, e.g. "2011_09_26/2011_09_26_drive_0009_sync".
+    """
+    if camera not in (0, 1, 2, 3):
+        raise ValueError(f"KITTI camera must be 0..3 (2 = left colour, 3 = right colour), got {camera}")
+    if frame < 0:
+        raise ValueError(f"frame index must be >= 0, got {frame}")
+    return Path(root) / drive / f"image_0{camera}" / "data" / f"{int(frame):010d}{ext}"
+
+
+def velodyne_path(root: str | Path, drive: str, frame: int) -> Path:
+    """Path of one Velodyne scan: `<root>/<drive>/velodyne_points/data/{frame:010d}.bin`."""
+    return Path(root) / drive / "velodyne_points" / "data" / f"{int(frame):010d}.bin"
+
+
+def calib_dir(root: str | Path, drive: str) -> Path:
+    """The date folder holding the calibration files of `drive` (`<root>/<date>`)."""
+    return Path(root) / Path(drive).parts[0]
+
+
+def list_frames(drive_dir: str | Path, camera: int = 2) -> list[int]:
+    """Sorted frame indices with an image (.png or .jpg) in `<drive_dir>/image_0{camera}/data`."""
+    data_dir = Path(drive_dir) / f"image_0{camera}" / "data"
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"no image folder {data_dir} (is {drive_dir} a KITTI raw drive folder?)")
+    frames = {int(p.stem) for p in data_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem.isdigit()}
+    return sorted(frames)
+
+
+def load_velodyne_points(path: str | Path) -> np.ndarray:
+    """Read a KITTI Velodyne `.bin` scan as (N,4) float32 x, y, z [m, Velodyne frame], reflectance."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Velodyne scan not found: {path}")
+    raw = np.fromfile(path, dtype=np.float32)
+    if raw.size % 4:
+        raise ValueError(f"{path} holds {raw.size} floats, not a multiple of 4 (x, y, z, reflectance)")
+    return raw.reshape(-1, 4)
+
+
+def velodyne_depth_map(points: np.ndarray, calib: StereoCalibration, camera: int = 2) -> np.ndarray:
+    """Project Velodyne points into the rectified camera image as the KITTI devkit / monodepth2 do.
+
+    points: (N,3+) Velodyne x, y, z in metres. Points behind the scanner (x < 0) are dropped; the rest
+    are projected with P_rect_0{camera} R_rect_00 velo_to_cam; pixel = round(u) - 1, round(v) - 1
+    (devkit's MATLAB 1-based convention); where several points hit a pixel the nearest is kept.
+    Returns (H,W) float32 depth (camera z) in metres, H, W from S_rect_02; 0 where no point lands.
+    """
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] < 3:
+        raise ValueError(f"points must be (N,3) or (N,4) Velodyne x, y, z[, reflectance], got {points.shape}")
+    if camera not in (2, 3):
+        raise ValueError(f"camera must be 2 (left) or 3 (right), got {camera}")
+    projection = calib.P_rect_02 if camera == 2 else calib.P_rect_03
+    velo_to_image = projection @ calib.R_rect_00 @ calib.velo_to_cam
+    width, height = calib.image_size
+
+    xyz = points[points[:, 0] >= 0, :3].astype(np.float64)
+    homogeneous = np.hstack([xyz, np.ones((len(xyz), 1))])
+    projected = homogeneous @ velo_to_image.T
+    depth = projected[:, 2]
+    cols = np.round(projected[:, 0] / depth) - 1
+    rows = np.round(projected[:, 1] / depth) - 1
+    inside = (cols >= 0) & (rows >= 0) & (cols < width) & (rows < height)
+    cols, rows, depth = cols[inside].astype(np.int64), rows[inside].astype(np.int64), depth[inside]
+
+    depth_map = np.full((height, width), np.inf)
+    np.minimum.at(depth_map, (rows, cols), depth)
+    depth_map[~np.isfinite(depth_map) | (depth_map < 0)] = 0.0
+    return depth_map.astype(np.float32)
+
+
+def load_disparity_png(path: str | Path) -> np.ndarray:
+    """Read a KITTI 2015 disparity PNG (`disp_occ_0`, uint16 = disparity * 256) as (H,W) float32 pixels, 0 invalid."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"disparity PNG not found: {path}")
+    encoded = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if encoded is None:
+        raise ValueError(f"cannot decode disparity PNG: {path}")
+    if encoded.dtype != np.uint16 or encoded.ndim != 2:
+        raise ValueError(f"{path} is {encoded.dtype} with shape {encoded.shape}; a KITTI disparity PNG is "
+                         "single-channel uint16")
+    return encoded.astype(np.float32) / 256.0
