@@ -1,0 +1,185 @@
+"""The streaming DepthEstimator: preprocessing, state carry and resets, depth conversion, bad input."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from siam_depth_core.checkpoint import CheckpointError, ModelMeta, load_model, save_checkpoint
+from siam_depth_core.geometry import disparity_to_depth
+from siam_depth_core.inference import FALLBACK_FX_PER_WIDTH, DepthEstimator, preprocess
+from siam_depth_core.model import run_siamese
+
+NET_SIZE = (64, 128)  # (H, W)
+CAMERA_SHAPE = (75, 250)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(1)
+    meta = ModelMeta(net_width=0.125, height=NET_SIZE[0], width=NET_SIZE[1], baseline_m=0.5)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", meta.build_network(), meta)
+
+
+@pytest.fixture()
+def estimator(tiny_checkpoint: Path) -> DepthEstimator:
+    return DepthEstimator(tiny_checkpoint, max_gap_s=0.5)
+
+
+def _camera_image(seed: int = 0, shape: tuple[int, int] = CAMERA_SHAPE) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+
+
+class _ConstantDisparity:
+    """A backend stand-in that returns the same disparity everywhere (to check the depth formula)."""
+
+    name = "constant"
+
+    def __init__(self, value: np.ndarray, meta: ModelMeta) -> None:
+        self.value = value
+        self.meta = meta
+        self.input_size = value.shape[-2:]
+
+    def run(self, image: np.ndarray, state: object) -> tuple[np.ndarray, object]:
+        return self.value, state
+
+
+def test_preprocess_colour_order_and_range() -> None:
+    rgb = _camera_image()
+    from_rgb = preprocess(rgb, "rgb8", NET_SIZE)
+    from_bgr = preprocess(np.ascontiguousarray(rgb[:, :, ::-1]), "bgr8", NET_SIZE)
+    from_bgra = preprocess(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA), "bgra8", NET_SIZE)
+    assert from_rgb.shape == (1, 3, *NET_SIZE) and from_rgb.dtype == np.float32
+    assert 0.0 <= from_rgb.min() and from_rgb.max() <= 1.0
+    np.testing.assert_array_equal(from_rgb, from_bgr)
+    np.testing.assert_array_equal(from_rgb, from_bgra)
+    expected = cv2.resize(rgb, NET_SIZE[::-1], interpolation=cv2.INTER_AREA)[:, :, 0] / 255.0
+    np.testing.assert_allclose(from_rgb[0, 0], expected, atol=1e-6)
+
+
+def test_preprocess_mono_is_replicated() -> None:
+    mono = _camera_image()[:, :, 1]
+    for image in (mono, mono[:, :, None]):
+        network_input = preprocess(image, "mono8", NET_SIZE)
+        np.testing.assert_array_equal(network_input[0, 0], network_input[0, 1])
+        np.testing.assert_array_equal(network_input[0, 0], network_input[0, 2])
+    assert network_input.std() > 0
+
+
+@pytest.mark.parametrize(("image", "encoding", "message"), [
+    (np.zeros((10, 20, 3), np.uint8), "yuv422", "unsupported image encoding"),
+    (np.zeros((10, 20, 4), np.uint8), "rgb8", r"shape \(H,W,3\)"),
+    (np.zeros((10, 20), np.uint8), "bgr8", r"shape \(H,W,3\)"),
+    (np.zeros((0, 20, 3), np.uint8), "rgb8", "empty image"),
+    (np.zeros((10, 20, 3), np.float32), "rgb8", "must be uint8"),
+    ([[1, 2, 3]], "rgb8", "numpy array"),
+])
+def test_bad_input_raises_clear_error(estimator: DepthEstimator, image: object, encoding: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        estimator.step(image, 0.0, encoding)  # type: ignore[arg-type]
+
+
+def test_bad_input_keeps_state(estimator: DepthEstimator) -> None:
+    image = _camera_image()
+    estimator.step(image, 0.0)
+    with pytest.raises(ValueError):
+        estimator.step(np.zeros((0, 0, 3), np.uint8), 0.05)
+    result = estimator.step(image, 0.1)
+    assert result.reset_reason is None and estimator.reset_count == 0
+
+
+def test_state_carried_across_frames(estimator: DepthEstimator) -> None:
+    image = _camera_image()
+    first = estimator.step(image, 0.0)
+    second = estimator.step(image, 0.1)
+    assert second.reset_reason is None
+    assert np.abs(second.disparity - first.disparity).max() > 1e-6, "identical frames must differ by the state"
+    estimator.reset("test")
+    after_reset = estimator.step(image, 0.2)
+    assert after_reset.reset_reason == "test" and estimator.reset_count == 1
+    np.testing.assert_allclose(after_reset.disparity, first.disparity, atol=1e-6)
+
+
+@pytest.mark.parametrize(("second_stamp", "second_shape", "reason"), [
+    (9.9, CAMERA_SHAPE, "time went backwards"),
+    (10.6, CAMERA_SHAPE, "gap of 0.600 s exceeds max_gap_s"),
+    (10.1, (80, 250), "image size changed from 250x75 to 250x80"),
+])
+def test_discontinuity_resets_state(tiny_checkpoint: Path, estimator: DepthEstimator, second_stamp: float,
+                                    second_shape: tuple[int, int], reason: str) -> None:
+    fresh = DepthEstimator(tiny_checkpoint)
+    first_image = _camera_image(shape=CAMERA_SHAPE)
+    second_image = _camera_image(seed=1, shape=second_shape)
+    estimator.step(first_image, 10.0)
+    result = estimator.step(second_image, second_stamp)
+    assert result.reset_reason is not None and reason in result.reset_reason
+    assert estimator.reset_count == 1
+    expected = fresh.step(second_image, 0.0)
+    np.testing.assert_allclose(result.disparity, expected.disparity, atol=1e-6)
+    assert estimator.step(second_image, second_stamp + 0.1).reset_reason is None
+
+
+def test_output_at_camera_resolution_and_matches_network(tiny_checkpoint: Path, estimator: DepthEstimator) -> None:
+    image = _camera_image()
+    result = estimator.step(image, 0.0)
+    assert result.disparity.shape == CAMERA_SHAPE and result.depth_m.shape == CAMERA_SHAPE
+    assert result.disparity.dtype == np.float32 and result.depth_m.dtype == np.float32
+    assert set(result.timings) == {"preprocess", "model", "postprocess"}
+    net, _ = load_model(tiny_checkpoint)
+    with torch.no_grad():
+        output, _ = run_siamese(net, torch.from_numpy(preprocess(image, "rgb8", NET_SIZE)))
+    network_disparity = output.disp_refined[0][0, 0].numpy()
+    expected = cv2.resize(network_disparity, CAMERA_SHAPE[::-1], interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(result.disparity, expected, atol=1e-6)
+    # No fx given: the documented KITTI ratio; baseline from the checkpoint (0.5 m).
+    fallback = disparity_to_depth(expected, 0.5, FALLBACK_FX_PER_WIDTH * CAMERA_SHAPE[1], CAMERA_SHAPE[1])
+    in_range = (fallback >= 0.1) & (fallback <= 80.0)
+    np.testing.assert_allclose(result.depth_m[in_range], fallback[in_range], rtol=1e-5)
+    assert np.isnan(result.depth_m[~in_range]).all()
+
+
+def test_depth_formula_and_range_on_known_disparity(tiny_checkpoint: Path) -> None:
+    estimator = DepthEstimator(tiny_checkpoint, baseline_m=0.54, min_depth=1.0, max_depth=50.0)
+    width = NET_SIZE[1]
+    disparity = np.full((1, 1, *NET_SIZE), 0.02, np.float32)
+    disparity[..., :, : width // 2] = 0.2    # near: 0.54 * 700 / (0.2 * 700) = 2.7 m
+    disparity[..., 0, :] = 0.001             # far: 540 m > max_depth -> NaN
+    estimator.backend = _ConstantDisparity(disparity, estimator.meta)
+    camera = np.zeros((NET_SIZE[0], 700, 3), np.uint8)  # same height, 700 px wide camera
+    result = estimator.step(camera, 0.0, fx_px=700.0)
+    np.testing.assert_allclose(result.depth_m[10, 5], 0.54 * 700.0 / (0.2 * 700.0), rtol=1e-6)
+    np.testing.assert_allclose(result.depth_m[10, 650], 0.54 * 700.0 / (0.02 * 700.0), rtol=1e-6)
+    assert np.isnan(result.depth_m[0]).all()
+    with pytest.raises(ValueError, match="fx_px"):
+        estimator.step(camera, 0.1, fx_px=-1.0)
+
+
+def test_missing_and_corrupt_checkpoint(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(CheckpointError, match="not found.*missing.pt"):
+        DepthEstimator(missing)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="corrupt.pt"):
+        DepthEstimator(corrupt)
+
+
+def test_no_checkpoint_builds_untrained_network(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="siam_depth_core.inference"):
+        estimator = DepthEstimator(size=NET_SIZE)
+    assert "randomly initialised" in caplog.text
+    assert estimator.meta.net_width == 0.25 and estimator.input_size == NET_SIZE
+    result = estimator.step(_camera_image(), 0.0)
+    assert np.isfinite(result.disparity).all()
+
+
+def test_bad_settings_raise() -> None:
+    with pytest.raises(ValueError, match="multiple of 32"):
+        DepthEstimator(size=(100, 128))
+    with pytest.raises(ValueError, match="min_depth"):
+        DepthEstimator(min_depth=10.0, max_depth=5.0)
