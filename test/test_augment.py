@@ -1,0 +1,71 @@
+"""StereoAugment: flip swaps and mirrors the views, photometric factors shared by the clip and both views."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from siam_depth_core.data.augment import StereoAugment
+
+
+def _clip(frames: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return torch.rand(frames, 3, 4, 6, generator=generator), torch.rand(frames, 3, 4, 6, generator=generator)
+
+
+def test_flip_mirrors_both_views_and_swaps_left_and_right():
+    left, right = _clip()
+    out_left, out_right = StereoAugment(flip_prob=1.0, prob=0.0)(left, right, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out_left, right.flip(-1), rtol=0, atol=0)
+    torch.testing.assert_close(out_right, left.flip(-1), rtol=0, atol=0)
+
+
+def test_no_flip_no_photometric_is_identity():
+    left, right = _clip()
+    out_left, out_right = StereoAugment(flip_prob=0.0, prob=0.0)(left, right, torch.Generator().manual_seed(0))
+    assert torch.equal(out_left, left) and torch.equal(out_right, right)
+
+
+def test_photometric_gamma_brightness_colour_formula():
+    left, right = _clip(1)
+    augment = StereoAugment(flip_prob=0.0, gamma=(2.0, 2.0), brightness=(0.5, 0.5), colour=(0.9, 0.9), prob=1.0)
+    out_left, out_right = augment(left, right, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out_left, left**2 * 0.45)
+    torch.testing.assert_close(out_right, right**2 * 0.45)
+
+
+def test_output_clamped_to_unit_range():
+    left, right = _clip()
+    augment = StereoAugment(flip_prob=0.0, gamma=(1.0, 1.0), brightness=(2.0, 2.0), colour=(1.0, 1.0), prob=1.0)
+    out_left, _ = augment(left, right, torch.Generator().manual_seed(0))
+    assert out_left.max() == 1.0 and out_left.min() >= 0.0
+    torch.testing.assert_close(out_left, (left * 2).clamp(max=1.0))
+
+
+def test_same_draw_for_every_frame_and_both_views():
+    frame = torch.rand(1, 3, 4, 6)
+    clip = frame.expand(3, -1, -1, -1).clone()
+    for seed in range(10):
+        out_left, out_right = StereoAugment(flip_prob=0.0, prob=1.0)(clip, clip.clone(), torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(out_left[0], out_left[2], rtol=1e-6, atol=1e-7)  # SIMD lanes may differ by 1 ulp
+        torch.testing.assert_close(out_left, out_right, rtol=1e-6, atol=1e-7)
+
+
+def test_draws_are_reproducible_and_flip_about_half_the_time():
+    left, right = _clip(1)
+    augment = StereoAugment()
+    first = augment(left, right, torch.Generator().manual_seed(7))
+    again = augment(left, right, torch.Generator().manual_seed(7))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    generator = torch.Generator().manual_seed(0)
+    flips = sum(torch.equal(StereoAugment(prob=0.0)(left, right, generator)[0], right.flip(-1)) for _ in range(400))
+    assert 150 < flips < 250
+
+
+def test_bad_parameters_and_shapes_are_rejected():
+    with pytest.raises(ValueError, match="flip_prob"):
+        StereoAugment(flip_prob=1.5)
+    with pytest.raises(ValueError, match="gamma"):
+        StereoAugment(gamma=(1.2, 0.8))
+    left, _ = _clip()
+    with pytest.raises(ValueError, match="RGB"):
+        StereoAugment()(left, left[:1], torch.Generator())

@@ -1,0 +1,82 @@
+"""KittiClipDataset on the shared drives: clips stay inside one drive, T=1 works, resizing, augmentation seeding."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from siam_depth_core.data.augment import StereoAugment
+from siam_depth_core.data.clips import KittiClipDataset, consecutive_runs
+from siam_depth_core.data.kitti import frame_path, load_image
+from siam_depth_core.data.splits import SplitEntry
+
+DRIVE_0009 = "2011_09_26/2011_09_26_drive_0009_sync"
+DRIVE_0023 = "2011_09_26/2011_09_26_drive_0023_sync"
+SIZE = (32, 64)
+
+
+@pytest.fixture(scope="module")
+def both_drives(drive_0009: Path, drive_0023: Path) -> list[str]:
+    return [DRIVE_0009, DRIVE_0023]
+
+
+def test_clips_never_cross_drives(kitti_root: Path, both_drives: list[str]):
+    dataset = KittiClipDataset(kitti_root, drives=both_drives, clip_len=5, size=SIZE)
+    assert len(dataset) == (51 - 4) + (7 - 4)
+    for drive, start in dataset.clips:
+        last = 50 if drive == DRIVE_0009 else 6
+        assert 0 <= start and start + 4 <= last
+    item = dataset[len(dataset) - 1]
+    assert item["drive"] == DRIVE_0023 and item["frames"].tolist() == [2, 3, 4, 5, 6]
+    assert item["left"].shape == item["right"].shape == (5, 3, *SIZE)
+
+
+def test_single_frame_clips_and_resize_with_inter_area(kitti_root: Path, both_drives: list[str]):
+    dataset = KittiClipDataset(kitti_root, drives=both_drives, clip_len=1, size=SIZE)
+    assert len(dataset) == 51 + 7
+    item = dataset[3]
+    assert item["frames"].dtype == torch.long and item["frames"].tolist() == [3]
+    assert item["left"].dtype == torch.float32 and 0.0 <= item["left"].min() and item["left"].max() <= 1.0
+    expected = cv2.resize(load_image(frame_path(kitti_root, DRIVE_0009, 3, camera=3)), SIZE[::-1],
+                          interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(item["right"][0].permute(1, 2, 0).numpy(), expected / 255.0, atol=1e-6)
+
+
+def test_entries_define_the_frames_and_excluded_drives_are_dropped(kitti_root: Path, both_drives: list[str]):
+    entries = [SplitEntry(DRIVE_0009, f, "l") for f in (0, 1, 2, 5, 6)] + [SplitEntry(DRIVE_0009, 2, "r"),
+                                                                           SplitEntry(DRIVE_0023, 1, "l")]
+    dataset = KittiClipDataset(kitti_root, entries=entries, clip_len=2, size=SIZE)
+    assert dataset.clips == [(DRIVE_0009, 0), (DRIVE_0009, 1), (DRIVE_0009, 5)]
+    dataset = KittiClipDataset(kitti_root, drives=both_drives, clip_len=3, size=SIZE, exclude_drives={DRIVE_0009})
+    assert {drive for drive, _ in dataset.clips} == {DRIVE_0023} and len(dataset) == 5
+
+
+def test_augmentation_depends_on_seed_epoch_and_index_only(kitti_root: Path, drive_0023: Path):
+    dataset = KittiClipDataset(kitti_root, drives=[DRIVE_0023], clip_len=2, size=SIZE,
+                               augment=StereoAugment(flip_prob=0.5, prob=1.0))
+    first = dataset[0]["left"]
+    assert torch.equal(first, dataset[0]["left"])
+    epochs = []
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        epochs.append(dataset[0]["left"])
+    assert torch.equal(epochs[0], first)
+    assert any(not torch.equal(epochs[0], other) for other in epochs[1:])
+
+
+def test_bad_arguments_are_rejected(kitti_root: Path, drive_0023: Path):
+    with pytest.raises(ValueError, match="exactly one"):
+        KittiClipDataset(kitti_root)
+    with pytest.raises(ValueError, match="no clip of 8 consecutive frames"):
+        KittiClipDataset(kitti_root, drives=[DRIVE_0023], clip_len=8)
+    with pytest.raises(ValueError, match="clip_len"):
+        consecutive_runs([1, 2], 0)
+
+
+def test_consecutive_runs():
+    assert consecutive_runs([5, 1, 2, 3, 7, 8], 2) == [1, 2, 7]
+    assert consecutive_runs([5, 1, 2, 3, 7, 8], 3) == [1]
+    assert consecutive_runs([4, 9], 1) == [4, 9]
