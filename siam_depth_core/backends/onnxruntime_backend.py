@@ -1,0 +1,87 @@
+"""The ONNX Runtime backend: runs an exported one-step model, the state kept as ORT values.
+
+The state tensors are bound with I/O binding and stay where the execution provider put them (GPU
+memory with the CUDA provider), so they make no host round trip between frames.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siam_depth_core.backends import BackendError, check_image
+from siam_depth_core.backends.sidecar import ModelSidecar, sidecar_path
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+class OnnxRuntimeBackend:
+    """Stateful Siamese step through ONNX Runtime; state = list of `OrtValue`, in sidecar order."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise BackendError("the onnxruntime backend needs the onnxruntime package "
+                               "(pip install onnxruntime, or onnxruntime-gpu for CUDA)") from error
+        self._ort = onnxruntime
+        self.onnx_path = Path(onnx_path)
+        if not self.onnx_path.is_file():
+            raise BackendError(f"ONNX model not found: {self.onnx_path}")
+        try:
+            self.sidecar = ModelSidecar.read(sidecar_path(self.onnx_path))
+        except ValueError as error:
+            raise BackendError(str(error)) from error
+        self.meta = self.sidecar.model_meta()
+        self.input_size = self.sidecar.input_size
+        providers: list[Any] = [CPU_PROVIDER]
+        self.device_type, self.device_id = "cpu", 0
+        if device.startswith("cuda"):
+            if CUDA_PROVIDER not in onnxruntime.get_available_providers():
+                raise BackendError(f"device {device!r} requested but onnxruntime {onnxruntime.__version__} has no "
+                                   f"{CUDA_PROVIDER} (install onnxruntime-gpu); available: "
+                                   f"{', '.join(onnxruntime.get_available_providers())}")
+            self.device_type, self.device_id = "cuda", int(device.split(":")[1]) if ":" in device else 0
+            providers = [(CUDA_PROVIDER, {"device_id": self.device_id}), CPU_PROVIDER]
+        elif device != "cpu":
+            raise BackendError(f"unknown device {device!r} for the onnxruntime backend; use 'cpu' or 'cuda[:i]'")
+        options = onnxruntime.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = onnxruntime.InferenceSession(str(self.onnx_path), options, providers=providers)
+        except Exception as error:  # onnxruntime raises its own exception types for bad files
+            raise BackendError(f"ONNX model {self.onnx_path} cannot be loaded (corrupt or truncated?): "
+                               f"{type(error).__name__}: {error}") from error
+        self._check_model_matches_sidecar()
+
+    def _check_model_matches_sidecar(self) -> None:
+        inputs = {item.name: item.shape for item in self.session.get_inputs()}
+        expected = {self.sidecar.image_input: [1, 3, *self.input_size]}
+        expected.update({item.input_name: item.shape for item in self.sidecar.state})
+        if inputs != expected:
+            raise BackendError(f"ONNX model {self.onnx_path} does not match its sidecar "
+                               f"{sidecar_path(self.onnx_path)}: inputs {inputs}, sidecar says {expected}")
+
+    def _zero_state(self) -> list[Any]:
+        return [self._ort.OrtValue.ortvalue_from_numpy(np.zeros(item.shape, np.float32), self.device_type,
+                                                       self.device_id) for item in self.sidecar.state]
+
+    def run(self, image: np.ndarray, state: Any | None) -> tuple[np.ndarray, Any]:
+        """See `Backend.run`; the state is the list of next-state `OrtValue`s."""
+        check_image(image, self.input_size, f"ONNX model {self.onnx_path}")
+        state = self._zero_state() if state is None else state
+        binding = self.session.io_binding()
+        binding.bind_cpu_input(self.sidecar.image_input, np.ascontiguousarray(image))
+        for item, value in zip(self.sidecar.state, state, strict=True):
+            binding.bind_ortvalue_input(item.input_name, value)
+        binding.bind_output(self.sidecar.disparity_output, "cpu")
+        for item in self.sidecar.state:
+            binding.bind_output(item.output_name, self.device_type, self.device_id)
+        self.session.run_with_iobinding(binding)
+        outputs = binding.get_outputs()
+        return outputs[0].numpy(), list(outputs[1:])

@@ -1,0 +1,103 @@
+"""The JSON sidecar written next to an exported ONNX model (and a TensorRT engine): `<model file>.json`.
+
+It says what the model file alone does not: the network size, the recurrent state layout (tensor
+names and shapes, in order), the rig baseline, the checkpoint's ModelMeta and sha256, and for an
+engine the TensorRT version, GPU and precision it was built for.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from siam_depth_core.checkpoint import ModelMeta
+
+FORMAT = "siam_depth_export/1"
+IMAGE_INPUT = "image"
+DISPARITY_OUTPUT = "disparity"
+
+
+def state_input_name(layer: str, part: str) -> str:
+    """ONNX input name of one ConvLSTM layer's state part ("h" or "c"), e.g. state_in.convlstm_skip1.h."""
+    return f"state_in.{layer}.{part}"
+
+
+def state_output_name(layer: str, part: str) -> str:
+    """ONNX output name of one ConvLSTM layer's next state part, e.g. state_out.convlstm_skip1.c."""
+    return f"state_out.{layer}.{part}"
+
+
+@dataclass
+class StateTensor:
+    """One state tensor: the layer it belongs to, "h" or "c", its (N,C,H,W) shape and I/O names."""
+
+    layer: str
+    part: str
+    shape: list[int]
+    input_name: str
+    output_name: str
+
+
+@dataclass
+class ModelSidecar:
+    """Everything a backend needs besides the model file. height/width: network input in pixels."""
+
+    height: int
+    width: int
+    baseline_m: float
+    meta: dict[str, Any]
+    state: list[StateTensor]
+    checkpoint_sha256: str | None
+    opset: int
+    format: str = FORMAT
+    image_input: str = IMAGE_INPUT
+    disparity_output: str = DISPARITY_OUTPUT
+    tensorrt: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Network (H, W)."""
+        return self.height, self.width
+
+    def model_meta(self) -> ModelMeta:
+        """The checkpoint's ModelMeta (unknown keys from newer versions are ignored)."""
+        known = set(ModelMeta.__dataclass_fields__)
+        return ModelMeta(**{k: v for k, v in self.meta.items() if k in known})
+
+    def write(self, path: str | Path) -> Path:
+        """Write as indented JSON to `path`."""
+        path = Path(path)
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> ModelSidecar:
+        """Read a sidecar; raises ValueError naming the file when it is missing or malformed."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"model sidecar not found: {path} (it is written by siam-depth-export next to the model)")
+        try:
+            raw = json.loads(path.read_text())
+            if raw.get("format") != FORMAT:
+                raise ValueError(f"format {raw.get('format')!r}, expected {FORMAT!r}")
+            raw["state"] = [StateTensor(**item) for item in raw["state"]]
+            return cls(**raw)
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise ValueError(f"model sidecar {path} is malformed: {error}") from error
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """`out.onnx` -> `out.onnx.json`; `out.engine` -> `out.engine.json`."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + ".json")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
