@@ -1,0 +1,250 @@
+"""sensor_msgs <-> numpy without cv_bridge or sensor_msgs_py, with their semantics and numpy-bytes speed.
+
+Images: `image_to_numpy` / `numpy_to_image` follow cv_bridge (`imgmsg_to_cv2` / `cv2_to_imgmsg`):
+(H,W) for one channel, (H,W,C) otherwise, rows padded via `step`, `is_bigendian` honoured (the
+returned array is always in native byte order). Point clouds follow sensor_msgs_py `point_cloud2`:
+x, y, z FLOAT32 plus an optional `rgb` FLOAT32 whose bytes are 0x00RRGGBB as a little-endian uint32
+(the RViz / PCL packing); `pointcloud2_to_array` views any cloud as a numpy structured array.
+No function loops over pixels or points in Python.
+"""
+from __future__ import annotations
+
+import sys
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+
+__all__ = ["IMAGE_ENCODINGS", "ImageConversionError", "camera_info_matrix", "colorize_depth",
+           "make_camera_info", "numpy_to_image", "image_to_numpy", "pack_rgb", "pointcloud2_to_array",
+           "points_to_pointcloud2", "unpack_rgb"]
+
+#: sensor_msgs/Image encodings we convert: name -> (numpy dtype, channels).
+IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    "rgb8": (np.dtype(np.uint8), 3),
+    "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "bgra8": (np.dtype(np.uint8), 4),
+    "mono8": (np.dtype(np.uint8), 1),
+    "mono16": (np.dtype(np.uint16), 1),
+    "16UC1": (np.dtype(np.uint16), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+}
+
+_NATIVE_BIG_ENDIAN = sys.byteorder == "big"
+
+#: PointField datatype constants -> numpy dtypes (sensor_msgs_py's table).
+_POINT_FIELD_DTYPES: dict[int, np.dtype] = {
+    PointField.INT8: np.dtype(np.int8),
+    PointField.UINT8: np.dtype(np.uint8),
+    PointField.INT16: np.dtype(np.int16),
+    PointField.UINT16: np.dtype(np.uint16),
+    PointField.INT32: np.dtype(np.int32),
+    PointField.UINT32: np.dtype(np.uint32),
+    PointField.FLOAT32: np.dtype(np.float32),
+    PointField.FLOAT64: np.dtype(np.float64),
+}
+
+
+class ImageConversionError(ValueError):
+    """A message or array that cannot be converted; the message says what is wrong with it."""
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> (H,W) or (H,W,C) array in native byte order (cv_bridge `imgmsg_to_cv2`).
+
+    Row padding (`step` > W * C * itemsize) is skipped without copying; the result is a view of the
+    message buffer unless the byte order had to be swapped. Raises ImageConversionError for an
+    unsupported encoding, a zero-size image, a `step` shorter than a row, or too little data.
+    """
+    if msg.encoding not in IMAGE_ENCODINGS:
+        raise ImageConversionError(f"unsupported image encoding {msg.encoding!r}; "
+                                   f"supported: {', '.join(IMAGE_ENCODINGS)}")
+    dtype, channels = IMAGE_ENCODINGS[msg.encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise ImageConversionError(f"empty {msg.encoding} image ({width}x{height} pixels)")
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ImageConversionError(f"{msg.encoding} image step {step} is shorter than one row of {width} pixels "
+                                   f"({row_bytes} bytes)")
+    buffer = memoryview(msg.data).cast("B")
+    if buffer.nbytes < height * step:
+        raise ImageConversionError(f"{msg.encoding} image {width}x{height} with step {step} needs "
+                                   f"{height * step} bytes of data, got {buffer.nbytes}")
+    wire_dtype = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+    shape = (height, width, channels)
+    strides = (step, channels * dtype.itemsize, dtype.itemsize)
+    array = np.ndarray(shape, dtype=wire_dtype, buffer=buffer, strides=strides)
+    if bool(msg.is_bigendian) != _NATIVE_BIG_ENDIAN and dtype.itemsize > 1:
+        array = array.astype(dtype)
+    else:
+        array = array.view(dtype)
+    return array[:, :, 0] if channels == 1 else array
+
+
+def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = None, step: int | None = None,
+                   is_bigendian: bool | None = None) -> Image:
+    """(H,W) or (H,W,C) array -> sensor_msgs/Image (cv_bridge `cv2_to_imgmsg`).
+
+    The dtype and channel count must match `encoding` (e.g. uint8 (H,W,3) for rgb8, float32 (H,W)
+    for 32FC1). `step` pads each row with zero bytes (default: unpadded); `is_bigendian` chooses the
+    byte order of the data (default: this machine's).
+    """
+    if encoding not in IMAGE_ENCODINGS:
+        raise ImageConversionError(f"unsupported image encoding {encoding!r}; supported: {', '.join(IMAGE_ENCODINGS)}")
+    dtype, channels = IMAGE_ENCODINGS[encoding]
+    array = np.asarray(array)
+    if array.ndim == 2 and channels == 1:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] != channels:
+        raise ImageConversionError(f"{encoding} needs a {'(H,W)' if channels == 1 else f'(H,W,{channels})'} array, "
+                                   f"got shape {array.shape}")
+    if array.dtype != dtype:
+        raise ImageConversionError(f"{encoding} needs a {dtype} array, got {array.dtype}")
+    height, width = array.shape[:2]
+    big_endian = _NATIVE_BIG_ENDIAN if is_bigendian is None else bool(is_bigendian)
+    rows = np.ascontiguousarray(array, dtype=dtype.newbyteorder(">" if big_endian else "<"))
+    row_bytes = width * channels * dtype.itemsize
+    step = row_bytes if step is None else int(step)
+    if step < row_bytes:
+        raise ImageConversionError(f"step {step} is shorter than one row of {width} {encoding} pixels ({row_bytes} bytes)")
+    rows = rows.view(np.uint8).reshape(height, row_bytes)
+    if step > row_bytes:
+        rows = np.pad(rows, ((0, 0), (0, step - row_bytes)))
+    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=int(big_endian), step=step)
+    if header is not None:
+        msg.header = header
+    msg.data = rows.tobytes()
+    return msg
+
+
+def camera_info_matrix(info: CameraInfo) -> np.ndarray:
+    """The (3,3) float64 intrinsics K of a CameraInfo in pixels; raises ValueError if K is unset."""
+    camera_matrix = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if not (camera_matrix[0, 0] > 0 and camera_matrix[1, 1] > 0):
+        raise ValueError(f"camera_info has no usable intrinsics (fx={camera_matrix[0, 0]}, fy={camera_matrix[1, 1]})")
+    return camera_matrix
+
+
+def make_camera_info(camera_matrix: np.ndarray, width: int, height: int, header: Header | None = None
+                     ) -> CameraInfo:
+    """CameraInfo of an undistorted (rectified) image: K, P = [K|0], R = I, plumb_bob with zero D."""
+    camera_matrix = np.asarray(camera_matrix, dtype=np.float64).reshape(3, 3)
+    info = CameraInfo(width=int(width), height=int(height), distortion_model="plumb_bob")
+    if header is not None:
+        info.header = header
+    info.d = [0.0] * 5
+    info.k = camera_matrix.ravel()
+    info.r = np.eye(3).ravel()
+    info.p = np.hstack([camera_matrix, np.zeros((3, 1))]).ravel()
+    return info
+
+
+def pack_rgb(colors: np.ndarray) -> np.ndarray:
+    """(...,3) uint8 RGB -> (...) float32 whose bits are the uint32 0x00RRGGBB (RViz `rgb` field)."""
+    colors = np.asarray(colors)
+    if colors.shape[-1:] != (3,) or colors.dtype != np.uint8:
+        raise ValueError(f"colours must be (...,3) uint8 RGB, got {colors.dtype} {colors.shape}")
+    colors = colors.astype(np.uint32)
+    packed = (colors[..., 0] << 16) | (colors[..., 1] << 8) | colors[..., 2]
+    return packed.view(np.float32)
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """Inverse of `pack_rgb`: (...) float32 packed rgb -> (...,3) uint8 RGB."""
+    bits = np.ascontiguousarray(packed, dtype=np.float32).view(np.uint32)
+    return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], axis=-1).astype(np.uint8)
+
+
+def points_to_pointcloud2(points: np.ndarray, colors: np.ndarray | None = None, header: Header | None = None
+                          ) -> PointCloud2:
+    """(N,3) or organised (H,W,3) points in metres (+ matching (...,3) uint8 RGB) -> PointCloud2.
+
+    Fields x, y, z FLOAT32 at offsets 0, 4, 8 and, with colours, rgb FLOAT32 (packed) at 12; point_step
+    12 or 16. An (N,3) input gives an unorganised cloud (height 1, width N); is_dense is False when a
+    point is not finite.
+    """
+    points = np.asarray(points, dtype=np.float32)
+    if points.ndim not in (2, 3) or points.shape[-1] != 3:
+        raise ValueError(f"points must be (N,3) or (H,W,3), got shape {points.shape}")
+    height, width = (1, points.shape[0]) if points.ndim == 2 else points.shape[:2]
+    names = ["x", "y", "z"]
+    if colors is not None:
+        if np.shape(colors) != points.shape:
+            raise ValueError(f"colours {np.shape(colors)} must match points {points.shape}")
+        names.append("rgb")
+    record = np.empty(height * width, dtype=np.dtype({"names": names, "formats": [np.float32] * len(names)}))
+    flat_points = points.reshape(-1, 3)
+    record["x"], record["y"], record["z"] = flat_points[:, 0], flat_points[:, 1], flat_points[:, 2]
+    if colors is not None:
+        record["rgb"] = pack_rgb(np.asarray(colors).reshape(-1, 3))
+    fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, name in enumerate(names)]
+    msg = PointCloud2(height=height, width=width, fields=fields, is_bigendian=_NATIVE_BIG_ENDIAN,
+                      point_step=record.dtype.itemsize, row_step=record.dtype.itemsize * width,
+                      is_dense=bool(np.isfinite(flat_points).all()))
+    if header is not None:
+        msg.header = header
+    msg.data = record.tobytes()
+    return msg
+
+
+def pointcloud2_to_array(msg: PointCloud2, field_names: list[str] | None = None, skip_nans: bool = False
+                         ) -> np.ndarray:
+    """PointCloud2 -> (height*width,) structured array in native byte order (sensor_msgs_py `read_points`).
+
+    Field offsets, point_step padding, row_step padding and is_bigendian are honoured. field_names
+    selects fields (default all); skip_nans drops points whose selected fields hold a NaN.
+    """
+    formats, offsets, names = [], [], []
+    for point_field in msg.fields:
+        if point_field.datatype not in _POINT_FIELD_DTYPES:
+            raise ValueError(f"point field {point_field.name!r} has unknown datatype {point_field.datatype}")
+        base = _POINT_FIELD_DTYPES[point_field.datatype].newbyteorder(">" if msg.is_bigendian else "<")
+        formats.append(base if point_field.count == 1 else (base, (point_field.count,)))
+        offsets.append(point_field.offset)
+        names.append(point_field.name)
+    wire_dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
+    height, width = int(msg.height), int(msg.width)
+    row_bytes = width * msg.point_step
+    buffer = np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8)
+    if msg.row_step < row_bytes or buffer.size < (height - 1) * msg.row_step + row_bytes:
+        raise ValueError(f"point cloud {width}x{height} with point_step {msg.point_step} and row_step "
+                         f"{msg.row_step} needs {height * msg.row_step} bytes, got {buffer.size}")
+    rows = buffer[:height * msg.row_step].reshape(height, msg.row_step)[:, :row_bytes]
+    records = np.ascontiguousarray(rows).view(wire_dtype).reshape(-1)
+    selected = field_names if field_names is not None else names
+    missing = [name for name in selected if name not in names]
+    if missing:
+        raise ValueError(f"point cloud has no field(s) {missing}; it has {names}")
+    native = np.dtype([(name, wire_dtype.fields[name][0].newbyteorder("=")) for name in selected])
+    array = np.empty(records.shape, dtype=native)
+    for name in selected:
+        array[name] = records[name]
+    if skip_nans:
+        keep = np.ones(array.shape, dtype=bool)
+        for name in selected:
+            values = array[name]
+            if values.dtype.kind == "f":
+                keep &= ~np.isnan(values.reshape(values.shape[0], -1)).any(axis=1)
+        array = array[keep]
+    return array
+
+
+def colorize_depth(depth_m: np.ndarray, min_depth: float, max_depth: float,
+                   colormap: int = cv2.COLORMAP_MAGMA) -> np.ndarray:
+    """(H,W) depth in metres -> (H,W,3) uint8 RGB for humans: inverse depth mapped over
+    [1/max_depth, 1/min_depth] through an OpenCV colour map (near = bright); NaN/invalid is black."""
+    if not 0 < min_depth < max_depth:
+        raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth} and {max_depth}")
+    depth_m = np.asarray(depth_m, dtype=np.float32)
+    if depth_m.ndim != 2:
+        raise ValueError(f"depth must be (H,W), got shape {depth_m.shape}")
+    valid = np.isfinite(depth_m) & (depth_m > 0)
+    inverse = np.divide(1.0, depth_m, out=np.zeros_like(depth_m), where=valid)
+    low, high = 1.0 / max_depth, 1.0 / min_depth
+    levels = np.clip((inverse - low) / (high - low), 0.0, 1.0)
+    colored = cv2.applyColorMap(np.round(levels * 255).astype(np.uint8), colormap)
+    colored[~valid] = 0
+    return cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
