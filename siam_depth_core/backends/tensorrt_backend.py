@@ -1,0 +1,295 @@
+"""The TensorRT backend (TensorRT 10 Python API): engine build from the exported ONNX, and execution.
+
+Build: the ONNX is parsed with TensorRT's ONNX parser; with fp16 the convolutions may run in half
+precision while every ConvLSTM gate/state layer is pinned to fp32 (the cell state accumulates over
+frames). The engine and a timing cache are written next to each other; the engine's sidecar
+(`<engine>.json`) records the TensorRT version, GPU model, precision, input size and the ONNX hash,
+and the engine is rebuilt (with a log line saying why) whenever one of them differs.
+
+Execution: all device buffers are allocated once (as torch CUDA tensors); the state lives in two
+buffer sets used ping-pong (frame k reads set k%2 and writes the other), so it never travels to the
+host; work is queued on one CUDA stream, optionally replayed from a CUDA graph per ping-pong parity.
+
+TensorRT is optional: it is imported lazily, and a GPU is checked for before any TensorRT object is
+created (creating one without a GPU can crash the process).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from siam_depth_core.backends import BackendError, check_image
+from siam_depth_core.backends.sidecar import ModelSidecar, file_sha256, sidecar_path
+from siam_depth_core.model import SiamDepthNet
+
+LOGGER = logging.getLogger(__name__)
+WORKSPACE_BYTES = 1 << 30
+_CONVLSTM_LAYERS = SiamDepthNet.SKIP_NAMES + SiamDepthNet.BOTTLENECK_NAMES
+
+
+def _require_gpu() -> Any:
+    """Return torch after checking for a CUDA GPU; raise BackendError naming what is missing."""
+    import torch
+    if not torch.cuda.is_available():
+        raise BackendError(f"the tensorrt backend needs an NVIDIA GPU, but none is visible "
+                           f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
+                           "use the torch or onnxruntime backend on this machine")
+    return torch
+
+
+def import_tensorrt() -> ModuleType:
+    """Check for a GPU, then import `tensorrt`; BackendError names the missing piece."""
+    _require_gpu()
+    try:
+        import tensorrt
+    except ImportError as error:
+        raise BackendError("the tensorrt backend needs the TensorRT Python package, which is not installed "
+                           "(pip install 'siam_depth_ros[trt]' or tensorrt>=10)") from error
+    major = int(tensorrt.__version__.split(".")[0])
+    if major < 10:
+        raise BackendError(f"the tensorrt backend needs TensorRT 10 or newer, found {tensorrt.__version__}")
+    return tensorrt
+
+
+def _pin_state_layers_fp32(trt: ModuleType, network: Any) -> int:
+    """Force every non-convolution layer of a ConvLSTM cell (gates, cell update, output) to fp32."""
+    pinned = 0
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        in_cell = any(f"/{name}/" in layer.name for name in _CONVLSTM_LAYERS)
+        if not in_cell or layer.type in (trt.LayerType.CONVOLUTION, trt.LayerType.CONSTANT):
+            continue
+        layer.precision = trt.float32
+        for output in range(layer.num_outputs):
+            layer.set_output_type(output, trt.float32)
+        pinned += 1
+    return pinned
+
+
+def build_serialized_engine(trt: ModuleType, onnx_path: str | Path, fp16: bool = False,
+                            timing_cache_path: str | Path | None = None) -> bytes:
+    """Parse `onnx_path` with TensorRT's ONNX parser and build a serialized engine.
+
+    `trt` is the TensorRT module (tensorrt, or tensorrt_rtx, which builds without a GPU). fp16
+    enables half-precision kernels with the ConvLSTM cell layers pinned to fp32. A timing cache at
+    `timing_cache_path` is read when present and written back after the build.
+    Raises BackendError naming the file on parser errors or a failed build.
+    """
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise BackendError(f"ONNX model not found: {onnx_path}")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes(), str(onnx_path.parent)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendError(f"TensorRT cannot parse ONNX model {onnx_path} (corrupt, truncated or unsupported): "
+                           f"{errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if fp16:
+        if not hasattr(trt.BuilderFlag, "FP16"):
+            raise BackendError(f"{trt.__name__} {trt.__version__} has no FP16 builder flag (strongly typed only); "
+                               "build an fp32 engine")
+        config.set_flag(trt.BuilderFlag.FP16)
+        constraint = getattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS", None)
+        if constraint is not None:
+            config.set_flag(constraint)
+        LOGGER.info("fp16 engine: %d ConvLSTM cell layers pinned to fp32", _pin_state_layers_fp32(trt, network))
+    timing_cache_path = Path(timing_cache_path) if timing_cache_path else None
+    cached = timing_cache_path.read_bytes() if timing_cache_path and timing_cache_path.is_file() else b""
+    timing_cache = config.create_timing_cache(cached)
+    config.set_timing_cache(timing_cache, ignore_mismatch=True)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None or serialized.nbytes == 0:
+        raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
+    if timing_cache_path is not None:
+        timing_cache_path.write_bytes(memoryview(config.get_timing_cache().serialize()))
+    return bytes(memoryview(serialized))
+
+
+def _read_sidecar(path: Path) -> ModelSidecar:
+    try:
+        return ModelSidecar.read(path)
+    except ValueError as error:
+        raise BackendError(str(error)) from error
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
+
+
+def engine_key(trt: ModuleType, onnx_sidecar: ModelSidecar, onnx_path: Path, fp16: bool) -> dict[str, Any]:
+    """What an engine is only valid for: TensorRT version, GPU model, input size, precision, ONNX hash."""
+    torch = _require_gpu()
+    major, minor = torch.cuda.get_device_capability()
+    return {"version": trt.__version__, "gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}",
+            "height": onnx_sidecar.height, "width": onnx_sidecar.width, "fp16": fp16,
+            "onnx_sha256": file_sha256(onnx_path)}
+
+
+def timing_cache_path(engine_path: Path, key: dict[str, Any]) -> Path:
+    """Timing cache beside the engine, named after the TensorRT version and GPU it is valid for."""
+    return engine_path.with_name(f"{engine_path.name}.timing-trt{key['version']}-{_slug(key['gpu'])}.cache")
+
+
+def build_engine_file(onnx_path: str | Path, engine_path: str | Path, fp16: bool = False) -> ModelSidecar:
+    """Build `engine_path` (+ its sidecar and timing cache) from an exported ONNX; returns the sidecar."""
+    trt = import_tensorrt()
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    onnx_sidecar = _read_sidecar(sidecar_path(onnx_path))
+    key = engine_key(trt, onnx_sidecar, onnx_path, fp16)
+    LOGGER.info("building TensorRT engine %s from %s (%s, %s, %dx%d, %s)", engine_path, onnx_path,
+                key["version"], key["gpu"], key["width"], key["height"], "fp16" if fp16 else "fp32")
+    engine_bytes = build_serialized_engine(trt, onnx_path, fp16, timing_cache_path(engine_path, key))
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    engine_path.write_bytes(engine_bytes)
+    engine_sidecar = ModelSidecar(**{**asdict(onnx_sidecar), "state": onnx_sidecar.state, "tensorrt": key})
+    engine_sidecar.write(sidecar_path(engine_path))
+    return engine_sidecar
+
+
+def _stale_reason(engine_path: Path, wanted: dict[str, Any]) -> str | None:
+    """Why the engine at `engine_path` cannot be used for `wanted`, or None when it is current."""
+    if not engine_path.is_file():
+        return "it does not exist"
+    try:
+        built = ModelSidecar.read(sidecar_path(engine_path)).tensorrt
+    except ValueError as error:
+        return str(error)
+    differences = [f"{name} {built.get(name)!r} -> {value!r}" for name, value in wanted.items()
+                   if built.get(name) != value]
+    return ", ".join(differences) if differences else None
+
+
+class TensorRTBackend:
+    """Stateful Siamese step through a TensorRT engine; the state is a ping-pong parity token (0/1).
+
+    engine: the engine file; onnx: the exported ONNX to (re)build it from when it is missing or was
+    built for another TensorRT version, GPU, size, precision or model (without `onnx` such an
+    engine is an error). fp16: build with half-precision kernels. cuda_graph: replay each step from
+    a CUDA graph.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, engine: str | Path | None = None, onnx: str | Path | None = None, fp16: bool = False,
+                 cuda_graph: bool = False) -> None:
+        trt = import_tensorrt()
+        torch = _require_gpu()
+        self._torch = torch
+        if engine is None:
+            engine = Path(onnx).with_suffix(".fp16.engine" if fp16 else ".engine")  # type: ignore[arg-type]
+        self.engine_path = Path(engine)
+        self._ensure_engine(trt, onnx, fp16)
+        self.sidecar = _read_sidecar(sidecar_path(self.engine_path))
+        self.meta = self.sidecar.model_meta()
+        self.input_size = self.sidecar.input_size
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        try:
+            self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
+        except RuntimeError:
+            self._engine = None
+        if self._engine is None:
+            raise BackendError(f"TensorRT engine {self.engine_path} cannot be loaded: corrupt, truncated, or built "
+                               f"by another TensorRT version than {trt.__version__} (rebuild it with siam-depth-export)")
+        self._context = self._engine.create_execution_context()
+        self._check_engine_io(trt)
+        self._allocate_buffers()
+        self._graphs = [self._capture(parity) for parity in (0, 1)] if cuda_graph else None
+
+    def _ensure_engine(self, trt: ModuleType, onnx: str | Path | None, fp16: bool) -> None:
+        """Rebuild the engine from `onnx` when it is missing or stale; without `onnx`, check what we can."""
+        if onnx is None:
+            if not self.engine_path.is_file():
+                raise BackendError(f"TensorRT engine not found: {self.engine_path} (and no ONNX to build it from)")
+            built = _read_sidecar(sidecar_path(self.engine_path)).tensorrt
+            here = {"version": trt.__version__, "gpu": self._torch.cuda.get_device_name()}
+            mismatch = [f"{name} {built.get(name)!r} (here {value!r})" for name, value in here.items()
+                        if built.get(name) != value]
+            if mismatch:
+                raise BackendError(f"TensorRT engine {self.engine_path} was built for {', '.join(mismatch)}; "
+                                   "pass the ONNX file so that it can be rebuilt")
+            return
+        onnx_path = Path(onnx)
+        if not onnx_path.is_file():
+            raise BackendError(f"ONNX model not found: {onnx_path}")
+        onnx_sidecar = _read_sidecar(sidecar_path(onnx_path))
+        reason = _stale_reason(self.engine_path, engine_key(trt, onnx_sidecar, onnx_path, fp16))
+        if reason is not None:
+            LOGGER.warning("rebuilding TensorRT engine %s: %s", self.engine_path, reason)
+            build_engine_file(onnx_path, self.engine_path, fp16)
+
+    def _check_engine_io(self, trt: ModuleType) -> None:
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        expected = {self.sidecar.image_input: [1, 3, *self.input_size], self.sidecar.disparity_output: [
+            1, 1, *self.input_size]}
+        for item in self.sidecar.state:
+            expected[item.input_name] = expected[item.output_name] = item.shape
+        found = {name: list(self._engine.get_tensor_shape(name)) for name in names}
+        if found != expected:
+            raise BackendError(f"TensorRT engine {self.engine_path} does not match its sidecar "
+                               f"{sidecar_path(self.engine_path)}: engine tensors {found}, sidecar {expected}")
+        for name in names:
+            if self._engine.get_tensor_dtype(name) != trt.float32:
+                raise BackendError(f"TensorRT engine {self.engine_path}: tensor {name} is "
+                                   f"{self._engine.get_tensor_dtype(name)}, expected fp32 I/O")
+
+    def _allocate_buffers(self) -> None:
+        torch = self._torch
+        height, width = self.input_size
+        self._stream = torch.cuda.Stream()
+        self._image = torch.zeros(1, 3, height, width, device="cuda")
+        self._disparity = torch.zeros(1, 1, height, width, device="cuda")
+        self._disparity_host = torch.zeros(1, 1, height, width, pin_memory=True)
+        self._states = [[torch.zeros(item.shape, device="cuda") for item in self.sidecar.state] for _ in (0, 1)]
+        self._context.set_tensor_address(self.sidecar.image_input, self._image.data_ptr())
+        self._context.set_tensor_address(self.sidecar.disparity_output, self._disparity.data_ptr())
+
+    def _bind_state(self, parity: int) -> None:
+        """Read the state from buffer set `parity`, write the next state into the other set."""
+        for item, source, target in zip(self.sidecar.state, self._states[parity], self._states[1 - parity],
+                                        strict=True):
+            self._context.set_tensor_address(item.input_name, source.data_ptr())
+            self._context.set_tensor_address(item.output_name, target.data_ptr())
+
+    def _enqueue(self, parity: int) -> None:
+        self._bind_state(parity)
+        if not self._context.execute_async_v3(self._stream.cuda_stream):
+            raise BackendError(f"TensorRT engine {self.engine_path}: execute_async_v3 failed (see the TensorRT log)")
+
+    def _capture(self, parity: int) -> Any:
+        torch = self._torch
+        with torch.cuda.stream(self._stream):
+            self._enqueue(parity)  # TensorRT needs one run before capture (lazy resource allocation)
+        self._stream.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=self._stream):
+            self._enqueue(parity)
+        return graph
+
+    def run(self, image: np.ndarray, state: Any | None) -> tuple[np.ndarray, Any]:
+        """See `Backend.run`; the state token is the index (0/1) of the buffer set holding the state."""
+        check_image(image, self.input_size, f"TensorRT engine {self.engine_path}")
+        torch = self._torch
+        parity = 0 if state is None else int(state)
+        with torch.cuda.stream(self._stream):
+            if state is None:
+                for tensor in self._states[0]:
+                    tensor.zero_()
+            self._image.copy_(torch.from_numpy(image), non_blocking=True)
+            if self._graphs is not None:
+                self._graphs[parity].replay()
+            else:
+                self._enqueue(parity)
+            self._disparity_host.copy_(self._disparity, non_blocking=True)
+        self._stream.synchronize()
+        return self._disparity_host.numpy().copy(), 1 - parity

@@ -1,0 +1,132 @@
+"""ONNX export with explicit state: graph I/O, sidecar, ONNX Runtime parity with torch on real frames."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from siam_depth_core.backends import BackendError, create_backend
+from siam_depth_core.backends.sidecar import ModelSidecar, file_sha256, sidecar_path
+from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
+from siam_depth_core.export import export_onnx, main
+from siam_depth_core.inference import DepthEstimator, preprocess
+from siam_depth_core.model import run_siamese
+
+NET_WIDTH = 0.125
+PARITY_FRAMES = 5
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(3)
+    meta = ModelMeta(net_width=NET_WIDTH, baseline_m=0.54)
+    return save_checkpoint(tmp_path_factory.mktemp("export") / "model.pt", meta.build_network(), meta)
+
+
+def _real_frames(drive: Path, count: int) -> list[np.ndarray]:
+    """The first `count` left colour frames of a KITTI drive, rgb8."""
+    paths = sorted((drive / "image_02" / "data").glob("*.png"))[:count]
+    assert len(paths) == count, f"expected {count} frames in {drive}"
+    return [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path in paths]
+
+
+@pytest.mark.parametrize(("height", "width"), [(256, 512), (192, 640)])
+def test_export_cli_run_and_reload(checkpoint: Path, tmp_path: Path, height: int, width: int) -> None:
+    onnx_path = tmp_path / f"model_{width}x{height}.onnx"
+    assert main(["--checkpoint", str(checkpoint), "--height", str(height), "--width", str(width),
+                 "--onnx", str(onnx_path)]) == 0
+    model = onnx.load(str(onnx_path))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version >= 17
+    input_names = [item.name for item in model.graph.input]
+    output_names = [item.name for item in model.graph.output]
+    assert input_names[0] == "image" and output_names[0] == "disparity"
+    layers = ("convlstm_skip1", "convlstm_skip2", "convlstm_skip3", "convlstm_skip4", "convlstm_skip5",
+              "convlstm7a", "convlstm7b")
+    assert input_names[1:] == [f"state_in.{layer}.{part}" for layer in layers for part in "hc"]
+    assert output_names[1:] == [f"state_out.{layer}.{part}" for layer in layers for part in "hc"]
+
+    sidecar_json = json.loads(sidecar_path(onnx_path).read_text())
+    assert (sidecar_json["height"], sidecar_json["width"]) == (height, width)
+    assert sidecar_json["baseline_m"] == pytest.approx(0.54)
+    assert sidecar_json["checkpoint_sha256"] == file_sha256(checkpoint)
+    assert sidecar_json["meta"]["net_width"] == NET_WIDTH
+    skip1 = sidecar_json["state"][0]
+    assert skip1["shape"] == [2, 4, height, width]  # Siamese pair: batch 2; 32 * 0.125 channels
+    assert sidecar_json["state"][-1]["shape"] == [2, 64, height // 32, width // 32]
+
+    estimator = DepthEstimator(backend="onnxruntime", onnx=onnx_path)
+    assert estimator.input_size == (height, width) and estimator.meta.net_width == NET_WIDTH
+    assert estimator.baseline_m == pytest.approx(0.54)
+    camera = np.random.default_rng(0).integers(0, 256, (100, 330, 3), dtype=np.uint8)
+    first = estimator.step(camera, 0.0)
+    second = estimator.step(camera, 0.1)
+    assert first.disparity.shape == (100, 330) and np.isfinite(first.disparity).all()
+    assert np.abs(second.disparity - first.disparity).max() > 1e-6, "the ONNX state must be carried"
+
+
+def test_onnxruntime_matches_torch_on_real_frames(checkpoint: Path, tmp_path: Path, drive_0009: Path) -> None:
+    size = (256, 512)
+    onnx_path = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(checkpoint), "--height", "256", "--width", "512", "--onnx", str(onnx_path)]) == 0
+    torch_estimator = DepthEstimator(checkpoint, size=size)
+    ort_estimator = DepthEstimator(backend="onnxruntime", onnx=onnx_path)
+    torch_state = ort_state = None
+    previous = None
+    for frame in _real_frames(drive_0009, PARITY_FRAMES):
+        network_input = preprocess(frame, "rgb8", size)
+        torch_disparity, torch_state = torch_estimator.backend.run(network_input, torch_state)
+        ort_disparity, ort_state = ort_estimator.backend.run(network_input, ort_state)
+        assert np.abs(torch_disparity - ort_disparity).max() < 1e-4
+        if previous is not None:
+            assert np.abs(torch_disparity - previous).max() > 1e-6
+        previous = torch_disparity
+    for torch_tensor, ort_value in zip([t for layer in torch_state for t in layer], ort_state, strict=True):
+        np.testing.assert_allclose(ort_value.numpy(), torch_tensor.numpy(), atol=1e-4)
+
+
+def test_size_mismatch_names_both_sizes(checkpoint: Path, tmp_path: Path) -> None:
+    onnx_path = tmp_path / "small.onnx"
+    assert main(["--checkpoint", str(checkpoint), "--height", "64", "--width", "128", "--onnx", str(onnx_path)]) == 0
+    backend = create_backend("onnxruntime", onnx=onnx_path)
+    with pytest.raises(BackendError, match=r"built for input 128x64.*got an image of 160x96"):
+        backend.run(np.zeros((1, 3, 96, 160), np.float32), None)
+    with pytest.raises(ValueError, match=r"160x96.*128x64"):
+        DepthEstimator(backend="onnxruntime", onnx=onnx_path, size=(96, 160))
+
+
+def test_corrupt_or_incomplete_onnx_gives_clear_error(checkpoint: Path, tmp_path: Path) -> None:
+    onnx_path = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(checkpoint), "--height", "64", "--width", "128", "--onnx", str(onnx_path)]) == 0
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(onnx_path.read_bytes()[:5000])
+    sidecar_path(truncated).write_text(sidecar_path(onnx_path).read_text())
+    with pytest.raises(BackendError, match=r"truncated.onnx cannot be loaded"):
+        create_backend("onnxruntime", onnx=truncated)
+    no_sidecar = tmp_path / "no_sidecar.onnx"
+    no_sidecar.write_bytes(onnx_path.read_bytes())
+    with pytest.raises(BackendError, match=r"sidecar not found: .*no_sidecar.onnx.json"):
+        create_backend("onnxruntime", onnx=no_sidecar)
+    with pytest.raises(BackendError, match=r"not found: .*missing.onnx"):
+        create_backend("onnxruntime", onnx=tmp_path / "missing.onnx")
+    with pytest.raises(BackendError, match="unknown backend"):
+        create_backend("tflite")
+
+
+def test_non_recurrent_model_exports_without_state(tmp_path: Path) -> None:
+    meta = ModelMeta(net_width=NET_WIDTH, recurrent=False, height=64, width=128)
+    net = meta.build_network().eval()
+    sidecar = export_onnx(net, meta, (64, 128), tmp_path / "plain.onnx")
+    assert sidecar.state == []
+    assert ModelSidecar.read(sidecar_path(tmp_path / "plain.onnx")).model_meta().recurrent is False
+    backend = create_backend("onnxruntime", onnx=tmp_path / "plain.onnx")
+    image = np.random.default_rng(1).random((1, 3, 64, 128), dtype=np.float32)
+    disparity, _ = backend.run(image, None)
+    with torch.no_grad():
+        expected = run_siamese(net, torch.from_numpy(image))[0].disp_refined[0][:, 0:1].numpy()
+    np.testing.assert_allclose(disparity, expected, atol=1e-5)
