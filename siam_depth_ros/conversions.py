@@ -154,7 +154,7 @@ def pack_rgb(colors: np.ndarray) -> np.ndarray:
 
 def unpack_rgb(packed: np.ndarray) -> np.ndarray:
     """Inverse of `pack_rgb`: (...) float32 packed rgb -> (...,3) uint8 RGB."""
-    bits = np.ascontiguousarray(packed, dtype=np.float32).view(np.uint32)
+    bits = np.asarray(packed, dtype=np.float32).view(np.uint32)
     return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], axis=-1).astype(np.uint8)
 
 
