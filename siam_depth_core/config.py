@@ -1,0 +1,254 @@
+"""Training configuration: one typed dataclass, loaded from YAML, with `--set key=value` overrides.
+
+Every field is documented once, in its `help` metadata; `siam-depth-train --help` prints them all.
+A YAML file may name another as `base:` (path relative to itself); its keys override the base's.
+Nested loss weights are addressed with a dot: `--set loss_weights.smoothness=0.2`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from siam_depth_core.losses import LossWeights
+from siam_depth_core.model import DEFAULT_MAX_DISP
+
+DATASETS = ("kitti", "synthetic")
+AMP_MODES = ("off", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _field(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's keyword
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: default.copy() if hasattr(default, "copy") else default,
+                     metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; defaults are the paper's recipe (section 4.2)."""
+
+    # --- data ---
+    dataset: str = _field("kitti", "training data: 'kitti' (KITTI raw stereo) or 'synthetic' (our renderer)")
+    data_root: str | None = _field(None, "KITTI raw root holding <date>/<drive>/...; null = $KITTI_ROOT or "
+                                         "../shared/data/kitti_raw")
+    splits_dir: str | None = _field(None, "folder of split lists in monodepth2 layout; null = $SIAM_DEPTH_SPLITS "
+                                          "or ../shared/data/splits/monodepth2")
+    split: str | None = _field("eigen_full", "split whose <split>/train_files.txt lists the training frames "
+                                             "(eigen_full: 22,600 stereo pairs); ignored when `drives` is set")
+    drives: list[str] = _field([], "explicit drives (e.g. 2011_09_26/2011_09_26_drive_0009_sync), every frame "
+                                   "used; overrides `split`")
+    exclude_eigen_test: bool = _field(True, "drop drives of the Eigen test split from training (required when "
+                                            "reporting Eigen numbers)")
+    image_ext: str = _field(".png", "image file extension on disk ('.png' as in KITTI raw, '.jpg' if converted)")
+    size: tuple[int, int] = _field((256, 512), "training input size (H, W) in pixels, multiples of 32")
+    clip_len: int = _field(3, "frames T per clip (truncated BPTT: state reset at clip start); 1 = no recurrence "
+                              "across frames")
+    augment: bool = _field(True, "online augmentation: flip with left/right swap, gamma, brightness, colour")
+    synthetic_clips: int = _field(64, "number of clips in the synthetic dataset (dataset: synthetic)")
+
+    # --- optimisation ---
+    batch_size: int = _field(4, "global batch (clips per optimiser step), split evenly over DDP processes")
+    epochs: int = _field(50, "passes over the training set")
+    lr: float = _field(1e-4, "Adam learning rate before decay")
+    lr_decay_start: int = _field(30, "epoch at which the learning rate is first multiplied by lr_decay_factor")
+    lr_decay_every: int = _field(10, "then again every this many epochs")
+    lr_decay_factor: float = _field(0.5, "multiplier applied at each decay epoch")
+    weight_decay: float = _field(1e-5, "L2 penalty on all weights (Adam's coupled weight decay)")
+    adam_betas: tuple[float, float] = _field((0.9, 0.999), "Adam (beta1, beta2)")
+    max_steps: int | None = _field(None, "stop after this many optimiser steps in total (smoke runs); null = "
+                                         "run all epochs")
+
+    # --- model and loss ---
+    net_width: float = _field(1.0, "channel multiplier of Table 1 (1.0 paper, 0.25 CPU/embedded)")
+    recurrent: bool = _field(True, "ConvLSTM skips (true) or plain convolutions (U-net ablation)")
+    siamese: bool = _field(True, "run the flipped image too and train through the refinement (false = "
+                                 "non-Siamese baseline)")
+    max_disp: float = _field(DEFAULT_MAX_DISP, "largest disparity the heads can output, fraction of width")
+    loss_weights: LossWeights = _field(LossWeights(), "loss term weights: appearance, smoothness (divided by "
+                                                      "2^s), left_right, max_depth, ssim")
+
+    # --- runtime ---
+    device: str = _field("auto", "'auto' (cuda if available), 'cpu' or 'cuda'")
+    amp: str = _field("off", "mixed precision on CUDA: 'off', 'bf16' or 'fp16' (GradScaler); ignored on CPU")
+    num_workers: int = _field(4, "DataLoader worker processes per training process")
+    seed: int = _field(0, "seed for weights, shuffling and augmentation")
+    deterministic: bool = _field(False, "torch.use_deterministic_algorithms (bit-exact CPU resume; slower on CUDA)")
+    out_dir: str = _field("runs/paper", "run folder: last.pt, epoch_NNN.pt, TensorBoard events, config.yaml")
+    log_interval: int = _field(50, "optimiser steps between TensorBoard scalar summaries")
+    image_interval: int = _field(500, "optimiser steps between image summaries (disparity, warps); 0 = never")
+    checkpoint_interval: int = _field(1000, "optimiser steps between last.pt saves (also saved every epoch)")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field whose value cannot work."""
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("amp", self.amp, AMP_MODES)
+        _choice("device", self.device, DEVICES)
+        if len(self.size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in self.size):
+            raise ValueError(f"size must be (H, W), positive multiples of 32, got {self.size}")
+        for name in ("clip_len", "batch_size", "epochs", "lr_decay_every", "log_interval", "checkpoint_interval",
+                     "synthetic_clips"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_workers", "image_interval", "lr_decay_start"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 < self.lr_decay_factor <= 1:
+            raise ValueError(f"need lr > 0, weight_decay >= 0, 0 < lr_decay_factor <= 1; got {self.lr}, "
+                             f"{self.weight_decay}, {self.lr_decay_factor}")
+        if self.net_width <= 0 or not 0 < self.max_disp <= 1:
+            raise ValueError(f"need net_width > 0 and 0 < max_disp <= 1, got {self.net_width}, {self.max_disp}")
+        if self.dataset == "kitti" and not self.drives and not self.split:
+            raise ValueError("dataset 'kitti' needs `split` (e.g. eigen_full) or `drives`")
+
+    @property
+    def lr_milestones(self) -> list[int]:
+        """Epochs at which the learning rate is multiplied by lr_decay_factor (paper: 30, 40)."""
+        return list(range(self.lr_decay_start, self.epochs, self.lr_decay_every))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-safe dict (tuples as lists)."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def field_help() -> list[tuple[str, str, Any]]:
+    """(name, help, default) of every field, nested loss weights as `loss_weights.<name>`."""
+    rows = []
+    defaults = TrainConfig()
+    for item in dataclasses.fields(TrainConfig):
+        rows.append((item.name, item.metadata["help"], getattr(defaults, item.name)))
+    return rows
+
+
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Convert a YAML/CLI value to the field's declared type; ValueError naming the key otherwise."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ValueError(f"{key} must be a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(key, v, a) for v, a in zip(value, args, strict=True))
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key} must be a list, got {value!r}")
+        return [_coerce(key, v, args[0]) for v in value]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{key} must be a string, got {value!r}")
+        return value
+    if hint is LossWeights:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key} must be a mapping of loss weights, got {value!r}")
+        known = {f.name for f in dataclasses.fields(LossWeights)}
+        unknown = set(value) - known
+        if unknown:
+            raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; known: {sorted(known)}")
+        return LossWeights(**{k: _coerce(f"{key}.{k}", v, float) for k, v in value.items()})
+    raise TypeError(f"no conversion for field {key} of type {hint}")
+
+
+def read_yaml_config(path: str | Path) -> dict[str, Any]:
+    """The raw key/value mapping of a config file, with its `base:` chain (paths relative) merged in."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config {path} must be a YAML mapping, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    merged = read_yaml_config(path.parent / base)
+    for key, value in data.items():
+        if key == "loss_weights" and isinstance(value, dict):
+            merged[key] = {**merged.get(key, {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` with a YAML value (`size=[96,320]`, `max_steps=null`, `drives=a,b` is a string)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override must look like key=value, got {text!r}")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def build_config(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """A validated TrainConfig from a key/value mapping plus `key=value` overrides (applied in order)."""
+    values = {k: (dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
+    for text in overrides:
+        key, value = parse_override(text)
+        head, _, tail = key.partition(".")
+        if tail:
+            if head != "loss_weights":
+                raise ValueError(f"only loss_weights has nested keys, got {key!r}")
+            values.setdefault(head, {})[tail] = value
+        else:
+            values[key] = value
+    hints = _hints()
+    unknown = set(values) - set(hints)
+    if unknown:
+        raise ValueError(f"unknown config key(s) {sorted(unknown)}; see --help for the fields")
+    return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """TrainConfig from a YAML file (or the defaults when path is None) and `key=value` overrides."""
+    return build_config(read_yaml_config(path) if path else {}, overrides)
+
+
+def save_config(config: TrainConfig, path: str | Path) -> Path:
+    """Write the config as YAML (loadable by `load_config`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path

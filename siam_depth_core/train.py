@@ -1,0 +1,507 @@
+"""Training: `siam-depth-train --config training/configs/paper.yaml [--set key=value ...] [--resume PATH]`.
+
+Split into: the data (`build_dataset`), the model step on one clip (`clip_step`: truncated BPTT over T
+frames, state reset at the clip start, losses summed, one optimiser step), the loop (`train`), and
+checkpoint I/O (`save_training_checkpoint`, `restore_training_state`).
+
+Multi-GPU / multi-node: launch with `torchrun`; each process reads RANK/WORLD_SIZE/LOCAL_RANK from the
+environment, joins a process group (nccl on CUDA, gloo on CPU) and trains a DDP replica on its share
+of each global batch (`batch_size` is global). Only rank 0 logs and writes checkpoints.
+Resuming (`--resume PATH`, or automatically from `<out_dir>/last.pt`) restores weights, optimiser,
+scheduler, scaler, RNG states and the position inside the epoch, so an interrupted run continues
+exactly as if it had not stopped (bit-identical on CPU with a fixed number of threads).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from siam_depth_core.checkpoint import ModelMeta, git_revision, read_checkpoint, save_checkpoint
+from siam_depth_core.config import TrainConfig, field_help, load_config, save_config
+from siam_depth_core.losses import LossWeights, reconstruct_views, siamese_loss
+from siam_depth_core.model import SiamDepthNet, SiameseOutput, run_siamese
+
+LOGGER = logging.getLogger("siam_depth.train")
+LAST_CHECKPOINT = "last.pt"
+
+
+# --------------------------------------------------------------------------------------------- data
+@dataclass
+class RigInfo:
+    """The stereo rig the training data comes from: baseline (m), left intrinsics (px) and image size (W, H)."""
+
+    baseline_m: float
+    camera_matrix: list[list[float]]
+    image_size: tuple[int, int]
+
+
+def kitti_rig(root: Path, drives: Sequence[str]) -> RigInfo:
+    """Baseline and intrinsics from the calibration of the recording days of `drives` (mean baseline)."""
+    from siam_depth_core.data.calib import load_stereo_calibration
+
+    days = sorted({Path(drive).parts[0] for drive in drives})
+    calibrations = [load_stereo_calibration(root / day) for day in days]
+    first = calibrations[0]
+    return RigInfo(baseline_m=float(np.mean([c.baseline_m for c in calibrations])),
+                   camera_matrix=first.camera_matrix.tolist(), image_size=first.image_size)
+
+
+def build_dataset(config: TrainConfig) -> tuple[Dataset, RigInfo]:
+    """The training clips (items: left/right (T,3,H,W) in [0,1], ...) and the rig they were recorded with.
+
+    Augmentation draws depend only on (seed, epoch, index) (`set_epoch` selects the epoch), so they are
+    the same with any number of workers or DDP processes and after a resume.
+    """
+    from siam_depth_core.data.augment import StereoAugment
+
+    augment = StereoAugment() if config.augment else None
+    if config.dataset == "synthetic":
+        from siam_depth_core.data.synthetic import SyntheticClipDataset
+
+        dataset = SyntheticClipDataset(num_clips=config.synthetic_clips, clip_len=config.clip_len,
+                                       size=tuple(config.size), seed=config.seed)
+        rig = RigInfo(baseline_m=float(dataset.baseline_m), camera_matrix=np.asarray(dataset.camera_matrix).tolist(),
+                      image_size=(config.size[1], config.size[0]))
+        return dataset, rig
+
+    from siam_depth_core.data import paths
+    from siam_depth_core.data.clips import KittiClipDataset
+    from siam_depth_core.data.splits import eigen_test_drives, read_split
+
+    root = Path(config.data_root) if config.data_root else paths.kitti_raw_root()
+    if not root.is_dir():
+        raise FileNotFoundError(f"KITTI raw root {root} does not exist; set data_root (see training/README.md)")
+    excluded = eigen_test_drives(config.splits_dir) if config.exclude_eigen_test else set()
+    common = {"clip_len": config.clip_len, "size": tuple(config.size), "augment": augment, "ext": config.image_ext,
+              "seed": config.seed}
+    if config.drives:
+        drives = [d for d in config.drives if d not in excluded]
+        if not drives:
+            raise ValueError(f"every drive in `drives` is an Eigen test drive ({', '.join(config.drives)}); "
+                             "set exclude_eigen_test: false to train on them anyway (then do not report "
+                             "Eigen numbers)")
+        dataset = KittiClipDataset(root, drives=drives, **common)
+    else:
+        entries = [e for e in read_split(config.split, "train", config.splits_dir) if e.drive not in excluded]
+        drives = sorted({e.drive for e in entries})
+        dataset = KittiClipDataset(root, entries=entries, **common)
+    return dataset, kitti_rig(root, drives)
+
+
+class ResumableSampler(DistributedSampler):
+    """DistributedSampler (per-epoch shuffle from `seed + epoch`) that can skip the first `skip` indices.
+
+    With num_replicas=1 it is the single-process sampler; the union of the ranks' k-th batches is
+    the single process's k-th batch of the same global size, so DDP and 1-process runs agree.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, skip: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        return iter(indices[self.skip:])
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip)
+
+
+# ---------------------------------------------------------------------------------------- model step
+@dataclass
+class StepResult:
+    """Loss terms of one clip (summed over its frames) and the last frame's output for image summaries."""
+
+    terms: dict[str, float]
+    last_output: SiameseOutput
+    last_left: Tensor
+    last_right: Tensor
+
+
+def autocast_context(device: torch.device, amp: str) -> Any:
+    """bf16/fp16 autocast on CUDA; nothing on CPU or with amp 'off'."""
+    if device.type != "cuda" or amp == "off":
+        return nullcontext()
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def clip_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+              left: Tensor, right: Tensor, weights: LossWeights, siamese: bool, amp_context: Callable[[], Any]
+              ) -> StepResult:
+    """One truncated-BPTT step on a batch of clips.
+
+    left, right: (N,T,3,H,W) RGB in [0,1]. The state starts from zeros, is carried through frames
+    t = 0..T-1, the T frame losses are summed, and one optimiser step is taken.
+    """
+    if left.ndim != 5 or left.shape != right.shape:
+        raise ValueError(f"expected left/right clips of shape (N,T,3,H,W), got {tuple(left.shape)} and "
+                         f"{tuple(right.shape)}")
+    optimizer.zero_grad(set_to_none=True)
+    state = None
+    total = left.new_zeros(())
+    sums: dict[str, Tensor] = {}
+    output = None
+    for t in range(left.shape[1]):
+        with amp_context():
+            output, state = run_siamese(model, left[:, t], state, siamese=siamese)  # type: ignore[arg-type]
+            loss, terms = siamese_loss(left[:, t], right[:, t], output, weights)
+        total = total + loss.float()
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value.float()
+    scaler.scale(total).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    assert output is not None
+    return StepResult({k: float(v) for k, v in sums.items()}, output, left[:, -1], right[:, -1])
+
+
+# ---------------------------------------------------------------------------------- checkpoint I/O
+@dataclass
+class Progress:
+    """Where training stands: epoch, optimiser steps done inside it and in total."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    step: int = 0
+
+
+def rng_states() -> dict[str, Any]:
+    """Python, numpy and torch (CPU and CUDA) RNG states."""
+    states: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(),
+                              "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Inverse of `rng_states` (CUDA states only when CUDA is present)."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def model_meta(config: TrainConfig, rig: RigInfo) -> ModelMeta:
+    """Checkpoint metadata: architecture, training size, rig baseline, git revision, intrinsics."""
+    return ModelMeta(net_width=config.net_width, recurrent=config.recurrent, siamese=config.siamese,
+                     max_disp=config.max_disp, height=config.size[0], width=config.size[1],
+                     baseline_m=rig.baseline_m, git_revision=git_revision(),
+                     extra={"dataset": config.dataset, "camera_matrix": rig.camera_matrix,
+                            "camera_image_size": list(rig.image_size), "clip_len": config.clip_len})
+
+
+def save_training_checkpoint(path: Path, net: nn.Module, meta: ModelMeta, config: TrainConfig,
+                             optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
+                             progress: Progress) -> Path:
+    """Atomically write everything `restore_training_state` needs to continue exactly."""
+    return save_checkpoint(path, net, meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                           scaler=scaler.state_dict(), epoch=progress.epoch, step_in_epoch=progress.step_in_epoch,
+                           step=progress.step, config=config.to_dict(), rng=rng_states())
+
+
+def restore_training_state(path: Path, net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                           scaler: torch.amp.GradScaler, config: TrainConfig) -> Progress:
+    """Load a `save_training_checkpoint` file into the live objects; returns the saved progress."""
+    payload = read_checkpoint(path)
+    missing = [k for k in ("optimizer", "scheduler", "epoch", "step", "step_in_epoch") if k not in payload]
+    if missing:
+        raise ValueError(f"{path} is a weights-only checkpoint (no {', '.join(missing)}); cannot resume from it")
+    saved = payload.get("config", {})
+    changed = {k: (saved[k], v) for k, v in config.to_dict().items() if k in saved and saved[k] != v}
+    if changed:
+        LOGGER.warning("resuming %s with a changed config: %s", path,
+                       ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items()))
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()})
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    if "scaler" in payload:
+        scaler.load_state_dict(payload["scaler"])
+    if "rng" in payload:
+        set_rng_states(payload["rng"])
+    return Progress(epoch=int(payload["epoch"]), step_in_epoch=int(payload["step_in_epoch"]),
+                    step=int(payload["step"]))
+
+
+# ------------------------------------------------------------------------------------- the loop
+@dataclass
+class DistributedContext:
+    """This process's place in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    initialised_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistributedContext:
+    """Join the process group described by torchrun's RANK/WORLD_SIZE/LOCAL_RANK (1 process: nothing to do)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistributedContext()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    initialised_here = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        initialised_here = True
+    return DistributedContext(rank, world_size, local_rank, initialised_here)
+
+
+def select_device(config: TrainConfig, local_rank: int) -> torch.device:
+    """cuda:<local_rank> when asked for (or 'auto' with CUDA present), else CPU."""
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch sees no CUDA device; use device: cpu or auto")
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+@dataclass
+class TrainSummary:
+    """What a `train` call did: steps taken (total), loss per step (this call), where it saved."""
+
+    step: int
+    epoch: int
+    losses: list[dict[str, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+def make_optimizer(net: nn.Module, config: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
+    """Adam with L2 weight decay and the paper's step schedule (x0.5 at epochs 30, 40, ...)."""
+    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=tuple(config.adam_betas),
+                                 weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.lr_milestones,
+                                                     gamma=config.lr_decay_factor)
+    return optimizer, scheduler
+
+
+def train(config: TrainConfig, resume: str | Path | None = None) -> TrainSummary:
+    """Run (or continue) the training `config` describes; see the module docstring."""
+    device = select_device(config, int(os.environ.get("LOCAL_RANK", "0")))
+    ctx = init_distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    try:
+        return _train(config, resume, device, ctx)
+    finally:
+        if ctx.initialised_here:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, resume: str | Path | None, device: torch.device, ctx: DistributedContext
+           ) -> TrainSummary:
+    if config.batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {config.batch_size} (global) is not divisible by the {ctx.world_size} "
+                         "processes")
+    local_batch = config.batch_size // ctx.world_size
+    if config.deterministic:
+        torch.use_deterministic_algorithms(True)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+
+    dataset, rig = build_dataset(config)
+    net = SiamDepthNet(width=config.net_width, recurrent=config.recurrent, max_disp=config.max_disp).to(device)
+    optimizer, scheduler = make_optimizer(net, config)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp == "fp16")
+    meta = model_meta(config, rig)
+    out_dir = Path(config.out_dir)
+    resume_path = Path(resume) if resume else (out_dir / LAST_CHECKPOINT)
+    progress = Progress()
+    if resume or resume_path.is_file():
+        progress = restore_training_state(resume_path, net, optimizer, scheduler, scaler, config)
+        if ctx.is_main:
+            LOGGER.info("resumed from %s at epoch %d, step %d", resume_path, progress.epoch, progress.step)
+    model: nn.Module = net
+    if ctx.world_size > 1:
+        model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    writer = _summary_writer(out_dir) if ctx.is_main else None
+    if ctx.is_main:
+        save_config(config, out_dir / "config.yaml")
+        LOGGER.info("training on %d clips of %d frames, %s, %d process(es), global batch %d", len(dataset),
+                    config.clip_len, device, ctx.world_size, config.batch_size)
+
+    def save(path: Path) -> Path | None:
+        if not ctx.is_main:
+            return None
+        return save_training_checkpoint(path, net, meta, config, optimizer, scheduler, scaler, progress)
+
+    summary = TrainSummary(step=progress.step, epoch=progress.epoch)
+    amp_context = lambda: autocast_context(device, config.amp)  # noqa: E731
+    interrupted = _InterruptFlag()
+    with interrupted:
+        while progress.epoch < config.epochs and (config.max_steps is None or progress.step < config.max_steps):
+            sampler = ResumableSampler(dataset, ctx.world_size, ctx.rank, config.seed,
+                                       skip=progress.step_in_epoch * local_batch)
+            sampler.set_epoch(progress.epoch)
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(progress.epoch)
+            loader = DataLoader(dataset, batch_size=local_batch, sampler=sampler, drop_last=True,
+                                num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                                persistent_workers=False)
+            steps_per_epoch = sampler.num_samples // local_batch
+            if steps_per_epoch == 0:
+                raise ValueError(f"{len(dataset)} clips are fewer than one global batch of {config.batch_size}")
+            bar = _progress_bar(loader, ctx, progress, steps_per_epoch)
+            for batch in bar:
+                result = clip_step(model, optimizer, scaler, batch["left"].to(device, non_blocking=True),
+                                   batch["right"].to(device, non_blocking=True), config.loss_weights,
+                                   config.siamese, amp_context)
+                progress.step_in_epoch += 1
+                progress.step += 1
+                summary.losses.append(result.terms)
+                if writer is not None:
+                    _log_step(writer, config, progress, result, optimizer)
+                    bar.set_postfix(loss=f"{result.terms['total']:.4f}")
+                stop = interrupted.requested or (config.max_steps is not None and progress.step >= config.max_steps)
+                if stop or progress.step % config.checkpoint_interval == 0:
+                    summary.checkpoint = save(out_dir / LAST_CHECKPOINT)
+                if stop:
+                    if interrupted.requested and ctx.is_main:
+                        LOGGER.warning("interrupted: saved %s at step %d", out_dir / LAST_CHECKPOINT, progress.step)
+                    summary.step, summary.epoch = progress.step, progress.epoch
+                    return _finish(summary, writer)
+            scheduler.step()
+            progress.epoch += 1
+            progress.step_in_epoch = 0
+            summary.checkpoint = save(out_dir / LAST_CHECKPOINT)
+            if ctx.is_main:
+                save_checkpoint(out_dir / f"epoch_{progress.epoch:03d}.pt", net, meta)
+    summary.step, summary.epoch = progress.step, progress.epoch
+    return _finish(summary, writer)
+
+
+class _InterruptFlag:
+    """Turns SIGINT/SIGTERM into a flag checked after each step (so the checkpoint is consistent)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __enter__(self) -> _InterruptFlag:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _finish(summary: TrainSummary, writer: Any) -> TrainSummary:
+    if writer is not None:
+        writer.close()
+    return summary
+
+
+def _progress_bar(loader: DataLoader, ctx: DistributedContext, progress: Progress, steps_per_epoch: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(loader, desc=f"epoch {progress.epoch}", initial=progress.step_in_epoch, total=steps_per_epoch,
+                disable=None if ctx.is_main else True, dynamic_ncols=True)
+
+
+def _summary_writer(out_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:
+        raise ImportError("TensorBoard logging needs the `tensorboard` package: pip install tensorboard") from error
+    return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+
+
+def _log_step(writer: Any, config: TrainConfig, progress: Progress, result: StepResult,
+              optimizer: torch.optim.Optimizer) -> None:
+    if progress.step % config.log_interval == 0:
+        for name, value in result.terms.items():
+            writer.add_scalar(f"loss/{name}", value, progress.step)
+        writer.add_scalar("lr", optimizer.param_groups[0]["lr"], progress.step)
+        writer.add_scalar("epoch", progress.epoch, progress.step)
+    if config.image_interval and progress.step % config.image_interval == 0:
+        for name, image in image_summaries(result).items():
+            writer.add_image(name, image, progress.step, dataformats="HWC")
+
+
+def image_summaries(result: StepResult) -> dict[str, np.ndarray]:
+    """(H,W,3) uint8 images of the first clip's last frame: inputs, refined disparities, warps."""
+    from siam_depth_core.evaluate import colorize
+
+    with torch.no_grad():
+        disp = result.last_output.disp_refined[0][:1].float()
+        left, right = result.last_left[:1].float(), result.last_right[:1].float()
+        recon_left, recon_right = reconstruct_views(left, right, result.last_output.disp_direct[0][:1].float())
+
+    def rgb(tensor: Tensor) -> np.ndarray:
+        return (tensor[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+
+    disp_left = disp[0, 0].cpu().numpy()
+    disp_right = disp[0, 1].cpu().numpy()
+    vmax = float(max(disp_left.max(), disp_right.max(), 1e-6))
+    return {"image/left": rgb(left), "disparity/left": colorize(disp_left, 0.0, vmax),
+            "disparity/right": colorize(disp_right, 0.0, vmax), "warp/left_from_right": rgb(recon_left),
+            "warp/right_from_left": rgb(recon_right),
+            "warp/left_error": rgb((recon_left - left).abs().mean(1, keepdim=True).expand(-1, 3, -1, -1))}
+
+
+# ------------------------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    fields = "\n".join(f"  {name:<20} {help} (default: {default})" for name, help, default in field_help())
+    parser = argparse.ArgumentParser(
+        prog="siam-depth-train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the Siamese ConvLSTM depth network on KITTI raw stereo clips (or synthetic data).",
+        epilog=f"config fields (YAML keys and --set names):\n{fields}\n\n"
+               "examples:\n  siam-depth-train --config training/configs/paper.yaml\n"
+               "  siam-depth-train --config training/configs/small.yaml --set max_steps=100 --set out_dir=runs/try\n"
+               "  torchrun --nproc_per_node=4 -m siam_depth_core.train --config training/configs/paper.yaml")
+    parser.add_argument("--config", help="YAML config file (fields below); omitted = the defaults")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field, VALUE in YAML syntax (repeatable): --set size=[96,320]")
+    parser.add_argument("--resume", help="checkpoint to continue from (default: <out_dir>/last.pt if it exists)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point `siam-depth-train`."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    try:
+        config = load_config(args.config, args.overrides)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"siam-depth-train: bad configuration: {error}", file=sys.stderr)
+        return 2
+    summary = train(config, resume=args.resume)
+    if summary.losses and int(os.environ.get("RANK", "0")) == 0:
+        LOGGER.info("stopped at epoch %d, step %d, last loss %.4f; checkpoint %s", summary.epoch, summary.step,
+                    summary.losses[-1]["total"], summary.checkpoint)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
