@@ -1,0 +1,118 @@
+"""TensorRT: the engine build from the exported ONNX (with tensorrt-rtx, which builds without a GPU)
+and, where a GPU and TensorRT are present, runtime parity with torch on real frames."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from siam_depth_core.backends import BackendError
+from siam_depth_core.backends.sidecar import sidecar_path
+from siam_depth_core.backends.tensorrt_backend import build_serialized_engine
+from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
+from siam_depth_core.export import export_checkpoint
+from siam_depth_core.inference import DepthEstimator, preprocess
+
+PARITY_FRAMES = 5
+HAS_GPU = torch.cuda.is_available()
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+HAS_TENSORRT_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(checkpoint, onnx) of a width-0.125 network at 128x64."""
+    folder = tmp_path_factory.mktemp("trt")
+    torch.manual_seed(5)
+    meta = ModelMeta(net_width=0.125, height=64, width=128)
+    checkpoint = save_checkpoint(folder / "model.pt", meta.build_network(), meta)
+    export_checkpoint(checkpoint, folder / "model.onnx")
+    return checkpoint, folder / "model.onnx"
+
+
+@pytest.fixture(scope="module")
+def tensorrt_rtx():
+    if not HAS_TENSORRT_RTX:
+        pytest.skip("tensorrt_rtx is not installed (pip install tensorrt-rtx)")
+    # Creating a builder must not crash this machine; find out in a child process first.
+    probe = subprocess.run([sys.executable, "-c", "import tensorrt_rtx as t; t.Builder(t.Logger(t.Logger.ERROR))"],
+                           capture_output=True, text=True, timeout=120)
+    if probe.returncode != 0:
+        pytest.skip(f"creating a tensorrt_rtx builder fails here (exit {probe.returncode}): {probe.stderr[-300:]}")
+    import tensorrt_rtx
+    return tensorrt_rtx
+
+
+def test_rtx_parses_exported_onnx_and_builds_engine(tensorrt_rtx, exported: tuple[Path, Path]) -> None:
+    _, onnx_path = exported
+    engine = build_serialized_engine(tensorrt_rtx, onnx_path)  # (timing caches are no-ops in RTX)
+    assert len(engine) > 100_000  # the weights alone are ~1.6 MB at width 0.125
+    # The parser saw every state tensor as a network input and output.
+    logger = tensorrt_rtx.Logger(tensorrt_rtx.Logger.ERROR)
+    network = tensorrt_rtx.Builder(logger).create_network(0)
+    parser = tensorrt_rtx.OnnxParser(network, logger)
+    assert parser.parse(onnx_path.read_bytes()) and parser.num_errors == 0
+    state_count = len(json.loads(sidecar_path(onnx_path).read_text())["state"])
+    assert network.num_inputs == 1 + state_count and network.num_outputs == 1 + state_count
+    assert network.get_output(1).name == "state_out.convlstm_skip1.h"
+
+
+def test_rtx_reports_corrupt_onnx(tensorrt_rtx, exported: tuple[Path, Path], tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(exported[1].read_bytes()[:4000])
+    with pytest.raises(BackendError, match=r"cannot parse ONNX model .*truncated.onnx"):
+        build_serialized_engine(tensorrt_rtx, truncated)
+    with pytest.raises(BackendError, match="no FP16 builder flag"):
+        build_serialized_engine(tensorrt_rtx, exported[1], fp16=True)
+
+
+@pytest.mark.skipif(HAS_GPU, reason="checks the error raised without a GPU; this machine has one")
+def test_tensorrt_backend_without_gpu_names_the_missing_gpu(exported: tuple[Path, Path]) -> None:
+    with pytest.raises(BackendError, match="needs an NVIDIA GPU"):
+        DepthEstimator(backend="tensorrt", onnx=exported[1])
+
+
+needs_tensorrt_runtime = pytest.mark.skipif(
+    not (HAS_GPU and HAS_TENSORRT),
+    reason=f"TensorRT runtime tests need a CUDA GPU (present: {HAS_GPU}) and the tensorrt package "
+           f"(present: {HAS_TENSORRT})")
+
+
+@needs_tensorrt_runtime
+@pytest.mark.parametrize(("fp16", "tolerance"), [(False, 1e-3), (True, 1e-2)])
+def test_tensorrt_matches_torch_on_real_frames(exported: tuple[Path, Path], drive_0009: Path, tmp_path: Path,
+                                               fp16: bool, tolerance: float) -> None:
+    checkpoint, onnx_path = exported
+    torch_estimator = DepthEstimator(checkpoint, size=(64, 128))
+    trt_estimator = DepthEstimator(backend="tensorrt", onnx=onnx_path, engine=tmp_path / "model.engine", fp16=fp16)
+    torch_state = trt_state = None
+    for path in sorted((drive_0009 / "image_02" / "data").glob("*.png"))[:PARITY_FRAMES]:
+        network_input = preprocess(cv2.imread(str(path)), "bgr8", (64, 128))
+        torch_disparity, torch_state = torch_estimator.backend.run(network_input, torch_state)
+        trt_disparity, trt_state = trt_estimator.backend.run(network_input, trt_state)
+        assert np.abs(torch_disparity - trt_disparity).max() < tolerance
+
+
+@needs_tensorrt_runtime
+def test_tensorrt_engine_rebuilt_when_stale_and_corrupt_engine_rejected(
+        exported: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _, onnx_path = exported
+    engine_path = tmp_path / "model.engine"
+    DepthEstimator(backend="tensorrt", onnx=onnx_path, engine=engine_path)
+    engine_sidecar = json.loads(sidecar_path(engine_path).read_text())
+    engine_sidecar["tensorrt"]["version"] = "9.0.0"
+    sidecar_path(engine_path).write_text(json.dumps(engine_sidecar))
+    with caplog.at_level(logging.WARNING):
+        DepthEstimator(backend="tensorrt", onnx=onnx_path, engine=engine_path)
+    assert "rebuilding TensorRT engine" in caplog.text and "'9.0.0'" in caplog.text
+    engine_path.write_bytes(engine_path.read_bytes()[:1000])
+    with pytest.raises(BackendError, match=r"model.engine cannot be loaded"):
+        DepthEstimator(backend="tensorrt", engine=engine_path)
