@@ -104,9 +104,9 @@ def build_serialized_engine(trt: ModuleType, onnx_path: str | Path, fp16: bool =
             config.set_flag(constraint)
         LOGGER.info("fp16 engine: %d ConvLSTM cell layers pinned to fp32", _pin_state_layers_fp32(trt, network))
     timing_cache_path = Path(timing_cache_path) if timing_cache_path else None
-    cached = timing_cache_path.read_bytes() if timing_cache_path and timing_cache_path.is_file() else b""
-    timing_cache = config.create_timing_cache(cached)
-    config.set_timing_cache(timing_cache, ignore_mismatch=True)
+    if timing_cache_path is not None:
+        cached = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
+        config.set_timing_cache(config.create_timing_cache(cached), ignore_mismatch=True)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None or serialized.nbytes == 0:
         raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
