@@ -182,6 +182,12 @@ class SiamDepthNet(nn.Module):
         if not self.recurrent:
             return layer(x)
         layer_state = None if state is None else state[len(next_state)]
+        if layer_state is not None:
+            expected = (x.shape[0], layer.hidden_channels, x.shape[2], x.shape[3])
+            for part, tensor in zip(("h", "c"), layer_state, strict=True):
+                if tuple(tensor.shape) != expected:
+                    raise ValueError(f"state {part} of {name} has shape {tuple(tensor.shape)}, expected {expected}"
+                                     " for this input (run_siamese needs a state of batch 2N)")
         out, new_layer_state = layer(x, layer_state)
         next_state.append(new_layer_state)
         return out
