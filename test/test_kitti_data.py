@@ -14,6 +14,7 @@ from siam_depth_core.data.kitti import (
     list_frames,
     load_disparity_png,
     load_image,
+    load_velodyne_depth,
     load_velodyne_points,
     velodyne_depth_map,
     velodyne_path,
@@ -58,6 +59,19 @@ def test_velodyne_depth_matches_point_loop_on_drive_0009(kitti_root: Path, drive
     assert 3.0 < depth[valid].min() < 6.0 and 70.0 < depth[valid].max() < 80.5
     assert valid[:150].sum() < valid[150:].sum() / 10  # the 64-beam scanner barely reaches the image top
     np.testing.assert_array_equal(depth, _depth_map_by_loop(scan, kitti_root / "2011_09_26"))
+    np.testing.assert_array_equal(load_velodyne_depth(kitti_root, DRIVE_0009, 0), depth)
+
+
+def test_right_camera_depth_is_the_left_one_seen_from_0_54_m_to_the_right(kitti_root: Path, drive_0009: Path):
+    left = load_velodyne_depth(kitti_root, DRIVE_0009, 0, camera=2)
+    right = load_velodyne_depth(kitti_root, DRIVE_0009, 0, camera=3)
+    assert abs(int((left > 0).sum()) - int((right > 0).sum())) < 1000
+    # a point at depth z appears fx * baseline / z pixels further left in the right image
+    calib = load_stereo_calibration(kitti_root / "2011_09_26")
+    rows, cols = np.nonzero(left[:, 200:1000] > 0)
+    z = left[rows, cols + 200]
+    shifted = np.round(cols + 200 - calib.P_rect_02[0, 0] * calib.baseline_m / z).astype(int)
+    assert np.mean(np.abs(right[rows, shifted] - z) < 0.1) > 0.5  # 0.64 here (0.05 unshifted): occlusions, rounding
 
 
 def _toy_calibration() -> StereoCalibration:

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from siam_depth_core.data.calib import StereoCalibration
+from siam_depth_core.data.calib import StereoCalibration, load_stereo_calibration
 
 #: Image extensions `list_frames` recognises (KITTI PNGs, monodepth's JPEG conversion).
 IMAGE_EXTENSIONS = (".png", ".jpg")
@@ -77,6 +77,9 @@ def velodyne_depth_map(points: np.ndarray, calib: StereoCalibration, camera: int
     are projected with P_rect_0{camera} R_rect_00 velo_to_cam; pixel = round(u) - 1, round(v) - 1
     (devkit's MATLAB 1-based convention); where several points hit a pixel the nearest is kept.
     Returns (H,W) float32 depth (camera z) in metres, H, W from S_rect_02; 0 where no point lands.
+    Matches monodepth2's generate_depth_map pixel for pixel except in column 0, where its linear
+    index (row * (W-1) + col - 1) makes (row, W-1) and (row+1, 0) collide; that column lies outside
+    Garg's crop, so Eigen-split numbers are the same.
     """
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] < 3:
@@ -100,6 +103,12 @@ def velodyne_depth_map(points: np.ndarray, calib: StereoCalibration, camera: int
     np.minimum.at(depth_map, (rows, cols), depth)
     depth_map[~np.isfinite(depth_map) | (depth_map < 0)] = 0.0
     return depth_map.astype(np.float32)
+
+
+def load_velodyne_depth(root: str | Path, drive: str, frame: int, camera: int = 2) -> np.ndarray:
+    """Sparse LiDAR depth ground truth of one KITTI raw frame: (H,W) float32 metres, 0 invalid."""
+    calib = load_stereo_calibration(calib_dir(root, drive))
+    return velodyne_depth_map(load_velodyne_points(velodyne_path(root, drive, frame)), calib, camera)
 
 
 def load_disparity_png(path: str | Path) -> np.ndarray:
