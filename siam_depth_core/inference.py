@@ -143,6 +143,17 @@ class DepthEstimator:
             return meta.build_network().eval(), meta
         return load_model(checkpoint)
 
+    def warmup(self, frames: int = 3) -> None:
+        """Run `frames` blank steps so that lazy initialisation (kernel selection, allocation) is paid
+        before the first real frame. Backends may keep the state in their own buffers, so a warm-up
+        in the middle of a stream resets the carried state (reason "warm-up")."""
+        if self._state is not None:
+            self.reset("warm-up")
+        blank = np.zeros((1, 3, *self.input_size), np.float32)
+        state = None
+        for _ in range(frames):
+            _, state = self.backend.run(blank, state)
+
     def reset(self, reason: str) -> None:
         """Drop the recurrent state; the next frame starts from zeros and reports `reason`."""
         LOGGER.info("resetting recurrent state: %s", reason)

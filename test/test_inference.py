@@ -183,3 +183,15 @@ def test_bad_settings_raise() -> None:
         DepthEstimator(size=(100, 128))
     with pytest.raises(ValueError, match="min_depth"):
         DepthEstimator(min_depth=10.0, max_depth=5.0)
+
+
+def test_warmup_leaves_a_fresh_stream(tiny_checkpoint: Path) -> None:
+    image = _camera_image()
+    reference = DepthEstimator(tiny_checkpoint).step(image, 0.0)
+    estimator = DepthEstimator(tiny_checkpoint)
+    estimator.warmup(2)
+    first = estimator.step(image, 0.0)
+    assert first.reset_reason is None and estimator.reset_count == 0
+    np.testing.assert_allclose(first.disparity, reference.disparity, atol=1e-6)
+    estimator.warmup(1)
+    assert estimator.step(image, 0.1).reset_reason == "warm-up"

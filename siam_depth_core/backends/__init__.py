@@ -3,7 +3,9 @@
 Every backend has the same small interface (`Backend`): it takes the (1,3,H,W) float32 RGB image in
 [0,1] and the state it returned for the previous frame (None = zeros, a fresh sequence) and returns
 the refined full-scale left disparity (1,1,H,W) float32, a fraction of width, and the next state.
-The state is opaque to callers: torch tensors, ONNX Runtime values or TensorRT device buffers.
+The state is opaque to callers: torch tensors, ONNX Runtime values or a token naming TensorRT /
+CUDA-graph device buffers. A backend serves one stream: only the state returned by its latest `run`
+(or None) may be passed back (buffer-based backends reuse their buffers).
 
 Backends are imported lazily so that `onnxruntime` and `tensorrt` stay optional.
 """

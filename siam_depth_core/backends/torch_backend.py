@@ -48,7 +48,13 @@ class TorchBackend:
         return contextlib.nullcontext()
 
     def step_tensors(self, image: torch.Tensor, state: NetState | None) -> tuple[torch.Tensor, NetState]:
-        """image (1,3,H,W) on the device -> (refined left disparity (1,1,H,W) float32, next state)."""
+        """image (1,3,H,W) on the device -> (refined left disparity (1,1,H,W) float32, next state).
+
+        state None starts from an explicit fp32 zero state, so that under fp16 autocast the cell state
+        stays fp32 (f*c promotes to fp32) instead of inheriting the half-precision activations' dtype.
+        """
+        if state is None:
+            state = self.net.init_state(self.batch, *self.input_size, device=self.device)
         with torch.inference_mode(), self._autocast():
             output, next_state = run_siamese(self.net, image.contiguous(memory_format=self.memory_format),
                                              state, siamese=self.meta.siamese)
