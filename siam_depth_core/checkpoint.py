@@ -19,6 +19,8 @@ from siam_depth_core.model import DEFAULT_MAX_DISP, SiamDepthNet
 FORMAT = "siam_depth/1"
 #: KITTI rig baseline (cameras 2-3) from the 2011_09_26 calibration; monodepth uses 0.54 m.
 KITTI_BASELINE_M = 0.5327
+#: Permissions of a written checkpoint (what a plain torch.save gives under the usual umask 022).
+CHECKPOINT_FILE_MODE = 0o644
 
 
 class CheckpointError(RuntimeError):
@@ -75,6 +77,7 @@ def save_checkpoint(path: str | Path, net: torch.nn.Module, meta: ModelMeta, hal
     os.close(fd)
     try:
         torch.save(payload, tmp_name)
+        os.chmod(tmp_name, CHECKPOINT_FILE_MODE)  # mkstemp creates 0600; consumers may run as another user
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
