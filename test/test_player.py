@@ -280,3 +280,30 @@ def test_command_line_plays_and_reports(tiny_bag, tmp_path: Path):
     missing = subprocess.run([*command, str(tmp_path / "no_bag")], capture_output=True, text=True,
                              env=environment, timeout=60)
     assert missing.returncode == 2 and "not a rosbag2 folder" in missing.stderr
+
+
+def test_replay_launch_file_declares_its_arguments_and_processes():
+    pytest.importorskip("launch_ros", reason="launch_ros not installed (it comes with a full ROS 2 install)")
+    import importlib.util
+
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    from launch.launch_context import LaunchContext
+
+    try:
+        get_package_share_directory("siam_depth_ros")
+    except PackageNotFoundError:
+        pytest.skip("siam_depth_ros is not installed in an ament index (build it with colcon)")
+    path = Path(__file__).resolve().parents[1] / "launch" / "kitti_replay.launch.py"
+    spec = importlib.util.spec_from_file_location("kitti_replay_launch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    assert {"bag", "rate", "loop", "rviz", "checkpoint"} <= {arg.name for arg in description.get_launch_arguments()}
+    context = LaunchContext()
+    context.launch_configurations.update(bag="/tmp/bag", rate="2.0", loop="true", rviz="false", checkpoint="",
+                                         shm="true")
+    executables = sorted(action.node_executable for action in module._player_and_node(context))
+    assert executables == ["depth_node", "siam-depth-play"]
+    context.launch_configurations["bag"] = ""
+    with pytest.raises(RuntimeError, match="needs bag"):
+        module._player_and_node(context)
