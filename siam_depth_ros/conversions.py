@@ -18,7 +18,7 @@ from std_msgs.msg import Header
 
 __all__ = ["IMAGE_ENCODINGS", "ImageConversionError", "camera_info_matrix", "colorize_depth",
            "make_camera_info", "numpy_to_image", "image_to_numpy", "pack_rgb", "pointcloud2_to_array",
-           "points_to_pointcloud2", "unpack_rgb"]
+           "points_to_pointcloud2", "rgb_view", "unpack_rgb"]
 
 #: sensor_msgs/Image encodings we convert: name -> (numpy dtype, channels).
 IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -118,6 +118,16 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
         msg.header = header
     msg.data = rows.tobytes()
     return msg
+
+
+def rgb_view(image: np.ndarray, encoding: str) -> np.ndarray:
+    """(H,W,3) uint8 RGB view (no copy) of an rgb8/bgr8/rgba8/bgra8 (H,W,C) or mono8 (H,W) image."""
+    views = {"rgb8": lambda: image, "rgba8": lambda: image[..., :3], "bgr8": lambda: image[..., ::-1],
+             "bgra8": lambda: image[..., 2::-1],
+             "mono8": lambda: np.broadcast_to(image[..., None], (*image.shape[:2], 3))}
+    if encoding not in views:
+        raise ImageConversionError(f"{encoding!r} is not a colour or mono8 image; expected one of {', '.join(views)}")
+    return views[encoding]()
 
 
 def camera_info_matrix(info: CameraInfo) -> np.ndarray:

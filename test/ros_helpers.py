@@ -193,7 +193,7 @@ def kitti_frames(drive_dir: Path, count: int, start: int = 0) -> tuple[list[np.n
     return images, stamps
 
 
-def kitti_camera_info(drive_dir: Path, frame_id: str = "camera_color_left_optical") -> Any:
+def kitti_camera_info(drive_dir: Path, frame_id: str = "camera_color_left_optical_frame") -> Any:
     """sensor_msgs/CameraInfo of the rectified KITTI left colour camera (cam 2) of a drive's calibration."""
     from siam_depth_core.data.calib import load_stereo_calibration
     from siam_depth_ros.conversions import make_camera_info

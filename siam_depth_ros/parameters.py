@@ -1,0 +1,142 @@
+"""The `siam_depth` node's parameters: declared with descriptors, read once into a typed `NodeSettings`.
+
+Defaults here match `config/depth.yaml`. The model parameters (checkpoint, backend, onnx, engine)
+may be changed at run time (the node then reloads the model); every other parameter is read-only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+
+from siam_depth_core.backends import BACKEND_NAMES
+
+PACKAGE_NAME = "siam_depth_ros"
+#: The trained demo model shipped with the package (share/siam_depth_ros/models or the repo's models/).
+SHIPPED_CHECKPOINT = "siam_depth_small.pt"
+QOS_CHOICES = ("sensor_data", "reliable")
+#: Parameters whose change at run time reloads the model.
+MODEL_PARAMETERS = ("checkpoint", "backend", "onnx", "engine")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Every parameter of the node, typed; see `PARAMETER_DOCS` for their meaning."""
+
+    checkpoint: str = ""
+    backend: str = "torch"
+    onnx: str = ""
+    engine: str = ""
+    device: str = "cpu"
+    fp16: bool = False
+    network_height: int = 0
+    network_width: int = 0
+    min_depth: float = 0.1
+    max_depth: float = 80.0
+    max_gap_s: float = 0.5
+    baseline_m: float = 0.0
+    fallback_fx_ratio: float = 0.58
+    frame_id: str = ""
+    qos: str = "sensor_data"
+    publish_disparity: bool = True
+    publish_points: bool = True
+    publish_colored: bool = True
+    cloud_stride: int = 2
+    cloud_min_depth: float = 0.5
+    cloud_max_depth: float = 50.0
+
+    @property
+    def network_size(self) -> tuple[int, int] | None:
+        """(H, W) of the network input, or None for the checkpoint's training size."""
+        if self.network_height > 0 and self.network_width > 0:
+            return self.network_height, self.network_width
+        return None
+
+
+PARAMETER_DOCS: dict[str, str] = {
+    "checkpoint": "siam_depth checkpoint (.pt) for the torch backend; empty: the shipped models/"
+                  f"{SHIPPED_CHECKPOINT} if installed, else random weights (meaningless depth, warned)",
+    "backend": f"inference backend: {', '.join(BACKEND_NAMES)}",
+    "onnx": "exported ONNX model (onnxruntime backend; tensorrt builds its engine from it)",
+    "engine": "TensorRT engine file (tensorrt backend; built from `onnx` when missing or stale)",
+    "device": "torch/onnxruntime device: cpu or cuda[:i]",
+    "fp16": "half precision on CUDA (torch and tensorrt backends)",
+    "network_height": "network input height in pixels, multiple of 32; 0 = the checkpoint's training size",
+    "network_width": "network input width in pixels, multiple of 32; 0 = the checkpoint's training size",
+    "min_depth": "metres; nearer depth is published as NaN (invalid)",
+    "max_depth": "metres; farther depth is published as NaN (invalid)",
+    "max_gap_s": "seconds; a longer gap between image stamps resets the recurrent state",
+    "baseline_m": "stereo baseline in metres that scales disparity to depth; 0 = the checkpoint's",
+    "fallback_fx_ratio": "fx / image width used while no camera_info has arrived (KITTI: 0.58)",
+    "frame_id": "frame_id of the outputs; empty = the input image's (the camera optical frame)",
+    "qos": "QoS of the image and camera_info subscriptions: sensor_data (best effort) or reliable",
+    "publish_disparity": "publish stereo_msgs/DisparityImage on `disparity`",
+    "publish_points": "publish sensor_msgs/PointCloud2 (xyz + rgb) on `points`",
+    "publish_colored": "publish a colour-mapped depth image (rgb8) on `depth/colored`",
+    "cloud_stride": "use every n-th pixel in both directions for the point cloud",
+    "cloud_min_depth": "metres; nearer pixels are left out of the point cloud",
+    "cloud_max_depth": "metres; farther pixels are left out of the point cloud",
+}
+
+_FLOAT_RANGES = {"min_depth": (0.001, 1000.0), "max_depth": (0.01, 10000.0), "max_gap_s": (0.001, 3600.0),
+                 "baseline_m": (0.0, 10.0), "fallback_fx_ratio": (0.01, 100.0), "cloud_min_depth": (0.0, 1000.0),
+                 "cloud_max_depth": (0.01, 10000.0)}
+_INTEGER_RANGES = {"network_height": (0, 8192), "network_width": (0, 8192), "cloud_stride": (1, 64)}
+
+
+def _descriptor(name: str) -> ParameterDescriptor:
+    choices = {"backend": BACKEND_NAMES, "qos": QOS_CHOICES}.get(name)
+    descriptor = ParameterDescriptor(name=name, description=PARAMETER_DOCS[name],
+                                     read_only=name not in MODEL_PARAMETERS)
+    if choices:
+        descriptor.additional_constraints = f"one of: {', '.join(choices)}"
+    if name in _FLOAT_RANGES:
+        low, high = _FLOAT_RANGES[name]
+        descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high)]
+    if name in _INTEGER_RANGES:
+        low, high = _INTEGER_RANGES[name]
+        descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
+    return descriptor
+
+
+def declare_parameters(node: Node) -> NodeSettings:
+    """Declare every parameter on `node` (defaults from NodeSettings) and read them once."""
+    defaults = NodeSettings()
+    for field in fields(NodeSettings):
+        node.declare_parameter(field.name, getattr(defaults, field.name), _descriptor(field.name))
+    return settings_with(defaults, {field.name: node.get_parameter(field.name).value for field in fields(NodeSettings)})
+
+
+def settings_with(settings: NodeSettings, values: dict[str, Any]) -> NodeSettings:
+    """A copy of `settings` with `values` applied; raises ValueError naming a bad value."""
+    merged = {field.name: getattr(settings, field.name) for field in fields(NodeSettings)}
+    merged.update(values)
+    updated = NodeSettings(**merged)
+    if updated.backend not in BACKEND_NAMES:
+        raise ValueError(f"backend must be one of {', '.join(BACKEND_NAMES)}, got {updated.backend!r}")
+    if updated.qos not in QOS_CHOICES:
+        raise ValueError(f"qos must be one of {', '.join(QOS_CHOICES)}, got {updated.qos!r}")
+    if not updated.min_depth < updated.max_depth:
+        raise ValueError(f"min_depth ({updated.min_depth}) must be below max_depth ({updated.max_depth})")
+    if (updated.network_height > 0) != (updated.network_width > 0):
+        raise ValueError("set both network_height and network_width, or neither (0 = the checkpoint's size)")
+    return updated
+
+
+def shipped_checkpoint() -> Path | None:
+    """The demo checkpoint installed with the package (ament share dir) or in the source tree, if any."""
+    candidates = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            candidates.append(Path(get_package_share_directory(PACKAGE_NAME)) / "models" / SHIPPED_CHECKPOINT)
+        except (PackageNotFoundError, OSError):  # not installed the ament way / AMENT_PREFIX_PATH unset
+            pass
+    except ImportError:
+        pass
+    candidates.append(Path(__file__).resolve().parents[1] / "models" / SHIPPED_CHECKPOINT)
+    return next((path for path in candidates if path.is_file()), None)
