@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from siam_depth_core.backends import BackendError
 from siam_depth_core.backends.sidecar import (
     DISPARITY_OUTPUT,
     IMAGE_INPUT,
@@ -32,7 +34,7 @@ from siam_depth_core.backends.sidecar import (
     state_input_name,
     state_output_name,
 )
-from siam_depth_core.checkpoint import ModelMeta, load_model
+from siam_depth_core.checkpoint import CheckpointError, ModelMeta, load_model
 from siam_depth_core.model import SiamDepthNet, check_input_size, run_siamese
 
 LOGGER = logging.getLogger(__name__)
@@ -126,12 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     if (args.height is None) != (args.width is None):
         raise SystemExit("give both --height and --width, or neither")
     size = (args.height, args.width) if args.height is not None else None
-    sidecar = export_checkpoint(args.checkpoint, args.onnx, size=size, opset=args.opset)
-    print(f"wrote {args.onnx} ({sidecar.width}x{sidecar.height}, opset {sidecar.opset}) and {sidecar_path(args.onnx)}")
-    if args.engine is not None:
-        from siam_depth_core.backends.tensorrt_backend import build_engine_file
-        build_engine_file(args.onnx, args.engine, fp16=args.fp16)
-        print(f"wrote {args.engine}")
+    try:
+        sidecar = export_checkpoint(args.checkpoint, args.onnx, size=size, opset=args.opset)
+        print(f"wrote {args.onnx} ({sidecar.width}x{sidecar.height}, opset {sidecar.opset}) and "
+              f"{sidecar_path(args.onnx)}")
+        if args.engine is not None:
+            from siam_depth_core.backends.tensorrt_backend import build_engine_file
+            build_engine_file(args.onnx, args.engine, fp16=args.fp16)
+            print(f"wrote {args.engine}")
+    except (CheckpointError, BackendError, ValueError) as error:
+        print(f"siam-depth-export: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

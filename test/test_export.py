@@ -130,3 +130,8 @@ def test_non_recurrent_model_exports_without_state(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = run_siamese(net, torch.from_numpy(image))[0].disp_refined[0][:, 0:1].numpy()
     np.testing.assert_allclose(disparity, expected, atol=1e-5)
+
+
+def test_cli_reports_missing_checkpoint_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--checkpoint", str(tmp_path / "absent.pt"), "--onnx", str(tmp_path / "out.onnx")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err and not (tmp_path / "out.onnx").exists()

@@ -76,7 +76,7 @@ def test_rtx_reports_corrupt_onnx(tensorrt_rtx, exported: tuple[Path, Path], tmp
 
 @pytest.mark.skipif(HAS_GPU, reason="checks the error raised without a GPU; this machine has one")
 def test_tensorrt_backend_without_gpu_names_the_missing_gpu(exported: tuple[Path, Path]) -> None:
-    with pytest.raises(BackendError, match="needs an NVIDIA GPU"):
+    with pytest.raises(BackendError, match="TensorRT needs an NVIDIA GPU"):
         DepthEstimator(backend="tensorrt", onnx=exported[1])
 
 

@@ -37,9 +37,9 @@ def _require_gpu() -> Any:
     """Return torch after checking for a CUDA GPU; raise BackendError naming what is missing."""
     import torch
     if not torch.cuda.is_available():
-        raise BackendError(f"the tensorrt backend needs an NVIDIA GPU, but none is visible "
-                           f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); "
-                           "use the torch or onnxruntime backend on this machine")
+        raise BackendError(f"TensorRT needs an NVIDIA GPU, but none is visible (torch {torch.__version__}, "
+                           f"CUDA build {torch.version.cuda}): build and run engines on the GPU machine, "
+                           "use the torch or onnxruntime backend here")
     return torch
 
 
