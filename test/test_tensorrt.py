@@ -16,7 +16,7 @@ import torch
 
 from siam_depth_core.backends import BackendError
 from siam_depth_core.backends.sidecar import sidecar_path
-from siam_depth_core.backends.tensorrt_backend import build_serialized_engine
+from siam_depth_core.backends.tensorrt_backend import build_serialized_engine, convlstm_cell_layers
 from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
 from siam_depth_core.export import export_checkpoint
 from siam_depth_core.inference import DepthEstimator, preprocess
@@ -72,6 +72,18 @@ def test_rtx_reports_corrupt_onnx(tensorrt_rtx, exported: tuple[Path, Path], tmp
         build_serialized_engine(tensorrt_rtx, truncated)
     with pytest.raises(BackendError, match="no FP16 builder flag"):
         build_serialized_engine(tensorrt_rtx, exported[1], fp16=True)
+
+
+def test_fp16_keeps_every_state_producing_layer_fp32(tensorrt_rtx, exported: tuple[Path, Path]) -> None:
+    logger = tensorrt_rtx.Logger(tensorrt_rtx.Logger.ERROR)
+    network = tensorrt_rtx.Builder(logger).create_network(0)
+    assert tensorrt_rtx.OnnxParser(network, logger).parse(exported[1].read_bytes())
+    selected = convlstm_cell_layers(tensorrt_rtx, network)
+    produced = {layer.get_output(i).name for layer in selected for i in range(layer.num_outputs)}
+    state_outputs = [network.get_output(i).name for i in range(1, network.num_outputs)]
+    assert set(state_outputs) <= produced, "every next h/c must come from an fp32-pinned layer"
+    assert all(layer.type != tensorrt_rtx.LayerType.CONVOLUTION for layer in selected)
+    assert all("convlstm" in layer.name for layer in selected)
 
 
 @pytest.mark.skipif(HAS_GPU, reason="checks the error raised without a GPU; this machine has one")

@@ -57,19 +57,26 @@ def import_tensorrt() -> ModuleType:
     return tensorrt
 
 
-def _pin_state_layers_fp32(trt: ModuleType, network: Any) -> int:
-    """Force every non-convolution layer of a ConvLSTM cell (gates, cell update, output) to fp32."""
-    pinned = 0
+def convlstm_cell_layers(trt: ModuleType, network: Any) -> list[Any]:
+    """The layers of a parsed network that compute ConvLSTM gates and state (the convolutions and
+    constants excluded): those that must stay fp32 in an fp16 engine."""
+    selected = []
     for index in range(network.num_layers):
         layer = network.get_layer(index)
         in_cell = any(f"/{name}/" in layer.name for name in _CONVLSTM_LAYERS)
         if not in_cell or layer.type in (trt.LayerType.CONVOLUTION, trt.LayerType.CONSTANT):
             continue
+        if any(layer.get_output(i).dtype in (trt.float32, trt.float16) for i in range(layer.num_outputs)):
+            selected.append(layer)  # (layers with only integer outputs are shape arithmetic)
+    return selected
+
+
+def _pin_fp32(trt: ModuleType, layers: list[Any]) -> None:
+    for layer in layers:
         layer.precision = trt.float32
         for output in range(layer.num_outputs):
-            layer.set_output_type(output, trt.float32)
-        pinned += 1
-    return pinned
+            if layer.get_output(output).dtype in (trt.float32, trt.float16):
+                layer.set_output_type(output, trt.float32)
 
 
 def build_serialized_engine(trt: ModuleType, onnx_path: str | Path, fp16: bool = False,
@@ -102,7 +109,9 @@ def build_serialized_engine(trt: ModuleType, onnx_path: str | Path, fp16: bool =
         constraint = getattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS", None)
         if constraint is not None:
             config.set_flag(constraint)
-        LOGGER.info("fp16 engine: %d ConvLSTM cell layers pinned to fp32", _pin_state_layers_fp32(trt, network))
+        cell_layers = convlstm_cell_layers(trt, network)
+        _pin_fp32(trt, cell_layers)
+        LOGGER.info("fp16 engine: %d ConvLSTM cell layers pinned to fp32", len(cell_layers))
     timing_cache_path = Path(timing_cache_path) if timing_cache_path else None
     if timing_cache_path is not None:
         cached = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
