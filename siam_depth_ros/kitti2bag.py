@@ -116,6 +116,13 @@ def parse_frame_range(text: str) -> tuple[int | None, int | None]:
     return start, stop
 
 
+def _frame_range_argument(text: str) -> tuple[int | None, int | None]:
+    try:
+        return parse_frame_range(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def camera_info_matrices(calib: StereoCalibration, camera: CameraStream) -> tuple[np.ndarray, np.ndarray]:
     """Rectified intrinsics of a KITTI colour camera in ROS form: (3,3) K and (3,4) P, pixels.
 
@@ -353,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out_bag", type=Path, help="output bag folder (must not exist)")
     parser.add_argument("--storage", choices=sorted(STORAGE_PLUGINS), default="mcap",
                         help="rosbag2 storage plugin (default: mcap)")
-    parser.add_argument("--frames", type=parse_frame_range, default=(None, None), metavar="A:B",
+    parser.add_argument("--frames", type=_frame_range_argument, default=(None, None), metavar="A:B",
                         help="only frames A <= i < B (either side may be left out)")
     parser.add_argument("--no-right", action="store_true", help="leave out the right camera (image_03)")
     parser.add_argument("--no-velodyne", action="store_true", help="leave out /kitti/velo/pointcloud")

@@ -187,3 +187,17 @@ def test_clear_errors_for_missing_drive_calibration_and_existing_output(tmp_path
     with pytest.raises(FileExistsError, match="exists already"):
         convert_drive(drive, tmp_path / "exists", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_command_line_writes_the_requested_frames(drive_0023: Path, tmp_path: Path, capsys):
+    out = tmp_path / "cli_bag"
+    assert main([str(drive_0023), str(out), "--frames", "2:4", "--storage", "sqlite3", "--no-right", "--quiet"]) == 0
+    assert f"{LEFT_CAMERA.image_topic}: 2" in capsys.readouterr().out
+    assert any(path.suffix == ".db3" for path in out.iterdir())
+    messages, _ = read_bag(out)
+    assert RIGHT_CAMERA.image_topic not in messages
+    stamps = read_timestamps(drive_0023 / "image_02" / "timestamps.txt")
+    assert [time for time, _ in messages[LEFT_CAMERA.image_topic]] == stamps[2:4].tolist()
+    with pytest.raises(SystemExit):
+        main([str(drive_0023), str(tmp_path / "bad"), "--frames", "5"])
+    assert "frame range must look like A:B" in capsys.readouterr().err
