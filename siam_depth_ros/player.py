@@ -22,6 +22,7 @@ from pathlib import Path
 import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.duration import Duration
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -30,6 +31,7 @@ from rclpy.utilities import remove_ros_args
 from rosbags.interfaces import Connection, QosDurability
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
+from std_srvs.srv import Trigger
 
 TF_STATIC_TOPIC = "/tf_static"
 CLOCK_TOPIC = "/clock"
@@ -37,6 +39,8 @@ CLOCK_TOPIC = "/clock"
 QUEUE_DEPTH = 10
 #: How long the last reliable messages may take to be acknowledged before the publishers go away.
 ACK_TIMEOUT_S = 2.0
+#: Longest sleep (s) between checks for pause, resume and stop.
+POLL_S = 0.05
 
 
 @dataclass
@@ -107,8 +111,9 @@ class _Playback:
     """Publishers of one bag on one node and the timed publishing loop."""
 
     def __init__(self, node: Node, reader: Reader, topics: Sequence[str] | None, rate: float, clock_hz: float | None,
-                 reliable: bool, stop_event: threading.Event, stats: PlayStats) -> None:
-        self.node, self.reader, self.rate, self.stop_event, self.stats = node, reader, rate, stop_event, stats
+                 reliable: bool, stop_event: threading.Event, paused: threading.Event, stats: PlayStats) -> None:
+        self.node, self.reader, self.rate, self.stats = node, reader, rate, stats
+        self.stop_event, self.paused = stop_event, paused
         known = {connection.topic for connection in reader.connections}
         unknown = sorted(set(topics or ()) - known)
         if unknown:
@@ -127,11 +132,14 @@ class _Playback:
             self.publishers[connection.topic] = node.create_publisher(
                 msg_class, connection.topic, playback_qos(connection, reliable))
         self.clock_publisher = None
-        self.clock_period_s = None
+        #: Longest sleep between checks of pause/stop (and the /clock period when publishing it).
+        self.poll_s = POLL_S
         if clock_hz is not None:
             self.clock_publisher = node.create_publisher(
                 Clock, CLOCK_TOPIC, QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-            self.clock_period_s = 1.0 / clock_hz
+            self.poll_s = min(POLL_S, 1.0 / clock_hz)
+        self.first_stamp_ns: int | None = None
+        self.origin = 0.0  # monotonic seconds at which the pass's first message is due
         self.playable = [c for c in self.connections if c.topic in self.publishers]
 
     def wait_for_subscribers(self, topics: Sequence[str], timeout_s: float) -> None:
@@ -151,31 +159,46 @@ class _Playback:
 
     def play_once(self) -> bool:
         """One pass through the bag with its recorded timing; False if stop_event ended it."""
-        first_stamp_ns = None
-        start = time.monotonic()
+        self.first_stamp_ns = None
         for connection, stamp_ns, raw in self.reader.messages(connections=self.playable):
-            if first_stamp_ns is None:
-                first_stamp_ns = stamp_ns
-            due = start + (stamp_ns - first_stamp_ns) / 1e9 / self.rate
-            if not self._wait_until(due, start, first_stamp_ns, stamp_ns):
+            if self.first_stamp_ns is None:
+                self.first_stamp_ns, self.origin = stamp_ns, time.monotonic()
+            if not self._wait_for(stamp_ns):
                 return False
             self.publishers[connection.topic].publish(bytes(raw))
             self.stats.published[connection.topic] += 1
         return True
 
-    def _wait_until(self, due: float, start: float, first_stamp_ns: int, next_stamp_ns: int) -> bool:
-        """Sleep until `due` (monotonic s), publishing /clock meanwhile when enabled; False when stopped."""
-        while True:
-            now = time.monotonic()
+    def _bag_time_ns(self, now: float) -> int:
+        return self.first_stamp_ns + int((now - self.origin) * self.rate * 1e9)
+
+    def _wait_for(self, stamp_ns: int) -> bool:
+        """Sleep until bag time reaches `stamp_ns` (held while paused), publishing /clock meanwhile.
+
+        Returns False when stop_event ends the wait.
+        """
+        while not self.stop_event.is_set():
+            if self.paused.is_set():
+                self._hold(stamp_ns)
+                continue
+            bag_now_ns = self._bag_time_ns(time.monotonic())
             if self.clock_publisher is not None:
-                bag_now = first_stamp_ns + int((now - start) * self.rate * 1e9)
-                self.clock_publisher.publish(_clock_message(min(bag_now, next_stamp_ns)))
-            remaining = due - now
-            if remaining <= 0:
-                return not self.stop_event.is_set()
-            step = remaining if self.clock_period_s is None else min(remaining, self.clock_period_s)
-            if self.stop_event.wait(step):
-                return False
+                self.clock_publisher.publish(_clock_message(min(bag_now_ns, stamp_ns)))
+            remaining_s = (stamp_ns - bag_now_ns) / 1e9 / self.rate
+            if remaining_s <= 0:
+                return True
+            self.stop_event.wait(min(remaining_s, self.poll_s))
+        return False
+
+    def _hold(self, next_stamp_ns: int) -> None:
+        """Stay paused (bag time frozen, /clock repeated) until resumed or stopped; then shift the timeline."""
+        held_from = time.monotonic()
+        frozen_ns = min(self._bag_time_ns(held_from), next_stamp_ns)
+        while self.paused.is_set() and not self.stop_event.is_set():
+            if self.clock_publisher is not None:
+                self.clock_publisher.publish(_clock_message(frozen_ns))
+            self.stop_event.wait(self.poll_s)
+        self.origin += time.monotonic() - held_from
 
     def close(self) -> None:
         """Let reliable subscribers acknowledge the last messages, then remove the publishers."""
@@ -190,13 +213,14 @@ class _Playback:
 def play_bag(path: str | Path, rate: float = 1.0, loop: bool = False, clock: bool = False, node: Node | None = None,
              stop_event: threading.Event | None = None, topics: Sequence[str] | None = None,
              reliable: bool = True, clock_hz: float = 40.0, wait_for: Sequence[str] = (),
-             wait_timeout_s: float = 30.0) -> PlayStats:
+             wait_timeout_s: float = 30.0, paused: threading.Event | None = None) -> PlayStats:
     """Publish the messages of the rosbag2 at `path` with their recorded timing scaled by `rate`.
 
     node: publish from this node (else a temporary one; rclpy must be initialised). loop: replay until
     `stop_event` is set. clock: also publish /clock (bag time) at `clock_hz` and before each message.
     topics: only these topics. reliable: False publishes non-latched topics best effort. wait_for: topics
-    that must have a subscriber before playback starts (TimeoutError after `wait_timeout_s`).
+    that must have a subscriber before playback starts (TimeoutError after `wait_timeout_s`). paused:
+    while this event is set, playback holds (bag time stands still) and resumes where it stopped.
     Topics whose message package is not importable are skipped and listed in `PlayStats.skipped_topics`.
     """
     if not rate > 0:
@@ -217,7 +241,8 @@ def play_bag(path: str | Path, rate: float = 1.0, loop: bool = False, clock: boo
     try:
         with Reader(path) as reader:
             stats.bag_duration_s = reader.duration / 1e9 if reader.message_count else 0.0
-            playback = _Playback(node, reader, topics, rate, clock_hz if clock else None, reliable, stop_event, stats)
+            playback = _Playback(node, reader, topics, rate, clock_hz if clock else None, reliable, stop_event,
+                                 paused or threading.Event(), stats)
             try:
                 playback.wait_for_subscribers(wait_for, wait_timeout_s)
                 while playback.playable and not stop_event.is_set():
@@ -236,16 +261,36 @@ def play_bag(path: str | Path, rate: float = 1.0, loop: bool = False, clock: boo
     return stats
 
 
+def add_pause_services(node: Node, paused: threading.Event) -> None:
+    """std_srvs/Trigger services `~/pause`, `~/resume` and `~/toggle_pause` that set/clear `paused`."""
+
+    def handler(action: str):
+        def handle(_request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+            if action == "pause" or (action == "toggle_pause" and not paused.is_set()):
+                paused.set()
+            else:
+                paused.clear()
+            response.success, response.message = True, "paused" if paused.is_set() else "playing"
+            node.get_logger().info(response.message)
+            return response
+        return handle
+
+    for action in ("pause", "resume", "toggle_pause"):
+        node.create_service(Trigger, f"~/{action}", handler(action))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`siam-depth-play BAG [--rate R] [--loop] [--clock] [--topics T ...] [--wait-for T ...]`."""
+    """`siam-depth-play BAG [--rate R] [--loop] [--clock] [--start-paused] [--topics T ...] [--wait-for T ...]`."""
     parser = argparse.ArgumentParser(
         prog="siam-depth-play", description="Publish a rosbag2's messages with their recorded timing "
-        "(/tf_static and other transient-local topics latched). Stop with Ctrl-C.")
+        "(/tf_static and other transient-local topics latched). Pause/resume with the std_srvs/Trigger "
+        "services ~/pause, ~/resume, ~/toggle_pause; stop with Ctrl-C.")
     parser.add_argument("bag", type=Path, help="rosbag2 folder (MCAP or sqlite3)")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1.0)")
     parser.add_argument("--loop", action="store_true", help="replay until stopped")
     parser.add_argument("--clock", action="store_true", help="publish /clock with the bag time")
     parser.add_argument("--clock-hz", type=float, default=40.0, help="/clock rate with --clock (default 40)")
+    parser.add_argument("--start-paused", action="store_true", help="wait for ~/resume before playing")
     parser.add_argument("--topics", nargs="+", metavar="TOPIC", help="only these topics")
     parser.add_argument("--best-effort", action="store_true",
                         help="publish non-latched topics best effort instead of reliable")
@@ -258,26 +303,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Ctrl-C / SIGTERM end playback through stop_event, so the publishers close normally.
     rclpy.init(args=["siam-depth-play", *argv], signal_handler_options=SignalHandlerOptions.NO)
-    stop_event = threading.Event()
+    stop_event, paused = threading.Event(), threading.Event()
+    if args.start_paused:
+        paused.set()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop_event.set())
     node = rclpy.create_node("siam_depth_player")
+    add_pause_services(node, paused)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    service_thread = threading.Thread(target=executor.spin, daemon=True)
+    service_thread.start()
     logger = node.get_logger()
     try:
-        logger.info(f"playing {args.bag} at rate {args.rate}{' in a loop' if args.loop else ''}")
+        logger.info(f"playing {args.bag} at rate {args.rate}{' in a loop' if args.loop else ''}"
+                    f"{' (paused: call ~/resume)' if args.start_paused else ''}")
         stats = play_bag(args.bag, rate=args.rate, loop=args.loop, clock=args.clock, node=node,
                          stop_event=stop_event, topics=args.topics, reliable=not args.best_effort,
-                         clock_hz=args.clock_hz, wait_for=args.wait_for, wait_timeout_s=args.wait_timeout)
+                         clock_hz=args.clock_hz, wait_for=args.wait_for, wait_timeout_s=args.wait_timeout,
+                         paused=paused)
     except (FileNotFoundError, ValueError, TimeoutError) as error:
         logger.error(str(error))
         return 2
     finally:
+        executor.shutdown()
+        service_thread.join(timeout=5.0)
         node.destroy_node()
         rclpy.try_shutdown()
     print(f"published {stats.total} messages on {len(stats.published)} topics in {stats.wall_time_s:.2f} s "
           f"({stats.loops} full pass(es) of {stats.bag_duration_s:.2f} s bag time"
           f"{', stopped' if stats.stopped else ''})")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,7 @@
 """siam-depth-play over real DDS: every message with its recorded stamp, latched topics, rate, /clock, loop."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -205,6 +206,51 @@ def test_tf_static_latched_for_a_late_subscriber(drive_0023: Path, tmp_path: Pat
     finally:
         stop.set()
         thread.join(10.0)
+
+
+def test_paused_playback_holds_until_resumed(tiny_bag, executor, make_node):
+    bag_path, stamps = tiny_bag
+    listener = make_node("listener")
+    received: list[Image] = []
+    listener.create_subscription(Image, NAMESPACE + IMAGE_TOPIC, received.append, 10)
+    executor.add_node(listener)
+    paused = threading.Event()
+    paused.set()
+    thread, result = play_in_thread(path=bag_path, node=make_node("player", (IMAGE_TOPIC, LATCHED_TOPIC)),
+                                    rate=2.0, paused=paused, wait_for=[IMAGE_TOPIC])
+    held_until = time.monotonic() + 0.6
+    spin_until(executor, lambda: time.monotonic() > held_until, 5.0, "the pause")
+    assert received == [] and thread.is_alive()
+    paused.clear()
+    spin_while(executor, thread, timeout=20.0)
+    assert [stamp_ns(msg) for msg in received] == stamps
+    assert result["stats"].wall_time_s >= 0.6 + (stamps[-1] - stamps[0]) / 2e9
+
+
+def test_pause_services_set_and_clear_the_pause(executor, make_node):
+    from std_srvs.srv import Trigger
+
+    from siam_depth_ros.player import add_pause_services
+
+    player_name = f"player_{os.getpid()}"
+    paused = threading.Event()
+    player = make_node(player_name)
+    add_pause_services(player, paused)
+    client_node = make_node("client")
+    executor.add_node(player)
+    executor.add_node(client_node)
+
+    def call(action: str) -> str:
+        client = client_node.create_client(Trigger, f"/{player_name}/{action}")
+        assert client.wait_for_service(timeout_sec=10.0), f"no {action} service"
+        future = client.call_async(Trigger.Request())
+        executor.spin_until_future_complete(future, timeout_sec=10.0)
+        return future.result().message
+
+    assert call("pause") == "paused" and paused.is_set()
+    assert call("toggle_pause") == "playing" and not paused.is_set()
+    assert call("toggle_pause") == "paused" and paused.is_set()
+    assert call("resume") == "playing" and not paused.is_set()
 
 
 def test_playback_qos_latches_tf_static_and_transient_local_topics(drive_0023: Path, tmp_path: Path, tiny_bag):
