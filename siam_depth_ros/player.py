@@ -118,9 +118,9 @@ class _Playback:
         unknown = sorted(set(topics or ()) - known)
         if unknown:
             raise ValueError(f"topics {unknown} are not in the bag; it has {sorted(known)}")
-        self.connections = [c for c in reader.connections if topics is None or c.topic in topics]
+        connections = [c for c in reader.connections if topics is None or c.topic in topics]
         self.publishers: dict[str, Publisher] = {}
-        for connection in self.connections:
+        for connection in connections:
             if connection.topic in self.publishers or connection.topic in stats.skipped_topics:
                 continue
             try:
@@ -140,7 +140,7 @@ class _Playback:
             self.poll_s = min(POLL_S, 1.0 / clock_hz)
         self.first_stamp_ns: int | None = None
         self.origin = 0.0  # monotonic seconds at which the pass's first message is due
-        self.playable = [c for c in self.connections if c.topic in self.publishers]
+        self.playable = [c for c in connections if c.topic in self.publishers]
 
     def wait_for_subscribers(self, topics: Sequence[str], timeout_s: float) -> None:
         """Block until each topic has a matched subscription; TimeoutError names the ones without."""
@@ -217,10 +217,11 @@ def play_bag(path: str | Path, rate: float = 1.0, loop: bool = False, clock: boo
     """Publish the messages of the rosbag2 at `path` with their recorded timing scaled by `rate`.
 
     node: publish from this node (else a temporary one; rclpy must be initialised). loop: replay until
-    `stop_event` is set. clock: also publish /clock (bag time) at `clock_hz` and before each message.
-    topics: only these topics. reliable: False publishes non-latched topics best effort. wait_for: topics
-    that must have a subscriber before playback starts (TimeoutError after `wait_timeout_s`). paused:
-    while this event is set, playback holds (bag time stands still) and resumes where it stopped.
+    `stop_event` is set. clock: also publish /clock (bag time) at `clock_hz` (at least 20 Hz) and before
+    each message. topics: only these topics. reliable: False publishes non-latched topics best effort.
+    wait_for: topics that must have a subscriber before playback starts (TimeoutError after
+    `wait_timeout_s`). paused: while this event is set, playback holds (bag time stands still) and
+    resumes where it stopped.
     Topics whose message package is not importable are skipped and listed in `PlayStats.skipped_topics`.
     """
     if not rate > 0:
