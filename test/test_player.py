@@ -344,12 +344,13 @@ def test_replay_launch_file_declares_its_arguments_and_processes():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
-    assert {"bag", "rate", "loop", "rviz", "checkpoint"} <= {arg.name for arg in description.get_launch_arguments()}
+    assert {"bag", "rate", "loop", "clock", "rviz", "checkpoint"} <= {
+        arg.name for arg in description.get_launch_arguments()}
     context = LaunchContext()
-    context.launch_configurations.update(bag="/tmp/bag", rate="2.0", loop="true", rviz="false", checkpoint="",
-                                         shm="true")
-    executables = sorted(action.node_executable for action in module._player_and_node(context))
-    assert executables == ["depth_node", "siam-depth-play"]
+    context.launch_configurations.update(bag="/tmp/bag", rate="2.0", loop="true", clock="false", rviz="false",
+                                         checkpoint="", shm="true")
+    (player,) = module._player(context)
+    assert player.node_executable == "siam-depth-play"
     context.launch_configurations["bag"] = ""
     with pytest.raises(RuntimeError, match="needs bag"):
-        module._player_and_node(context)
+        module._player(context)
