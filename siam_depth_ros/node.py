@@ -108,6 +108,7 @@ class DepthNode(Node):
 
         self._frame_ready = threading.Condition()
         self._pending: tuple[Image, float] | None = None
+        self._last_stamp_ns: int | None = None  # of the last processed frame; a repeat of it is skipped
         self._stopping = False
 
         input_qos = (qos_profile_sensor_data if self.settings.qos == "sensor_data"
@@ -256,14 +257,18 @@ class DepthNode(Node):
                                      f"(stamp {stamp_s:.3f} s): {text}", key=text)
 
     def _process(self, msg: Image, received_at: float) -> None:
+        stamp_ns = _stamp_ns(msg.header.stamp)
+        if stamp_ns == self._last_stamp_ns:
+            raise FrameError("duplicate stamp: the previous frame had the same stamp (a repeated message, or two "
+                             "publishers on one topic?); skipping it so that outputs keep unique stamps")
         image = image_to_numpy(msg)
         height, width = image.shape[:2]
         info = self._camera_info_for(msg.header.stamp, width, height)
         camera_matrix = camera_info_matrix(info) if info is not None else self._fallback_camera_matrix(width, height)
         with self._estimator_lock:
             estimator, settings = self._estimator, self.settings
-            result = estimator.step(image, _stamp_ns(msg.header.stamp) * 1e-9, msg.encoding,
-                                    fx_px=float(camera_matrix[0, 0]))
+            result = estimator.step(image, stamp_ns * 1e-9, msg.encoding, fx_px=float(camera_matrix[0, 0]))
+        self._last_stamp_ns = stamp_ns
         if result.reset_reason:
             self.get_logger().info(f"recurrent state reset before frame {result.stamp:.3f} s: {result.reset_reason}")
             self._stats.state_reset(result.reset_reason)
