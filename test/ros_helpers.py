@@ -21,8 +21,10 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHM_PROFILE = REPO_ROOT / "config" / "fastdds_shm.xml"
-#: Fast DDS reads its XML profile from the first of these (3.x name, then the 2.x name).
-PROFILE_ENV_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+#: Fast DDS 3 (Jazzy/Kilted) reads its XML profile from this; Fast DDS 2 (Humble) read FASTRTPS_DEFAULT_PROFILES_FILE,
+#: which Kilted's rmw still honours but warns about.
+PROFILE_ENV_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
+LEGACY_PROFILE_ENV_VAR = "FASTRTPS_DEFAULT_PROFILES_FILE"
 
 
 def unique_domain_id(pid: int | None = None) -> int:
@@ -49,11 +51,11 @@ def configure_dds(domain_id: int | None = None, shm_profile: bool = True) -> dic
         "RCUTILS_LOGGING_BUFFERED_STREAM": "0",
         "PYTHONUNBUFFERED": "1",
     }
+    os.environ.pop(LEGACY_PROFILE_ENV_VAR, None)
     if shm_profile:
-        settings.update({name: str(SHM_PROFILE) for name in PROFILE_ENV_VARS})
+        settings[PROFILE_ENV_VAR] = str(SHM_PROFILE)
     else:
-        for name in PROFILE_ENV_VARS:
-            os.environ.pop(name, None)
+        os.environ.pop(PROFILE_ENV_VAR, None)
     os.environ.update(settings)
     return dict(os.environ)
 
@@ -204,3 +206,124 @@ def kitti_camera_info(drive_dir: Path, frame_id: str = "camera_color_left_optica
     info.p = calib.P_rect_02.ravel()
     info.header.frame_id = frame_id
     return info
+
+
+class StampClock:
+    """Strictly increasing stamps (int ns) for synthetic frames: `next()` advances by `step_s`."""
+
+    def __init__(self, start_ns: int, step_s: float = 0.1) -> None:
+        self.now_ns = int(start_ns)
+        self.step_ns = int(round(step_s * 1e9))
+
+    def next(self) -> int:
+        self.now_ns += self.step_ns
+        return self.now_ns
+
+
+class DepthNodeClient:
+    """The test side of a siam_depth node running in `namespace`: publishes image + camera_info,
+    collects the node's outputs and /diagnostics, calls `~/reset` and sets parameters."""
+
+    def __init__(self, node: Any, executor: Any, namespace: str, outputs: Iterable[str] | None = None) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+        from std_srvs.srv import Trigger
+        from stereo_msgs.msg import DisparityImage
+
+        output_types = {"depth": Image, "depth/camera_info": CameraInfo, "disparity": DisparityImage,
+                        "points": PointCloud2, "depth/colored": Image}
+        self.outputs = list(output_types if outputs is None else outputs)
+        self.node, self.executor, self.namespace = node, executor, namespace.rstrip("/")
+        self.image_pub = node.create_publisher(Image, f"{self.namespace}/image", qos_profile_sensor_data)
+        self.camera_info_pub = node.create_publisher(CameraInfo, f"{self.namespace}/camera_info",
+                                                     qos_profile_sensor_data)
+        self.received = MessageCollector(node, {f"{self.namespace}/{topic}": output_types[topic]
+                                                for topic in self.outputs})
+        self.diagnostics = MessageCollector(node, {"/diagnostics": DiagnosticArray})
+        self.reset_client = node.create_client(Trigger, f"{self.namespace}/siam_depth/reset")
+        self.parameter_client = node.create_client(SetParameters, f"{self.namespace}/siam_depth/set_parameters")
+
+    def wait_until_connected(self, timeout: float = 30.0) -> None:
+        """Discovery: the node subscribes our image/camera_info and we subscribe each of its outputs."""
+        wait_for_subscribers(self.executor, self.image_pub, timeout=timeout)
+        wait_for_subscribers(self.executor, self.camera_info_pub, timeout=timeout)
+        for subscription in self.received.subscriptions.values():
+            wait_for_publishers(self.executor, subscription, timeout=timeout)
+
+    def publish(self, image_msg: Any, camera_info_msg: Any | None = None) -> None:
+        """camera_info first (as it would be latched or already cached), then the image."""
+        if camera_info_msg is not None:
+            self.camera_info_pub.publish(camera_info_msg)
+        self.image_pub.publish(image_msg)
+
+    def wait_outputs(self, stamp: Any, topics: Iterable[str] | None = None, timeout: float = 30.0) -> dict[str, Any]:
+        """The node's outputs at `stamp`, keyed by relative topic name (`depth`, `points`, ...)."""
+        topics = self.outputs if topics is None else list(topics)
+        found = self.received.wait_for_stamp(self.executor, stamp, [f"{self.namespace}/{t}" for t in topics], timeout)
+        return {topic[len(self.namespace) + 1:]: msg for topic, msg in found.items()}
+
+    def send(self, image_msg: Any, camera_info_msg: Any | None = None, topics: Iterable[str] | None = None,
+             timeout: float = 30.0, resend_every: float | None = None) -> dict[str, Any]:
+        """Publish one frame and wait for its outputs.
+
+        resend_every: publish the frame again every so many seconds until its outputs arrive. Use it
+        for the first frame after discovery: a match is only known on our side, and until the node
+        has matched us too, a best-effort frame (or its outputs) can be lost.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            self.publish(image_msg, camera_info_msg)
+            wait = timeout if resend_every is None else min(resend_every, max(deadline - time.monotonic(), 0.0))
+            try:
+                return self.wait_outputs(image_msg.header.stamp, topics, wait)
+            except AssertionError:
+                if resend_every is None or time.monotonic() >= deadline:
+                    raise
+
+    def _call(self, client: Any, request: Any, timeout: float) -> Any:
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise AssertionError(f"service {client.srv_name} not available after {timeout} s")
+        future = client.call_async(request)
+        spin_until(self.executor, future.done, timeout, f"a response from {client.srv_name}")
+        return future.result()
+
+    def reset(self, timeout: float = 20.0) -> Any:
+        """Call `~/reset` (std_srvs/Trigger); returns the response."""
+        from std_srvs.srv import Trigger
+
+        return self._call(self.reset_client, Trigger.Request(), timeout)
+
+    def set_parameters(self, timeout: float = 60.0, **values: Any) -> list[Any]:
+        """Set node parameters; returns one rcl_interfaces/SetParametersResult per parameter."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()
+                                                    for name, value in values.items()])
+        return list(self._call(self.parameter_client, request, timeout).results)
+
+    def wait_diagnostics(self, condition: Callable[[dict[str, str]], bool], timeout: float = 10.0) -> dict[str, str]:
+        """Spin until a /diagnostics status of this node's siam_depth satisfies `condition(values)`; returns values."""
+        name = f"{self.namespace}/siam_depth"
+
+        def matching() -> dict[str, str] | None:
+            for array in self.diagnostics.messages["/diagnostics"]:
+                for status in array.status:
+                    values = {item.key: item.value for item in status.values}
+                    if status.name.startswith(name + ":") and condition(values):
+                        return values
+            return None
+
+        return spin_until(self.executor, matching, timeout, f"diagnostics of {name}")
+
+
+def image_message(rgb: np.ndarray, stamp_ns: int, frame_id: str = "camera_color_left_optical_frame",
+                  encoding: str = "rgb8") -> Any:
+    """sensor_msgs/Image of an array (see `siam_depth_ros.conversions.numpy_to_image`) with a stamp."""
+    from std_msgs.msg import Header
+
+    from siam_depth_ros.conversions import numpy_to_image
+
+    return numpy_to_image(rgb, encoding, Header(stamp=stamp_from_ns(stamp_ns), frame_id=frame_id))

@@ -1,0 +1,246 @@
+"""The siam_depth node over real DDS: a node process fed real KITTI frames, its outputs, state and bad input.
+
+One node process (`python -m siam_depth_ros.node`, a tiny random checkpoint at network size 96x320)
+serves the whole module; each test uses fresh, increasing stamps and resets the state itself.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.serialization import deserialize_message, serialize_message
+from ros_helpers import (
+    DepthNodeClient,
+    NodeProcess,
+    StampClock,
+    configure_dds,
+    image_message,
+    kitti_camera_info,
+    kitti_frames,
+    stamp_from_ns,
+    unique_namespace,
+)
+from sensor_msgs.msg import CameraInfo, Image
+
+from siam_depth_core.checkpoint import KITTI_BASELINE_M, ModelMeta, save_checkpoint
+from siam_depth_ros.conversions import camera_info_matrix, image_to_numpy, pointcloud2_to_array, unpack_rgb
+
+pytestmark = pytest.mark.timeout(240)
+
+NETWORK_SIZE = (96, 320)
+CLOUD_STRIDE = 4
+MIN_DEPTH, MAX_DEPTH = 0.1, 80.0
+CLOUD_MIN_DEPTH, CLOUD_MAX_DEPTH = 0.5, 50.0
+FRAME_ID = "camera_color_left_optical_frame"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    meta = ModelMeta(net_width=0.125, height=64, width=192)
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", meta.build_network(), meta)
+
+
+@pytest.fixture(scope="module")
+def kitti(drive_0009):
+    """Three real frames of drive 0009 (RGB, stamps in ns) and the left camera's CameraInfo."""
+    images, stamps = kitti_frames(drive_0009, 3)
+    return images, stamps, kitti_camera_info(drive_0009, FRAME_ID)
+
+
+@pytest.fixture(scope="module")
+def ros():
+    configure_dds()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("siam_depth_test", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    yield node, executor
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.try_shutdown(context=context)
+
+
+def node_arguments(namespace: str, checkpoint: Path | str) -> list[str]:
+    return ["-r", f"__ns:={namespace}", "-p", f"checkpoint:={checkpoint}",
+            "-p", f"network_height:={NETWORK_SIZE[0]}", "-p", f"network_width:={NETWORK_SIZE[1]}",
+            "-p", f"cloud_stride:={CLOUD_STRIDE}", "-p", f"min_depth:={MIN_DEPTH}", "-p", f"max_depth:={MAX_DEPTH}",
+            "-p", f"cloud_min_depth:={CLOUD_MIN_DEPTH}", "-p", f"cloud_max_depth:={CLOUD_MAX_DEPTH}"]
+
+
+@pytest.fixture(scope="module")
+def session(ros, tiny_checkpoint, kitti, tmp_path_factory):
+    """The node process, a connected client, a stamp clock, and the outputs of a first frame sent
+    before any camera_info existed (the fallback-intrinsics case, which only a fresh node shows)."""
+    node, executor = ros
+    namespace = unique_namespace()
+    log_path = tmp_path_factory.mktemp("node") / "depth_node.log"
+    images, stamps, _ = kitti
+    with NodeProcess.python_module("siam_depth_ros.node", node_arguments(namespace, tiny_checkpoint),
+                                   log_path) as process:
+        process.wait_for_log(r"siam_depth\]: ready:", timeout=120)
+        client = DepthNodeClient(node, executor, namespace)
+        client.wait_until_connected()
+        clock = StampClock(int(stamps[-1]) + 10**9)
+        first = [client.send(image_message(images[0], clock.next()), topics=["depth", "depth/camera_info"],
+                             resend_every=2.0 if index == 0 else None) for index in range(2)]
+        yield client, process, clock, first
+
+
+def _good_frame(kitti, clock: StampClock, index: int = 0) -> tuple[Image, CameraInfo]:
+    """A real frame at the next stamp with its own copy of the KITTI camera_info."""
+    images, _, info = kitti
+    stamp_ns = clock.next()
+    info = deserialize_message(serialize_message(info), CameraInfo)
+    info.header.stamp = stamp_from_ns(stamp_ns)
+    return image_message(images[index], stamp_ns), info
+
+
+def _depth(outputs: dict) -> np.ndarray:
+    return image_to_numpy(outputs["depth"]).copy()
+
+
+def test_without_camera_info_depth_uses_fallback_intrinsics_and_warns_once(session):
+    client, process, _, first = session
+    for outputs in first:
+        info = outputs["depth/camera_info"]
+        assert (info.width, info.height) == (1242, 375)
+        np.testing.assert_allclose(camera_info_matrix(info)[0, 0], 0.58 * 1242)
+        assert np.isfinite(_depth(outputs)).mean() > 0.9
+    assert process.log().count("no camera_info on") == 1
+
+
+def test_kitti_frames_give_depth_disparity_camera_info_and_points_with_input_stamps(session, kitti):
+    client, _, _, _ = session
+    images, stamps, info = kitti
+    camera_matrix = camera_info_matrix(info)
+    fx, fy, cx, cy = camera_matrix[0, 0], camera_matrix[1, 1], camera_matrix[0, 2], camera_matrix[1, 2]
+    client.reset()
+    for image, stamp_ns in zip(images, stamps, strict=True):
+        info.header.stamp = stamp_from_ns(int(stamp_ns))
+        outputs = client.send(image_message(image, int(stamp_ns)), info)
+        for msg in outputs.values():
+            assert msg.header.stamp == stamp_from_ns(int(stamp_ns)) and msg.header.frame_id == FRAME_ID
+
+        depth_msg = outputs["depth"]
+        assert (depth_msg.height, depth_msg.width, depth_msg.encoding) == (375, 1242, "32FC1")
+        depth = _depth(outputs)
+        valid = np.isfinite(depth)
+        assert valid.mean() > 0.9
+        assert depth[valid].min() >= MIN_DEPTH and depth[valid].max() <= MAX_DEPTH
+
+        depth_info = outputs["depth/camera_info"]
+        assert (depth_info.width, depth_info.height) == (1242, 375)
+        np.testing.assert_array_equal(camera_info_matrix(depth_info), camera_matrix)
+
+        disparity = outputs["disparity"]
+        disparity_px = image_to_numpy(disparity.image)
+        assert disparity_px.shape == (375, 1242)
+        np.testing.assert_allclose([disparity.f, disparity.t], [fx, KITTI_BASELINE_M], rtol=1e-6)
+        np.testing.assert_allclose(disparity.min_disparity, fx * KITTI_BASELINE_M / MAX_DEPTH, rtol=1e-6)
+        np.testing.assert_allclose(depth[valid], disparity.f * disparity.t / disparity_px[valid], rtol=1e-4)
+        assert (disparity_px[~valid] < disparity.min_disparity).all()
+
+        colored = outputs["depth/colored"]
+        assert (colored.height, colored.width, colored.encoding) == (375, 1242, "rgb8")
+
+        cloud = pointcloud2_to_array(outputs["points"])
+        assert {"x", "y", "z", "rgb"} <= set(cloud.dtype.names)
+        assert 0.2 * (375 // CLOUD_STRIDE) * (1242 // CLOUD_STRIDE) < cloud.size <= 94 * 311
+        assert (cloud["z"] >= CLOUD_MIN_DEPTH).all() and (cloud["z"] <= CLOUD_MAX_DEPTH).all()
+        # every point projects back onto a stride pixel whose depth and colour it carries
+        cols = np.rint(cloud["x"] / cloud["z"] * fx + cx).astype(int)
+        rows = np.rint(cloud["y"] / cloud["z"] * fy + cy).astype(int)
+        assert (cols % CLOUD_STRIDE == 0).all() and (rows % CLOUD_STRIDE == 0).all()
+        np.testing.assert_allclose(cloud["z"], depth[rows, cols], rtol=1e-5)
+        np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), image[rows, cols])
+
+
+def test_state_is_carried_across_frames_and_cleared_by_reset(session, kitti):
+    client, _, clock, _ = session
+    assert client.reset().success
+    fresh = _depth(client.send(*_good_frame(kitti, clock), topics=["depth"]))
+    carried = _depth(client.send(*_good_frame(kitti, clock), topics=["depth"]))
+    client.reset()
+    after_reset = _depth(client.send(*_good_frame(kitti, clock), topics=["depth"]))
+    assert np.nanmax(np.abs(carried - fresh)) > 1e-4, "the same image with carried state must differ"
+    np.testing.assert_allclose(after_reset, fresh, rtol=1e-5, equal_nan=True)
+
+
+def test_older_stamp_resets_state_visible_in_log_diagnostics_and_output(session, kitti):
+    client, process, clock, _ = session
+    client.reset()
+    image, info = _good_frame(kitti, clock)
+    fresh = _depth(client.send(image, info, topics=["depth"]))
+    _depth(client.send(*_good_frame(kitti, clock), topics=["depth"]))
+    log_start = len(process.log())
+    older_ns = clock.now_ns - 45 * 10**7  # off the clock's 0.1 s grid: no earlier output has this stamp
+    older_image = image_message(kitti[0][0], older_ns)
+    info.header.stamp = older_image.header.stamp
+    after_jump = _depth(client.send(older_image, info, topics=["depth"]))
+    np.testing.assert_allclose(after_jump, fresh, rtol=1e-5, equal_nan=True)
+    process.wait_for_log("recurrent state reset before frame .*time went backwards", start=log_start, timeout=10)
+    client.wait_diagnostics(lambda values: "time went backwards" in values["last_reset_reason"]
+                            and int(values["resets"]) >= 1 and int(values["frames_processed"]) > 0)
+    assert process.log()[log_start:].count("time went backwards") == 1
+
+
+def _unsupported_encoding(kitti, clock):
+    depth = np.ones((375, 1242), np.float32)
+    return image_message(depth, clock.next(), encoding="32FC1"), None
+
+
+def _zero_size(kitti, clock):
+    msg = image_message(kitti[0][0], clock.next())
+    msg.height = msg.width = msg.step = 0
+    msg.data = b""
+    return msg, None
+
+
+def _mismatched_camera_info(kitti, clock):
+    image, info = _good_frame(kitti, clock)
+    info.width, info.height = 620, 188
+    return image, info
+
+
+@pytest.mark.parametrize(("make_bad_frame", "error_text"), [
+    (_unsupported_encoding, "unsupported image encoding '32FC1'"),
+    (_zero_size, "empty rgb8 image"),
+    (_mismatched_camera_info, "camera_info is 620x188 but the image is 1242x375"),
+])
+def test_bad_input_is_reported_once_and_the_next_good_frame_is_served(session, kitti, make_bad_frame, error_text):
+    client, process, clock, _ = session
+    log_start = len(process.log())
+    for _ in range(2):
+        client.publish(*make_bad_frame(kitti, clock))
+        process.wait_for_log(error_text, start=log_start, timeout=15)
+        time.sleep(0.3)  # the second bad frame is processed (and not logged again) before the good one
+    outputs = client.send(*_good_frame(kitti, clock))
+    assert np.isfinite(_depth(outputs)).mean() > 0.9
+    assert process.log()[log_start:].count(error_text) == 1
+    assert process.process.poll() is None
+
+
+def test_missing_checkpoint_on_reload_keeps_the_model_serving(session, kitti, tiny_checkpoint):
+    client, process, clock, _ = session
+    log_start = len(process.log())
+    (result,) = client.set_parameters(checkpoint="/nonexistent/siam_depth.pt")
+    assert not result.successful and "checkpoint not found: /nonexistent/siam_depth.pt" in result.reason
+    outputs = client.send(*_good_frame(kitti, clock), topics=["depth"])
+    assert np.isfinite(_depth(outputs)).mean() > 0.9
+    assert process.log()[log_start:].count("checkpoint not found") == 1
+    (result,) = client.set_parameters(checkpoint=str(tiny_checkpoint))
+    assert result.successful
+    process.wait_for_log("model reloaded", start=log_start, timeout=10)
+    client.send(*_good_frame(kitti, clock), topics=["depth"])
+
+
+def test_missing_checkpoint_at_startup_exits_with_a_clear_error(ros, tmp_path):
+    with NodeProcess.python_module("siam_depth_ros.node", node_arguments(unique_namespace() + "_bad", "/nonexistent.pt"),
+                                   tmp_path / "node.log") as process:
+        assert process.process.wait(timeout=120) == 1
+        assert "cannot start: checkpoint not found: /nonexistent.pt" in process.log()
