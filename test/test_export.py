@@ -28,6 +28,14 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(tmp_path_factory.mktemp("export") / "model.pt", meta.build_network(), meta)
 
 
+@pytest.fixture(scope="module")
+def small_onnx(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkpoint exported at 128x64."""
+    onnx_path = tmp_path_factory.mktemp("small") / "small.onnx"
+    assert main(["--checkpoint", str(checkpoint), "--height", "64", "--width", "128", "--onnx", str(onnx_path)]) == 0
+    return onnx_path
+
+
 def _real_frames(drive: Path, count: int) -> list[np.ndarray]:
     """The first `count` left colour frames of a KITTI drive, rgb8."""
     paths = sorted((drive / "image_02" / "data").glob("*.png"))[:count]
@@ -90,9 +98,8 @@ def test_onnxruntime_matches_torch_on_real_frames(checkpoint: Path, tmp_path: Pa
         np.testing.assert_allclose(ort_value.numpy(), torch_tensor.numpy(), atol=1e-4)
 
 
-def test_size_mismatch_names_both_sizes(checkpoint: Path, tmp_path: Path) -> None:
-    onnx_path = tmp_path / "small.onnx"
-    assert main(["--checkpoint", str(checkpoint), "--height", "64", "--width", "128", "--onnx", str(onnx_path)]) == 0
+def test_size_mismatch_names_both_sizes(small_onnx: Path) -> None:
+    onnx_path = small_onnx
     backend = create_backend("onnxruntime", onnx=onnx_path)
     with pytest.raises(BackendError, match=r"built for input 128x64.*got an image of 160x96"):
         backend.run(np.zeros((1, 3, 96, 160), np.float32), None)
@@ -100,9 +107,8 @@ def test_size_mismatch_names_both_sizes(checkpoint: Path, tmp_path: Path) -> Non
         DepthEstimator(backend="onnxruntime", onnx=onnx_path, size=(96, 160))
 
 
-def test_corrupt_or_incomplete_onnx_gives_clear_error(checkpoint: Path, tmp_path: Path) -> None:
-    onnx_path = tmp_path / "model.onnx"
-    assert main(["--checkpoint", str(checkpoint), "--height", "64", "--width", "128", "--onnx", str(onnx_path)]) == 0
+def test_corrupt_or_incomplete_onnx_gives_clear_error(small_onnx: Path, tmp_path: Path) -> None:
+    onnx_path = small_onnx
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(onnx_path.read_bytes()[:5000])
     sidecar_path(truncated).write_text(sidecar_path(onnx_path).read_text())
