@@ -7,8 +7,7 @@
 
 `backend`, `engine` and `checkpoint` override the params file only when given (non-empty).
 """
-# ruff would file `launch` as first-party (this folder is named launch/): keep the ROS import order.
-from pathlib import Path  # noqa: I001
+from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription

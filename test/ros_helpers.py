@@ -265,21 +265,25 @@ class DepthNodeClient:
         return {topic[len(self.namespace) + 1:]: msg for topic, msg in found.items()}
 
     def send(self, image_msg: Any, camera_info_msg: Any | None = None, topics: Iterable[str] | None = None,
-             timeout: float = 30.0, resend_every: float | None = None) -> dict[str, Any]:
-        """Publish one frame and wait for its outputs.
+             timeout: float = 30.0) -> dict[str, Any]:
+        """Publish one frame and wait for its outputs."""
+        self.publish(image_msg, camera_info_msg)
+        return self.wait_outputs(image_msg.header.stamp, topics, timeout)
 
-        resend_every: publish the frame again every so many seconds until its outputs arrive. Use it
-        for the first frame after discovery: a match is only known on our side, and until the node
-        has matched us too, a best-effort frame (or its outputs) can be lost.
-        """
+    def send_first(self, make_frame: Callable[[], tuple[Any, Any | None]], topics: Iterable[str] | None = None,
+                   retry_after: float = 2.0, timeout: float = 60.0) -> dict[str, Any]:
+        """The first frame after discovery: a match is only known on our side, and until the node has
+        matched us too a best-effort frame (or its outputs) can be lost. Sends `make_frame()` (image,
+        camera_info or None; a new stamp each call, as the node skips repeated stamps) every
+        `retry_after` s until one frame's outputs arrive; returns them."""
         deadline = time.monotonic() + timeout
         while True:
+            image_msg, camera_info_msg = make_frame()
             self.publish(image_msg, camera_info_msg)
-            wait = timeout if resend_every is None else min(resend_every, max(deadline - time.monotonic(), 0.0))
             try:
-                return self.wait_outputs(image_msg.header.stamp, topics, wait)
+                return self.wait_outputs(image_msg.header.stamp, topics, min(retry_after, deadline - time.monotonic()))
             except AssertionError:
-                if resend_every is None or time.monotonic() >= deadline:
+                if time.monotonic() + retry_after > deadline:
                     raise
 
     def _call(self, client: Any, request: Any, timeout: float) -> Any:

@@ -86,8 +86,9 @@ def session(ros, tiny_checkpoint, kitti, tmp_path_factory):
         client = DepthNodeClient(node, executor, namespace)
         client.wait_until_connected()
         clock = StampClock(int(stamps[-1]) + 10**9)
-        first = [client.send(image_message(images[0], clock.next()), topics=["depth", "depth/camera_info"],
-                             resend_every=2.0 if index == 0 else None) for index in range(2)]
+        first = [client.send_first(lambda: (image_message(images[0], clock.next()), None),
+                                   topics=["depth", "depth/camera_info"])]
+        first.append(client.send(image_message(images[0], clock.next()), topics=["depth", "depth/camera_info"]))
         yield client, process, clock, first
 
 
