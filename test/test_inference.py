@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from siam_depth_core.backends import BackendError
 from siam_depth_core.checkpoint import CheckpointError, ModelMeta, load_model, save_checkpoint
 from siam_depth_core.geometry import disparity_to_depth
 from siam_depth_core.inference import FALLBACK_FX_PER_WIDTH, DepthEstimator, preprocess
@@ -195,3 +196,11 @@ def test_warmup_leaves_a_fresh_stream(tiny_checkpoint: Path) -> None:
     np.testing.assert_allclose(first.disparity, reference.disparity, atol=1e-6)
     estimator.warmup(1)
     assert estimator.step(image, 0.1).reset_reason == "warm-up"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU; this machine has one")
+def test_cuda_options_without_gpu_raise_clear_error(tiny_checkpoint: Path) -> None:
+    with pytest.raises(BackendError, match="no CUDA GPU"):
+        DepthEstimator(tiny_checkpoint, device="cuda")
+    with pytest.raises(BackendError, match="need a CUDA device"):
+        DepthEstimator(tiny_checkpoint, fp16=True)
