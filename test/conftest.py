@@ -43,3 +43,16 @@ def drive_0023(kitti_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return _require(shared_data_dir())
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread, then restore the setting.
+
+    Tiny networks gain nothing from intra-op threads, and on a shared 2-core machine two spinning
+    OpenMP threads per process made such tests several times slower.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

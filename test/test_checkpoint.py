@@ -17,6 +17,7 @@ from siam_depth_core.checkpoint import (
 )
 from siam_depth_core.model import SiamDepthNet
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: see conftest
 META = ModelMeta(net_width=0.125, recurrent=True, siamese=True, height=64, width=128, baseline_m=0.54,
                  git_revision="abc123", extra={"dataset": "synthetic"})
 

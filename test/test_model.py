@@ -28,6 +28,7 @@ TABLE1 = (
     ("deconv2", 64, 2, 128), ("iconv2b", 64, 2, 64 + 64 + 2), ("iconv2a", 64, 2, 64), ("disp2", 2, 2, 64),
     ("deconv1", 32, 1, 64), ("iconv1b", 32, 1, 32 + 32 + 2), ("iconv1a", 32, 1, 32), ("disp1", 2, 1, 32),
 )
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: see conftest
 CONVLSTM_LAYERS = tuple(name for name, *_ in TABLE1 if name.startswith("convlstm"))
 SIZES = ((256, 512), (192, 640))  # (height, width): training size and the KITTI-crop size
 
