@@ -1,0 +1,510 @@
+"""Reliability of the running depth node (a separate process, real DDS): bad input, overload, long runs.
+
+- Bad input matrix: every unsupported encoding, odd sizes, empty/short data, absurd camera_info,
+  out-of-order and duplicate stamps. Each gives a clear diagnostic (log line and /diagnostics),
+  nothing crashes, and the next good frame gives exactly the depth that a DepthEstimator fed only
+  the frames the node accepted gives (so a bad frame never disturbs the recurrent state).
+- Overload: frames at 5x the node's rate for 30 s: RSS flat, latency bounded, drops reported.
+- Long run: 2,000 frames replayed in a loop whose stamps jump back at each loop-around: RSS flat
+  and exactly one state reset per loop-around.
+
+The overload (~45 s) and long-run (~1-2 min) tests are slower than the usual test file by design:
+they measure what only a long stream shows. Each test has a timeout.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy not installed (ROS extra)")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    NodeProcess,
+    configure_dds,
+    spin_until,
+    stamp_from_ns,
+    unique_namespace,
+    wait_for_publishers,
+    wait_for_subscribers,
+)
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from stereo_msgs.msg import DisparityImage  # noqa: E402
+
+from siam_depth_core.checkpoint import ModelMeta, save_checkpoint  # noqa: E402
+from siam_depth_core.inference import DepthEstimator  # noqa: E402
+from siam_depth_ros.conversions import image_to_numpy, make_camera_info, numpy_to_image  # noqa: E402
+
+NET_SIZE = (64, 128)  # (H, W): tiny network input, so that the node runs fast on 2 shared cores
+GOOD_SHAPE = (120, 400)  # (H, W) of the good frames: width not a multiple of 32, like real cameras
+FIRST_STAMP_NS = 1_700_000_000 * 1_000_000_000
+FRAME_PERIOD_NS = 100_000_000  # 10 Hz camera
+RELIABLE = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
+RELIABLE_DEEP = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def stamp_ns_of(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of process `pid` in MiB, read from /proc (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+def camera_matrix_for(width: int, height: int) -> np.ndarray:
+    """Pinhole K with fx = fy = width / 2 (a 90 degree field of view) and the principal point at the centre."""
+    focal = width / 2
+    return np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0.0, 0.0, 1.0]])
+
+
+def random_image(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def rgb_message(image: np.ndarray, stamp_ns: int) -> Image:
+    msg = numpy_to_image(image, "rgb8")
+    msg.header.stamp = stamp_from_ns(stamp_ns)
+    msg.header.frame_id = "camera_optical_frame"
+    return msg
+
+
+def info_message(camera_matrix: np.ndarray, width: int, height: int, stamp_ns: int) -> CameraInfo:
+    info = make_camera_info(camera_matrix, width, height)
+    info.header.stamp = stamp_from_ns(stamp_ns)
+    info.header.frame_id = "camera_optical_frame"
+    return info
+
+
+@pytest.fixture(scope="module")
+def context() -> Iterator[Context]:
+    configure_dds()
+    ros_context = Context()
+    rclpy.init(context=ros_context)
+    yield ros_context
+    rclpy.shutdown(context=ros_context)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+
+    torch.manual_seed(3)
+    meta = ModelMeta(net_width=0.125, height=NET_SIZE[0], width=NET_SIZE[1])
+    return save_checkpoint(tmp_path_factory.mktemp("reliability") / "tiny.pt", meta.build_network(), meta)
+
+
+class DepthNodeHarness:
+    """The depth node in its own process plus a test-side ROS node that feeds it and listens.
+
+    Keeps every depth image received (by stamp, with its arrival time) and the node's
+    /diagnostics reports.
+    """
+
+    def __init__(self, context: Context, log_path: Path, parameters: dict[str, object], tag: str,
+                 input_qos: QoSProfile = RELIABLE, keep_images: bool = True) -> None:
+        self.namespace = f"{unique_namespace()}_{tag}"
+        ros_args = ["-r", f"__ns:={self.namespace}"]
+        for name, value in parameters.items():
+            ros_args += ["-p", f"{name}:={value}"]
+        self.process = NodeProcess.python_module("siam_depth_ros.node", ros_args, log_path)
+        self.node = rclpy.create_node(f"reliability_client_{tag}", namespace=self.namespace, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.image_pub = self.node.create_publisher(Image, "image", input_qos)
+        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", input_qos)
+        self.keep_images = keep_images  # False: keep only stamps and arrival times (long runs)
+        self.depth: dict[int, tuple[Image | None, float]] = {}
+        self.depth_order: list[int] = []
+        self.diagnostics: list[dict[str, str]] = []
+        self.depth_sub = self.node.create_subscription(Image, "depth", self._on_depth, RELIABLE_DEEP)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+
+    def _on_depth(self, msg: Image) -> None:
+        stamp = stamp_ns_of(msg)
+        self.depth[stamp] = (msg if self.keep_images else None, time.monotonic())
+        self.depth_order.append(stamp)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith(f"{self.namespace}/siam_depth"):
+                self.diagnostics.append({item.key: item.value for item in status.values} | {
+                    "level": str(int.from_bytes(status.level) if isinstance(status.level, bytes) else status.level),
+                    "message": status.message})
+
+    def start(self) -> DepthNodeHarness:
+        self.process.wait_for_log(r"\bready: ", timeout=90.0)
+        wait_for_subscribers(self.executor, self.image_pub, timeout=30.0)
+        wait_for_subscribers(self.executor, self.info_pub, timeout=30.0)
+        wait_for_publishers(self.executor, self.depth_sub, timeout=30.0)
+        return self
+
+    def publish(self, image: Image, info: CameraInfo | None = None) -> float:
+        """Publish camera_info (if any) then the image; returns the monotonic time of the image's publication."""
+        if info is not None:
+            self.info_pub.publish(info)
+        published_at = time.monotonic()
+        self.image_pub.publish(image)
+        return published_at
+
+    def spin_until(self, condition: Callable[[], object], timeout: float, what: str) -> object:
+        if self.process.process.poll() is not None:
+            raise AssertionError(f"the node exited ({self.process.process.returncode}):\n{self.process.log()}")
+        return spin_until(self.executor, condition, timeout, what)
+
+    def wait_for_depth(self, stamp_ns: int, timeout: float = 30.0) -> Image:
+        self.spin_until(lambda: stamp_ns in self.depth, timeout, f"depth at stamp {stamp_ns}")
+        return self.depth[stamp_ns][0]
+
+    def wait_for_log(self, pattern: str, start: int, timeout: float = 20.0) -> re.Match[str]:
+        """Spin (so our subscriptions keep up) until the node's log from `start` matches `pattern`."""
+        found: list[re.Match[str]] = []
+
+        def matched() -> bool:
+            match = re.search(pattern, self.process.log()[start:])
+            if match:
+                found.append(match)
+            return match is not None
+
+        self.spin_until(matched, timeout, f"{pattern!r} in the node log:\n{self.process.log()[start:]}")
+        return found[0]
+
+    def fresh_diagnostics(self, timeout: float = 10.0) -> dict[str, str]:
+        """The first /diagnostics report of this node that arrives after now (reports come at 1 Hz)."""
+        seen = len(self.diagnostics)
+        self.spin_until(lambda: len(self.diagnostics) > seen, timeout, "a /diagnostics report")
+        return self.diagnostics[-1]
+
+    def log_length(self) -> int:
+        return len(self.process.log())
+
+    def rss_mib(self) -> float:
+        return rss_mib(self.process.process.pid)
+
+    def alive(self) -> bool:
+        return self.process.process.poll() is None
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.process.stop()
+
+
+@pytest.fixture
+def harness_factory(context: Context, tmp_path: Path) -> Iterator[Callable[..., DepthNodeHarness]]:
+    started: list[DepthNodeHarness] = []
+
+    def start(parameters: dict[str, object], tag: str, **kwargs: object) -> DepthNodeHarness:
+        harness = DepthNodeHarness(context, tmp_path / f"node_{tag}.log", parameters, tag, **kwargs)
+        started.append(harness)
+        return harness.start()
+
+    yield start
+    for harness in started:
+        harness.close()
+
+
+# -- bad input matrix ---------------------------------------------------------------------------------
+
+#: Encodings the node does not take, each with its bytes per pixel (the message is otherwise well formed).
+UNSUPPORTED_ENCODINGS = {
+    "mono16": 2, "16UC1": 2, "32FC1": 4, "64FC1": 8, "rgb16": 6, "bgra16": 8, "8UC3": 3, "8SC1": 1,
+    "yuv422": 2, "yuv422_yuy2": 2, "bayer_rggb8": 1, "bayer_gbrg16": 2, "nv21": 1, "RGB8": 3, "": 3,
+}
+UINT32_MINUS_ONE = 2**32 - 1  # what a C++ publisher's -1 becomes in the uint32 width/height fields
+GOOD_IMAGE = random_image((*GOOD_SHAPE, 3), seed=1)
+GOOD_MATRIX = camera_matrix_for(GOOD_SHAPE[1], GOOD_SHAPE[0])
+#: Builds a case's (image, camera_info or None) from (this case's stamp, the last good frame's stamp), in ns.
+Builder = Callable[[int, int], tuple[Image, CameraInfo | None]]
+
+
+@dataclass
+class BadInput:
+    """One bad (or odd) input and what the node must do with it.
+
+    diagnostic: regex the node's log must show for it. accepted: the node processes the frame (an
+    odd but valid size, a reset, an ignored camera_info) and its depth must match the reference;
+    otherwise the frame is skipped and counted as failed. logged_once: the node reports this kind of
+    problem once per run (so an earlier case may have printed it). fx_used: focal length the node must
+    use for an accepted frame (None: the case's own camera_info).
+    """
+
+    name: str
+    build: Builder
+    diagnostic: str
+    accepted: bool = False
+    logged_once: bool = False
+    fx_used: float | None = None
+
+
+def _raw(encoding: str, width: int, height: int, step: int, data: bytes) -> Builder:
+    """A hand-made Image message (with a camera_info of its declared size, so that only the image is at fault)."""
+    def build(stamp: int, last_good: int) -> tuple[Image, CameraInfo | None]:
+        msg = Image(encoding=encoding, width=width, height=height, step=step, data=data)
+        msg.header.stamp = stamp_from_ns(stamp)
+        return msg, info_message(GOOD_MATRIX, width, height, stamp)
+    return build
+
+
+def _array(array: np.ndarray, encoding: str) -> Builder:
+    def build(stamp: int, last_good: int) -> tuple[Image, CameraInfo | None]:
+        msg = numpy_to_image(array, encoding)
+        msg.header.stamp = stamp_from_ns(stamp)
+        return msg, info_message(GOOD_MATRIX, msg.width, msg.height, stamp)
+    return build
+
+
+def _with_info(image: np.ndarray, matrix: np.ndarray, info_size: tuple[int, int] | None = None,
+               stamp_of: Callable[[int, int], int] = lambda stamp, last_good: stamp) -> Builder:
+    """rgb8 `image` plus a camera_info with `matrix` of `info_size` (W, H; default the image's), same stamp."""
+    def build(stamp: int, last_good: int) -> tuple[Image, CameraInfo | None]:
+        frame_stamp = stamp_of(stamp, last_good)
+        width, height = info_size or (image.shape[1], image.shape[0])
+        return rgb_message(image, frame_stamp), info_message(matrix, width, height, frame_stamp)
+    return build
+
+
+def _matrix_with_fx(fx: float) -> np.ndarray:
+    matrix = GOOD_MATRIX.copy()
+    matrix[0, 0] = fx
+    return matrix
+
+
+def bad_input_matrix() -> list[BadInput]:
+    height, width = 24, 40
+    row = width * 3
+    cases = [BadInput(f"encoding {encoding!r}",
+                      _raw(encoding, width, height, width * size, random_image((height, width * size), 2).tobytes()),
+                      rf"unsupported image encoding '{re.escape(encoding)}'")
+             for encoding, size in UNSUPPORTED_ENCODINGS.items()]
+    for name, value in (("NaN", np.nan), ("inf", np.inf), ("-inf", -np.inf)):
+        depth_like = np.full((height, width), 5.0, np.float32)
+        depth_like[::3, ::5] = value
+        cases.append(BadInput(f"32FC1 with {name}", _array(depth_like, "32FC1"), r"unsupported image encoding '32FC1'"))
+    cases += [
+        BadInput("zero-size image", _raw("rgb8", 0, 0, 0, b""), r"empty rgb8 image \(0x0 pixels\)"),
+        BadInput("zero width", _raw("rgb8", 0, height, 0, b""), rf"empty rgb8 image \(0x{height} pixels\)"),
+        BadInput("empty data", _raw("rgb8", width, height, row, b""), rf"needs {height * row} bytes of data, got 0"),
+        BadInput("data shorter than height*step", _raw("rgb8", width, height, row, bytes(height * row - 1)),
+                 rf"needs {height * row} bytes of data, got {height * row - 1}"),
+        BadInput("step shorter than a row", _raw("rgb8", width, height, row - 3, bytes(height * row)),
+                 rf"step {row - 3} is shorter than one row of {width} pixels"),
+        BadInput("height -1 (uint32)", _raw("rgb8", width, UINT32_MINUS_ONE, row, bytes(height * row)),
+                 rf"needs {UINT32_MINUS_ONE * row} bytes of data, got {height * row}"),
+        BadInput("width -1 (uint32)", _raw("rgb8", UINT32_MINUS_ONE, height, row, bytes(height * row)),
+                 r"step \d+ is shorter than one row of 4294967295 pixels"),
+    ]
+    good_width, good_height = GOOD_SHAPE[1], GOOD_SHAPE[0]
+    for name, fx in (("fx = 0", 0.0), ("fx < 0", -200.0), ("fx = NaN", np.nan)):
+        cases.append(BadInput(f"camera_info {name}", _with_info(GOOD_IMAGE, _matrix_with_fx(fx)),
+                              r"ignoring camera_info .*no usable intrinsics", accepted=True, logged_once=True,
+                              fx_used=float(GOOD_MATRIX[0, 0])))
+    cases.append(BadInput("camera_info fx = inf", _with_info(GOOD_IMAGE, _matrix_with_fx(np.inf)),
+                          r"fx_px must be a positive number of pixels, got inf"))
+    for name, size in (("0x0", (0, 0)), ("-1 x -1 (uint32)", (UINT32_MINUS_ONE, UINT32_MINUS_ONE)),
+                       ("of another size", (good_width // 2, good_height))):
+        cases.append(BadInput(f"camera_info {name}", _with_info(GOOD_IMAGE, GOOD_MATRIX, size),
+                              rf"camera_info is {size[0]}x{size[1]} but the image is {good_width}x{good_height}"))
+    for name, shape in (("1x1", (1, 1)), ("33x17 (not multiples of 32)", (17, 33)), ("4K", (2160, 3840))):
+        image = random_image((*shape, 3), seed=shape[1])
+        cases.append(BadInput(f"image {name}", _with_info(image, camera_matrix_for(shape[1], shape[0])),
+                              rf"image size changed from {good_width}x{good_height} to {shape[1]}x{shape[0]}",
+                              accepted=True))
+    half_period = FRAME_PERIOD_NS // 2  # keeps the old stamp distinct from every stamp used before
+    cases.append(BadInput("out-of-order stamp",
+                          _with_info(GOOD_IMAGE, GOOD_MATRIX,
+                                     stamp_of=lambda stamp, last_good: last_good - 5 * FRAME_PERIOD_NS + half_period),
+                          r"time went backwards", accepted=True))
+    cases.append(BadInput("duplicate stamp",
+                          _with_info(random_image((*GOOD_SHAPE, 3), seed=7), GOOD_MATRIX,
+                                     stamp_of=lambda stamp, last_good: last_good),
+                          r"duplicate stamp"))
+    return cases
+
+
+BAD_INPUTS = bad_input_matrix()
+
+
+@pytest.mark.timeout(300)
+def test_bad_input_gives_diagnostic_and_next_good_frame_is_processed_normally(
+        harness_factory: Callable[..., DepthNodeHarness], tiny_checkpoint: Path) -> None:
+    harness = harness_factory({"checkpoint": tiny_checkpoint, "qos": "reliable", "max_gap_s": 3600.0}, "bad_input")
+    reference = DepthEstimator(tiny_checkpoint, max_gap_s=3600.0)  # fed only what the node must accept
+
+    def expect_depth(stamp: int, image: np.ndarray, fx: float, what: str) -> None:
+        depth = image_to_numpy(harness.wait_for_depth(stamp))
+        expected = reference.step(image, stamp * 1e-9, "rgb8", fx_px=fx).depth_m
+        assert depth.shape == image.shape[:2], what
+        assert np.isfinite(depth).mean() > 0.9, what
+        np.testing.assert_allclose(depth, expected, rtol=1e-4, atol=1e-6, equal_nan=True, err_msg=what)
+
+    def send_good(stamp: int, after: str) -> None:
+        harness.publish(rgb_message(GOOD_IMAGE, stamp), info_message(GOOD_MATRIX, *GOOD_SHAPE[::-1], stamp))
+        expect_depth(stamp, GOOD_IMAGE, float(GOOD_MATRIX[0, 0]), f"good frame after {after}")
+
+    last_good = FIRST_STAMP_NS
+    send_good(last_good, "start-up")
+    failed = 0
+    for case in BAD_INPUTS:
+        log_start = 0 if case.logged_once else harness.log_length()
+        image_msg, info_msg = case.build(last_good + FRAME_PERIOD_NS, last_good)
+        harness.publish(image_msg, info_msg)
+        harness.wait_for_log(case.diagnostic, log_start)
+        if case.accepted:
+            fx = case.fx_used if case.fx_used is not None else float(info_msg.k[0])
+            expect_depth(stamp_ns_of(image_msg), image_to_numpy(image_msg), fx, case.name)
+        else:
+            failed += 1
+        last_good += 2 * FRAME_PERIOD_NS
+        send_good(last_good, case.name)
+        assert harness.alive(), f"the node died on {case.name}:\n{harness.process.log()}"
+    report = harness.fresh_diagnostics()
+    assert int(report["frames_failed"]) == failed, report
+    assert int(report["resets"]) == reference.reset_count, report  # bad frames never reset the state
+    assert report["frames_dropped"] == "0", report
+
+
+# -- overload -----------------------------------------------------------------------------------------
+
+OVERLOAD_NET_SIZE = (192, 640)  # a network large enough that the node, not the test's publisher, is the bottleneck
+OVERLOAD_SHAPE = (240, 640)
+OVERLOAD_FACTOR = 5.0
+OVERLOAD_SECONDS = 30.0
+#: RSS moves by +-15 MiB of allocator noise; a node that queued the surplus frames (0.46 MB each,
+#: ~4 per processed frame, ~18 MiB/s) would grow by ~180 MiB between the two 10 s windows compared.
+RSS_GROWTH_LIMIT_MIB = 25.0
+
+
+def _pace(harness: DepthNodeHarness, until: float) -> None:
+    """Spin our subscriptions until the monotonic time `until`."""
+    while (remaining := until - time.monotonic()) > 0:
+        harness.executor.spin_once(timeout_sec=min(remaining, 0.005))
+
+
+@pytest.mark.timeout(240)
+def test_overload_keeps_memory_flat_latency_bounded_and_reports_drops(
+        harness_factory: Callable[..., DepthNodeHarness], tiny_checkpoint: Path) -> None:
+    harness = harness_factory({"checkpoint": tiny_checkpoint, "network_height": OVERLOAD_NET_SIZE[0],
+                               "network_width": OVERLOAD_NET_SIZE[1], "max_gap_s": 3600.0}, "overload",
+                              input_qos=qos_profile_sensor_data, keep_images=False)
+    images = [rgb_message(random_image((*OVERLOAD_SHAPE, 3), seed), 0) for seed in range(8)]
+    stamp = FIRST_STAMP_NS
+
+    def send(index: int, stamp_ns: int) -> float:
+        msg = images[index % len(images)]
+        msg.header.stamp = stamp_from_ns(stamp_ns)
+        return harness.publish(msg)
+
+    # The node's own rate: frames sent one at a time, each after the previous output arrived (best effort
+    # may lose a frame, e.g. the very first while discovery settles: then the next one goes out).
+    round_trips = []
+    deadline = time.monotonic() + 60.0
+    while len(round_trips) < 14:
+        stamp += FRAME_PERIOD_NS
+        published_at = send(len(round_trips), stamp)
+        _pace(harness, published_at + 0.01)
+        while stamp not in harness.depth and time.monotonic() - published_at < 3.0:
+            harness.executor.spin_once(timeout_sec=0.01)
+        if stamp in harness.depth:
+            round_trips.append(harness.depth[stamp][1] - published_at)
+        assert time.monotonic() < deadline, f"the node answered {len(round_trips)} of the rate-measuring frames"
+    node_period = float(np.median(round_trips[4:]))  # the first frames pay lazy initialisation
+    period = node_period / OVERLOAD_FACTOR
+
+    published: dict[int, float] = {}
+    rss = []  # (seconds since start, MiB)
+    start = time.monotonic()
+    next_sample = start
+    index = 0
+    while (now := time.monotonic()) - start < OVERLOAD_SECONDS:
+        if now >= next_sample:
+            rss.append((now - start, harness.rss_mib()))
+            next_sample += 1.0
+        stamp += FRAME_PERIOD_NS
+        published[stamp] = send(index, stamp)
+        index += 1
+        _pace(harness, start + index * period)
+    _pace(harness, time.monotonic() + max(2.0, 5 * node_period))  # let the last frame through
+    report = harness.fresh_diagnostics()
+    assert harness.alive(), harness.process.log()
+
+    outputs = {s: arrived - published[s] for s, (_, arrived) in harness.depth.items() if s in published}
+    latencies = np.array([outputs[s] for s in sorted(outputs)])
+    summary = (f"node period {node_period * 1e3:.0f} ms, published {len(published)} at {1 / period:.1f} Hz, "
+               f"{len(outputs)} outputs, latency ms first/last {np.round(latencies[:5] * 1e3)}/"
+               f"{np.round(latencies[-5:] * 1e3)}, max {latencies.max() * 1e3:.0f}; RSS {rss}; diagnostics {report}")
+    print(summary)
+    assert len(outputs) < len(published) / 2, summary  # only a fraction of the frames is processed
+    third = len(latencies) // 3
+    assert latencies.max() < 2.0 + 10 * node_period, summary  # a queue would reach ~24 s by the end
+    assert np.median(latencies[-third:]) < 2 * np.median(latencies[:third]) + 0.5, summary  # no growth
+    middle = np.median([mib for seconds, mib in rss if 10.0 <= seconds < 20.0])
+    end = np.median([mib for seconds, mib in rss if seconds >= 20.0])
+    assert end - middle < RSS_GROWTH_LIMIT_MIB, summary  # medians of 10 samples: robust to allocator noise
+
+    received, processed = int(report["frames_received"]), int(report["frames_processed"])
+    dropped, failed = int(report["frames_dropped"]), int(report["frames_failed"])
+    assert failed == 0, summary
+    assert processed + dropped == received, summary  # every received frame either processed or counted as dropped
+    assert dropped > processed, summary  # at 5x its rate the node drops most frames, and says so
+    assert processed >= len(outputs), summary
+
+
+# -- long run -----------------------------------------------------------------------------------------
+
+LOOP_FRAMES = 100
+LONG_RUN_FRAMES = 2000
+LONG_RUN_SHAPE = (72, 240)
+#: A leak of one input image (52 KB) or depth image (69 KB) per frame would add ~75 MiB over 1,500 frames.
+LONG_RUN_RSS_GROWTH_LIMIT_MIB = 20.0
+
+
+@pytest.mark.timeout(420)
+def test_long_run_in_a_loop_keeps_memory_flat_and_resets_once_per_loop(
+        harness_factory: Callable[..., DepthNodeHarness], tiny_checkpoint: Path) -> None:
+    harness = harness_factory({"checkpoint": tiny_checkpoint, "qos": "reliable"}, "long_run", keep_images=False)
+    other_outputs = {"points": PointCloud2, "disparity": DisparityImage, "depth/colored": Image,
+                     "depth/camera_info": CameraInfo}
+    counts = dict.fromkeys(other_outputs, 0)
+    for topic, msg_type in other_outputs.items():  # subscribed, so the node builds every output
+        harness.node.create_subscription(msg_type, topic, lambda msg, t=topic: counts.__setitem__(t, counts[t] + 1),
+                                         RELIABLE_DEEP)
+    camera_matrix = camera_matrix_for(LONG_RUN_SHAPE[1], LONG_RUN_SHAPE[0])
+    loop = [rgb_message(random_image((*LONG_RUN_SHAPE, 3), seed), 0) for seed in range(LOOP_FRAMES)]
+    info = info_message(camera_matrix, LONG_RUN_SHAPE[1], LONG_RUN_SHAPE[0], 0)
+    log_start = harness.log_length()
+    rss = {}
+    for frame in range(LONG_RUN_FRAMES):
+        position = frame % LOOP_FRAMES
+        stamp = FIRST_STAMP_NS + position * FRAME_PERIOD_NS  # recorded 10 Hz stamps; back to the start each loop
+        msg = loop[position]
+        msg.header.stamp = info.header.stamp = stamp_from_ns(stamp)
+        harness.depth.pop(stamp, None)
+        harness.publish(msg, info)  # the next frame goes out when this one's depth is back: the node's own pace
+        harness.spin_until(lambda s=stamp: s in harness.depth, 30.0, f"depth of frame {frame}")
+        if frame % 100 == 99:
+            rss[frame + 1] = harness.rss_mib()
+    report = harness.fresh_diagnostics()
+    loop_arounds = LONG_RUN_FRAMES // LOOP_FRAMES - 1
+    summary = f"RSS MiB by frame {rss}; other outputs {counts}; diagnostics {report}"
+    print(summary)
+    assert harness.alive(), harness.process.log()
+    assert harness.process.log()[log_start:].count("time went backwards") == loop_arounds, summary
+    assert int(report["resets"]) == loop_arounds, summary
+    assert "time went backwards" in report["last_reset_reason"], summary
+    assert int(report["frames_processed"]) == LONG_RUN_FRAMES, summary
+    harness.spin_until(lambda: min(counts.values()) == LONG_RUN_FRAMES, 10.0, f"every output of every frame: {counts}")
+    assert report["frames_failed"] == report["frames_dropped"] == "0", summary
+    assert max(rss[frames] for frames in rss if frames >= 500) - rss[500] < LONG_RUN_RSS_GROWTH_LIMIT_MIB, summary
