@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    _check_zip_records(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as error:  # torch raises many types for truncated/corrupt files
@@ -101,6 +103,21 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         if key not in payload:
             raise CheckpointError(f"checkpoint {path} has no {key!r} entry")
     return payload
+
+
+def _check_zip_records(path: Path) -> None:
+    """Verify the CRC32 of every record of a checkpoint's zip archive, which torch.load does not: damaged
+    bytes (a bad disk or copy) must be an error, not silently wrong weights. Non-zip files are left to torch."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(error).__name__}: {error})") from error
+    if damaged is not None:
+        raise CheckpointError(f"checkpoint {path} is corrupt: its record {damaged!r} fails the CRC check "
+                              "(damaged on disk or in a copy)")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SiamDepthNet, ModelMeta]:
