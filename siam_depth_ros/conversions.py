@@ -237,7 +237,8 @@ def pointcloud2_to_array(msg: PointCloud2, field_names: list[str] | None = None,
         for name in selected:
             values = array[name]
             if values.dtype.kind == "f":
-                keep &= ~np.isnan(values.reshape(values.shape[0], -1)).any(axis=1)
+                per_point = int(np.prod(values.shape[1:]))  # not -1: an empty cloud must reshape too
+                keep &= ~np.isnan(values.reshape(values.shape[0], per_point)).any(axis=1)
         array = array[keep]
     return array
 
