@@ -195,7 +195,6 @@ def evaluate_depth(predictor: Predictor, frames: Sequence[EvalFrame], root: Path
                              f"{image.shape[:2]} differ in size")
         projection = calib.P_rect_02 if frame.camera == 2 else calib.P_rect_03
         depth_pred = disparity_to_depth(disp, baseline_m, float(projection[0, 0]), image.shape[1])
-        depth_pred = np.nan_to_num(depth_pred, nan=max(r[1] for r in ranges.values()))
         crop = garg_crop_mask(*depth_gt.shape)
         for name, (min_depth, max_depth) in ranges.items():
             metrics = evaluate_depth_map(depth_gt, depth_pred, min_depth, max_depth, garg_crop=True)
