@@ -309,11 +309,12 @@ class DepthNodeClient:
         return list(self._call(self.parameter_client, request, timeout).results)
 
     def wait_diagnostics(self, condition: Callable[[dict[str, str]], bool], timeout: float = 10.0) -> dict[str, str]:
-        """Spin until a /diagnostics status of this node's siam_depth satisfies `condition(values)`; returns values."""
+        """Spin until a /diagnostics status of this node's siam_depth satisfies `condition(values)`; returns the
+        values of the newest such status."""
         name = f"{self.namespace}/siam_depth"
 
         def matching() -> dict[str, str] | None:
-            for array in self.diagnostics.messages["/diagnostics"]:
+            for array in reversed(self.diagnostics.messages["/diagnostics"]):
                 for status in array.status:
                     values = {item.key: item.value for item in status.values}
                     if status.name.startswith(name + ":") and condition(values):

@@ -245,3 +245,57 @@ def test_missing_checkpoint_at_startup_exits_with_a_clear_error(ros, tmp_path):
                                    tmp_path / "node.log") as process:
         assert process.process.wait(timeout=120) == 1
         assert "cannot start: checkpoint not found: /nonexistent.pt" in process.log()
+
+
+def test_only_the_newest_frame_is_processed_when_frames_arrive_faster_than_the_model(session, kitti):
+    client, _, clock, _ = session
+    before = client.wait_diagnostics(lambda values: True)
+    frames = [_good_frame(kitti, clock, index % 3) for index in range(12)]
+    for image, info in frames:  # a burst, far faster than the model runs
+        client.publish(image, info)
+    newest = client.wait_outputs(frames[-1][0].header.stamp, topics=["depth"])
+    assert np.isfinite(_depth(newest)).mean() > 0.9
+    sent_stamps = {(image.header.stamp.sec, image.header.stamp.nanosec) for image, _ in frames}
+    answered = {(msg.header.stamp.sec, msg.header.stamp.nanosec)
+                for msg in client.received.messages[f"{client.namespace}/depth"]}
+    assert len(sent_stamps & answered) < len(frames), "every frame of the burst was processed: nothing was dropped"
+    client.wait_diagnostics(lambda values: int(values["frames_dropped"]) > int(before["frames_dropped"]))
+
+
+def test_frame_stats_report_rates_drops_and_levels():
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    from siam_depth_ros.diagnostics import FrameStats
+
+    stats = FrameStats()
+    assert stats.status("n", "cpu").level == DiagnosticStatus.STALE
+    for replaced in (False, True, False):
+        stats.frame_received(replaced_unprocessed=replaced)
+    stats.frame_processed(latency_s=0.2, model_s=0.1)
+    stats.frame_processed(latency_s=0.4, model_s=0.3)
+    stats.state_reset("time went backwards")
+    status = stats.status("n", "torch:cpu")
+    values = {item.key: item.value for item in status.values}
+    assert status.level == DiagnosticStatus.OK and status.hardware_id == "torch:cpu"
+    assert (values["frames_received"], values["frames_processed"], values["frames_dropped"]) == ("3", "2", "1")
+    assert (values["latency_ms"], values["model_ms"], values["resets"]) == ("300.0", "200.0", "1")
+    assert values["last_reset_reason"] == "time went backwards"
+    stats.frame_received(replaced_unprocessed=False)
+    stats.frame_failed("unsupported image encoding '32FC1'")
+    status = stats.status("n", "torch:cpu")
+    assert status.level == DiagnosticStatus.WARN and "32FC1" in status.message
+    assert {item.key: item.value for item in status.values}["frames_received"] == "4"  # totals keep counting
+
+
+def test_parameter_values_are_checked_with_clear_errors():
+    from siam_depth_ros.parameters import NodeSettings, settings_with
+
+    defaults = NodeSettings()
+    assert settings_with(defaults, {"network_height": 96, "network_width": 320}).network_size == (96, 320)
+    assert defaults.network_size is None
+    for values, message in [({"qos": "fast"}, "qos must be one of sensor_data, reliable"),
+                            ({"backend": "tflite"}, "backend must be one of"),
+                            ({"min_depth": 50.0, "max_depth": 40.0}, "min_depth .* must be below max_depth"),
+                            ({"network_height": 96}, "set both network_height and network_width")]:
+        with pytest.raises(ValueError, match=message):
+            settings_with(defaults, values)
