@@ -87,13 +87,13 @@ class DepthNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self.settings: NodeSettings = declare_parameters(self)
         self._core_log_handler = _RosLogHandler(self.get_logger())
         logging.getLogger("siam_depth_core").addHandler(self._core_log_handler)
         self._estimator_lock = threading.Lock()
         try:
+            self.settings: NodeSettings = declare_parameters(self)
             self._estimator = self._build_estimator(self.settings)
-        except Exception:
+        except Exception:  # bad parameter or model: leave nothing half-built behind, then report it
             logging.getLogger("siam_depth_core").removeHandler(self._core_log_handler)
             super().destroy_node()
             raise
