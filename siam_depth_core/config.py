@@ -186,7 +186,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ValueError(f"{key} must be a string, got {value!r}")
+            hint_text = " (quote it: YAML reads off/on/yes/no as booleans)" if isinstance(value, bool) else ""
+            raise ValueError(f"{key} must be a string, got {value!r}{hint_text}")
         return value
     if hint is LossWeights:
         if not isinstance(value, dict):

@@ -302,9 +302,11 @@ def train(config: TrainConfig, resume: str | Path | None = None) -> TrainSummary
     ctx = init_distributed(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
         return _train(config, resume, device, ctx)
     finally:
+        torch.use_deterministic_algorithms(was_deterministic)
         if ctx.initialised_here:
             dist.destroy_process_group()
 

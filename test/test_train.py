@@ -1,0 +1,162 @@
+"""Training: config loading, the truncated-BPTT clip step, schedule, checkpoints, exact resume, learning."""
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from siam_depth_core import train as train_module
+from siam_depth_core.checkpoint import read_checkpoint
+from siam_depth_core.config import TrainConfig, load_config, save_config
+from siam_depth_core.losses import LossWeights, siamese_loss
+from siam_depth_core.model import SiamDepthNet, run_siamese
+from siam_depth_core.train import LAST_CHECKPOINT, clip_step, main, make_optimizer, train
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "configs"
+TINY_SYNTHETIC = ["dataset=synthetic", "size=[64,128]", "net_width=0.125", "num_workers=0", "image_interval=0",
+                  "log_interval=1"]
+
+
+def test_paper_config_is_the_paper_recipe() -> None:
+    config = load_config(CONFIG_DIR / "paper.yaml")
+    assert (config.net_width, tuple(config.size), config.batch_size, config.epochs) == (1.0, (256, 512), 4, 50)
+    assert (config.lr, config.weight_decay, tuple(config.adam_betas)) == (1e-4, 1e-5, (0.9, 0.999))
+    assert config.split == "eigen_full" and config.exclude_eigen_test and config.recurrent and config.siamese
+    assert config.loss_weights == LossWeights()
+
+
+def test_ablation_configs_are_the_table3_rows() -> None:
+    rows = {name: load_config(CONFIG_DIR / f"ablation_{name}.yaml")
+            for name in ("nonsiamese_unet", "siamese_unet", "siamese_convlstm")}
+    assert [(c.siamese, c.recurrent) for c in rows.values()] == [(False, False), (True, False), (True, True)]
+    paper = load_config(CONFIG_DIR / "paper.yaml")
+    for config in rows.values():  # everything but the architecture is the paper's
+        assert (config.lr, config.epochs, tuple(config.size), config.split) == (paper.lr, paper.epochs,
+                                                                              tuple(paper.size), paper.split)
+    assert len({c.out_dir for c in rows.values()}) == 3
+
+
+def test_every_shipped_config_loads() -> None:
+    files = sorted(CONFIG_DIR.glob("*.yaml"))
+    assert {"paper.yaml", "small.yaml"} <= {f.name for f in files}
+    for path in files:
+        assert isinstance(load_config(path), TrainConfig), path
+    assert load_config(CONFIG_DIR / "small.yaml").net_width == 0.25
+
+
+def test_overrides_and_round_trip(tmp_path: Path) -> None:
+    config = load_config(CONFIG_DIR / "small.yaml", ["size=[64,192]", "loss_weights.smoothness=0.2", "lr=1e-3",
+                                                     "max_steps=7", "amp=bf16"])
+    assert tuple(config.size) == (64, 192) and config.loss_weights.smoothness == 0.2 and config.lr == 1e-3
+    assert config.loss_weights.appearance == 1.0 and config.max_steps == 7 and config.amp == "bf16"
+    assert load_config(save_config(config, tmp_path / "saved.yaml")) == config
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("sise=[64,128]", "unknown config key"),
+    ("size=[60,128]", "multiples of 32"),
+    ("batch_size=two", "must be an integer"),
+    ("amp=off", "quote it"),
+    ("dataset=nuscenes", "dataset must be one of"),
+    ("loss_weights.smoothnes=1", "unknown loss weight"),
+    ("lr", "key=value"),
+])
+def test_bad_config_values_are_named(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [override])
+
+
+def test_help_documents_every_field(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for name in TrainConfig.__dataclass_fields__:
+        assert f"  {name} " in text, name
+
+
+def test_learning_rate_halves_every_10_epochs_after_30() -> None:
+    config = load_config(CONFIG_DIR / "paper.yaml")
+    optimizer, scheduler = make_optimizer(torch.nn.Linear(2, 2), config)
+    rates = []
+    for _ in range(config.epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == rates[29] == pytest.approx(1e-4)
+    assert rates[30] == rates[39] == pytest.approx(5e-5)
+    assert rates[40] == rates[49] == pytest.approx(2.5e-5)
+
+
+def test_clip_step_carries_state_through_the_clip_and_sums_the_frame_losses() -> None:
+    torch.manual_seed(0)
+    net = SiamDepthNet(width=0.125)
+    clip_left, clip_right = torch.rand(2, 2, 3, 64, 64), torch.rand(2, 2, 3, 64, 64)
+    with torch.no_grad():  # the same computation by hand: zero state at t=0, carried to t=1
+        out0, state = run_siamese(net, clip_left[:, 0])
+        out1, _ = run_siamese(net, clip_left[:, 1], state)
+        expected = (siamese_loss(clip_left[:, 0], clip_right[:, 0], out0)[0]
+                    + siamese_loss(clip_left[:, 1], clip_right[:, 1], out1)[0])
+        out1_fresh, _ = run_siamese(net, clip_left[:, 1])
+        fresh = (siamese_loss(clip_left[:, 0], clip_right[:, 0], out0)[0]
+                 + siamese_loss(clip_left[:, 1], clip_right[:, 1], out1_fresh)[0])
+    assert abs(float(expected - fresh)) > 1e-7, "state made no difference: the check would be vacuous"
+    before = [p.detach().clone() for p in net.parameters()]
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    result = clip_step(net, optimizer, scaler, clip_left, clip_right, LossWeights(), True,
+                       train_module.nullcontext)
+    assert result.terms["total"] == pytest.approx(float(expected), rel=1e-5)
+    assert any(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
+    with pytest.raises(ValueError, match="N,T,3,H,W"):
+        clip_step(net, optimizer, scaler, clip_left[:, 0], clip_right[:, 0], LossWeights(), True,
+                  train_module.nullcontext)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)["model"]
+
+
+def test_resume_after_an_interrupt_gives_bit_identical_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    # 6 clips, batch 2: 3 steps per epoch, 2 epochs, lr decay after epoch 1 -> exercises sampler skip,
+    # augmentation-free determinism, optimiser/scheduler/RNG restore across an epoch boundary.
+    options = [*TINY_SYNTHETIC, "synthetic_clips=6", "clip_len=2", "batch_size=2", "epochs=2", "lr=1e-3",
+               "lr_decay_start=1", "lr_decay_every=1", "deterministic=true", "checkpoint_interval=100"]
+    uninterrupted = train(load_config(None, [*options, f"out_dir={tmp_path / 'a'}"]))
+    assert uninterrupted.step == 6 and uninterrupted.epoch == 2
+
+    real_step = train_module.clip_step
+    calls = {"n": 0}
+
+    def interrupted_step(*args, **kwargs):  # SIGINT arrives during the 4th step (inside epoch 1)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            signal.raise_signal(signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "clip_step", interrupted_step)
+    config_b = load_config(None, [*options, f"out_dir={tmp_path / 'b'}"])
+    stopped = train(config_b)
+    assert stopped.step == 4 and stopped.epoch == 1
+    assert (tmp_path / "b" / LAST_CHECKPOINT).is_file()
+    monkeypatch.setattr(train_module, "clip_step", real_step)
+    resumed = train(config_b)  # auto-resumes from out_dir/last.pt
+    assert resumed.step == 6 and len(resumed.losses) == 2
+
+    weights_a, weights_b = _weights(tmp_path / "a" / LAST_CHECKPOINT), _weights(tmp_path / "b" / LAST_CHECKPOINT)
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
+    last_losses = [s["total"] for s in uninterrupted.losses[4:]]
+    assert [s["total"] for s in resumed.losses] == last_losses
+
+    payload = read_checkpoint(tmp_path / "b" / LAST_CHECKPOINT)
+    assert {"optimizer", "scheduler", "scaler", "epoch", "step", "config", "rng"} <= payload.keys()
+    assert payload["meta"]["baseline_m"] == pytest.approx(0.54)  # the synthetic rig's
+    assert (payload["meta"]["height"], payload["meta"]["width"]) == (64, 128)
+    assert payload["meta"]["git_revision"] and payload["config"]["net_width"] == 0.125
+    assert payload["scheduler"]["last_epoch"] == 2
+    assert (tmp_path / "b" / "epoch_002.pt").is_file() and list((tmp_path / "b" / "tensorboard").iterdir())
