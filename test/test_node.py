@@ -161,6 +161,19 @@ def test_kitti_frames_give_depth_disparity_camera_info_and_points_with_input_sta
         np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), image[rows, cols])
 
 
+def test_camera_info_sent_once_is_kept_for_later_frames(session, kitti):
+    client, _, clock, _ = session
+    _, info = _good_frame(kitti, clock)
+    info.k[0] = info.p[0] = 700.0  # a distinct fx, sent once with a stamp no image has
+    client.camera_info_pub.publish(info)
+    time.sleep(0.5)  # topics are not ordered with each other: let the camera_info land before the images
+    for _ in range(2):
+        image, _ = _good_frame(kitti, clock)
+        outputs = client.send(image, None, topics=["depth/camera_info", "disparity"])
+        assert camera_info_matrix(outputs["depth/camera_info"])[0, 0] == 700.0
+        assert outputs["disparity"].f == 700.0
+
+
 def test_state_is_carried_across_frames_and_cleared_by_reset(session, kitti):
     client, _, clock, _ = session
     assert client.reset().success
