@@ -1,0 +1,197 @@
+"""Evaluation: disparity -> metres plumbing against LiDAR, D1-all, state warm-up, post-processing, the CLI."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
+from siam_depth_core.data.calib import load_stereo_calibration
+from siam_depth_core.evaluate import (
+    DEPTH_RANGES,
+    EvalFrame,
+    NetworkPredictor,
+    evaluate_depth,
+    evaluate_stereo2015,
+    format_table,
+    ground_truth_depth,
+    has_ground_truth,
+    main,
+    warmup_frames,
+)
+from siam_depth_core.metrics import METRIC_NAMES
+from siam_depth_core.refine import flip_horizontal, refine_disparity
+
+DRIVE_0009 = "2011_09_26/2011_09_26_drive_0009_sync"
+DRIVE_0023 = "2011_09_26/2011_09_26_drive_0023_sync"
+
+
+def _oracle(root: Path, scale: float, baseline_m: float, fx_px: float):
+    """A predictor whose disparity is the LiDAR depth (x scale) turned back into a disparity."""
+    calib = load_stereo_calibration(root / "2011_09_26")
+    frames = iter([])
+
+    def predict(image: np.ndarray, state):
+        depth = ground_truth_depth(root, next(frames), calib) * scale
+        with np.errstate(divide="ignore"):
+            disp = np.where(depth > 0, baseline_m * fx_px / (np.maximum(depth, 1e-6) * image.shape[1]), 0.01)
+        return disp.astype(np.float32), state
+
+    def feed(sequence):
+        nonlocal frames
+        frames = iter(sequence)
+
+    return predict, feed
+
+
+@pytest.mark.parametrize(("scale", "abs_rel"), [(1.0, 0.0), (1.1, 0.1)])
+def test_lidar_consistent_disparity_gives_the_expected_metrics(kitti_root: Path, drive_0009: Path, scale: float,
+                                                               abs_rel: float) -> None:
+    calib = load_stereo_calibration(kitti_root / "2011_09_26")
+    baseline, fx = 0.54, float(calib.P_rect_02[0, 0])  # a baseline unlike the rig's: it must be the one used
+    frames = [EvalFrame(DRIVE_0009, 0), EvalFrame(DRIVE_0009, 16)]
+    predict, feed = _oracle(kitti_root, scale, baseline, fx)
+    feed(frames)
+    result = evaluate_depth(predict, frames, kitti_root, baseline)
+    assert len(result.rows) == len(frames) * len(DEPTH_RANGES)
+    assert all(row["gt_points"] > 1000 for row in result.rows)
+    for name in DEPTH_RANGES:
+        metrics = result.summary[name]
+        assert metrics["images"] == 2
+        assert metrics["abs_rel"] == pytest.approx(abs_rel, abs=2e-3)  # 1.1x except where clamped at max
+        assert metrics["a1"] == pytest.approx(1.0)
+
+
+def test_eval_ranges_mask_the_ground_truth(kitti_root: Path, drive_0009: Path) -> None:
+    calib = load_stereo_calibration(kitti_root / "2011_09_26")
+    frames = [EvalFrame(DRIVE_0009, 0)]
+    predict, feed = _oracle(kitti_root, 1.0, 0.54, float(calib.P_rect_02[0, 0]))
+    feed(frames)
+    rows = {row["range"]: row for row in evaluate_depth(predict, frames, kitti_root, 0.54).rows}
+    assert rows["1-50m"]["gt_points"] < rows["0-80m"]["gt_points"]
+
+
+def test_ground_truth_from_scans_or_stored_maps(kitti_root: Path, drive_0009: Path, drive_0023: Path) -> None:
+    calib = load_stereo_calibration(kitti_root / "2011_09_26")
+    from_scan = ground_truth_depth(kitti_root, EvalFrame(DRIVE_0009, 0), calib)
+    stored = ground_truth_depth(kitti_root, EvalFrame(DRIVE_0023, 0), calib)  # drive 0023 has only .npz maps
+    for depth in (from_scan, stored):
+        assert depth.shape == (375, 1242) and depth.dtype == np.float32
+        valid = depth[depth > 0]
+        assert valid.size > 10_000 and 1.0 < valid.min() and valid.max() < 130.0
+    assert has_ground_truth(kitti_root, EvalFrame(DRIVE_0023, 6))
+    assert not has_ground_truth(kitti_root, EvalFrame(DRIVE_0023, 7))
+    with pytest.raises(FileNotFoundError, match="no LiDAR ground truth"):
+        ground_truth_depth(kitti_root, EvalFrame(DRIVE_0023, 7), calib)
+
+
+def test_d1_all_of_exact_and_shifted_disparities(shared_data: Path) -> None:
+    from siam_depth_core.data.kitti import load_disparity_png
+
+    folder = shared_data / "kitti_stereo_2015" / "training"
+    gt_px = load_disparity_png(folder / "disp_occ_0" / "000046_10.png")
+
+    def exact(image: np.ndarray, state):
+        return gt_px / image.shape[1], state
+
+    def shifted(image: np.ndarray, state):
+        return (gt_px + 10.0) / image.shape[1], state
+
+    assert evaluate_stereo2015(exact, folder)["d1_all"] == pytest.approx(0.0)
+    assert evaluate_stereo2015(shifted, folder)["d1_all"] > 0.5
+
+
+def test_warmup_uses_preceding_frames_present_on_disk(kitti_root: Path, drive_0009: Path) -> None:
+    assert warmup_frames(kitti_root, EvalFrame(DRIVE_0009, 16), 3) == [13, 14, 15]
+    assert warmup_frames(kitti_root, EvalFrame(DRIVE_0009, 1), 3) == [0]
+    assert warmup_frames(kitti_root, EvalFrame(DRIVE_0009, 0), 3) == []
+    assert warmup_frames(kitti_root, EvalFrame(DRIVE_0009, 16), 0) == []
+
+
+def _tiny(recurrent: bool = True, siamese: bool = True) -> tuple[torch.nn.Module, ModelMeta]:
+    torch.manual_seed(0)
+    meta = ModelMeta(net_width=0.125, recurrent=recurrent, siamese=siamese, height=64, width=192)
+    return meta.build_network().eval(), meta
+
+
+def test_warm_state_changes_a_recurrent_prediction_only(kitti_root: Path, drive_0009: Path) -> None:
+    from siam_depth_core.data.kitti import frame_path, load_image
+
+    images = [load_image(frame_path(kitti_root, DRIVE_0009, f)) for f in (14, 15)]
+    for recurrent in (True, False):
+        predictor = NetworkPredictor(*_tiny(recurrent=recurrent))
+        fresh, _ = predictor(images[1], None)
+        _, state = predictor(images[0], None)
+        warm, _ = predictor(images[1], state)
+        assert fresh.shape == images[1].shape[:2]
+        assert np.array_equal(fresh, warm) != recurrent
+
+
+def test_post_process_blends_the_flipped_pass_for_a_non_siamese_model(kitti_root: Path, drive_0009: Path) -> None:
+    from siam_depth_core.data.kitti import frame_path, load_image
+    from siam_depth_core.inference import preprocess
+
+    image = load_image(frame_path(kitti_root, DRIVE_0009, 0))
+    net, meta = _tiny(siamese=False)
+    plain, _ = NetworkPredictor(net, meta)(image)
+    blended, _ = NetworkPredictor(net, meta, post_process=True)(image)
+    with torch.no_grad():
+        x = torch.from_numpy(preprocess(image, "rgb8", (64, 192)))
+        direct, flipped = net(x)[0][0], net(flip_horizontal(x))[0][0]
+        expected = refine_disparity(direct, flipped)[0, 0].numpy()
+    expected = cv2.resize(expected, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    assert not np.allclose(plain, blended)
+    np.testing.assert_allclose(blended, expected, rtol=1e-5, atol=1e-6)
+    siamese_net, siamese_meta = _tiny(siamese=True)
+    np.testing.assert_array_equal(NetworkPredictor(siamese_net, siamese_meta)(image)[0],
+                                  NetworkPredictor(siamese_net, siamese_meta, post_process=True)(image)[0])
+
+
+def test_cli_writes_csv_summary_table_and_side_by_side(tmp_path: Path, kitti_root: Path, drive_0009: Path,
+                                                       shared_data: Path, capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    net, meta = _tiny()
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", net, meta)
+    out_dir = tmp_path / "eval"
+    assert main(["--checkpoint", str(checkpoint), "--drives", DRIVE_0009, "--frames", "0,16",
+                 "--data-root", str(kitti_root), "--out-dir", str(out_dir), "--vis", "1",
+                 "--warmup-frames", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "Depth range: 0-80 meters (2 images)" in printed and "Depth range: 1-50 meters" in printed
+    assert "paper: Siamese convLSTM (K)" in printed and "KITTI 2015 D1-all" in printed
+
+    with (out_dir / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["frame"], r["range"]) for r in rows] == [("0", "0-80m"), ("0", "1-50m"), ("16", "0-80m"),
+                                                        ("16", "1-50m")]
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert set(summary["depth"]) == {"0-80m", "1-50m"}
+    for name in METRIC_NAMES:
+        values = [float(r[name]) for r in rows if r["range"] == "0-80m"]
+        assert summary["depth"]["0-80m"][name] == pytest.approx(np.mean(values))
+    assert 0.0 <= summary["kitti2015"]["d1_all"] <= 1.0 and summary["warmup_frames"] == 2
+    assert summary["baseline_m"] == pytest.approx(meta.baseline_m)
+
+    pictures = sorted((out_dir / "vis").glob("*.png"))
+    assert [p.name for p in pictures] == ["2011_09_26_drive_0009_sync_0000000000.png"]
+    panel = cv2.imread(str(pictures[0]))
+    assert panel.shape == (375, 3 * 1242, 3)
+    image = cv2.imread(str(kitti_root / DRIVE_0009 / "image_02" / "data" / "0000000000.png"))
+    assert np.array_equal(panel[:, :1242], image)
+    lidar_panel = panel[:, 2 * 1242:]
+    assert 0.01 < np.mean(lidar_panel.max(axis=2) > 0) < 0.6  # sparse LiDAR dots, not an empty or full panel
+
+
+def test_table_is_laid_out_like_the_paper() -> None:
+    summary = {"0-80m": {**dict.fromkeys(METRIC_NAMES, 0.5), "images": 3.0}}
+    text = format_table(summary, label="mine")
+    lines = text.splitlines()
+    assert lines[0] == "Depth range: 0-80 meters (3 images)"
+    assert lines[1].split() == ["Method", "ARD", "SRD", "RMSE", "RMSE(log)", "d<1.25", "d<1.25^2", "d<1.25^3"]
+    assert lines[2].split() == ["mine", *["0.500"] * 7]
+    assert lines[3].split()[-7:] == ["0.131", "1.075", "5.318", "0.212", "0.846", "0.947", "0.976"]
