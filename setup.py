@@ -41,6 +41,7 @@ setup(
             "ros-kilted-diagnostic-msgs",
             "ros-kilted-visualization-msgs",
             "ros-kilted-rosgraph-msgs",
+            "ros-kilted-ament-index-python",
             "rosbags",
         ],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
