@@ -127,7 +127,6 @@ class DepthNodeHarness:
         self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", input_qos)
         self.keep_images = keep_images  # False: keep only stamps and arrival times (long runs)
         self.depth: dict[int, tuple[Image | None, float]] = {}
-        self.depth_order: list[int] = []
         self.diagnostics: list[dict[str, str]] = []
         self.depth_sub = self.node.create_subscription(Image, "depth", self._on_depth, RELIABLE_DEEP)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
@@ -135,14 +134,11 @@ class DepthNodeHarness:
     def _on_depth(self, msg: Image) -> None:
         stamp = stamp_ns_of(msg)
         self.depth[stamp] = (msg if self.keep_images else None, time.monotonic())
-        self.depth_order.append(stamp)
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if status.name.startswith(f"{self.namespace}/siam_depth"):
-                self.diagnostics.append({item.key: item.value for item in status.values} | {
-                    "level": str(int.from_bytes(status.level) if isinstance(status.level, bytes) else status.level),
-                    "message": status.message})
+                self.diagnostics.append({item.key: item.value for item in status.values} | {"message": status.message})
 
     def start(self) -> DepthNodeHarness:
         self.process.wait_for_log(r"\bready: ", timeout=90.0)
@@ -160,11 +156,15 @@ class DepthNodeHarness:
         return published_at
 
     def spin_until(self, condition: Callable[[], object], timeout: float, what: str) -> object:
-        if self.process.process.poll() is not None:
-            raise AssertionError(f"the node exited ({self.process.process.returncode}):\n{self.process.log()}")
-        return spin_until(self.executor, condition, timeout, what)
+        """Spin until `condition()` is truthy; fail at once, with the node's log, if the node process exits."""
+        def condition_while_alive() -> object:
+            if self.process.process.poll() is not None:
+                raise AssertionError(f"the node exited ({self.process.process.returncode}) while waiting for "
+                                     f"{what}:\n{self.process.log()}")
+            return condition()
+        return spin_until(self.executor, condition_while_alive, timeout, what)
 
-    def wait_for_depth(self, stamp_ns: int, timeout: float = 30.0) -> Image:
+    def wait_for_depth(self, stamp_ns: int, timeout: float = 30.0) -> Image | None:
         self.spin_until(lambda: stamp_ns in self.depth, timeout, f"depth at stamp {stamp_ns}")
         return self.depth[stamp_ns][0]
 
@@ -178,7 +178,10 @@ class DepthNodeHarness:
                 found.append(match)
             return match is not None
 
-        self.spin_until(matched, timeout, f"{pattern!r} in the node log:\n{self.process.log()[start:]}")
+        try:
+            self.spin_until(matched, timeout, f"{pattern!r} in the node log")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; its log from there:\n{self.process.log()[start:]}") from None
         return found[0]
 
     def fresh_diagnostics(self, timeout: float = 10.0) -> dict[str, str]:
