@@ -63,6 +63,7 @@ def test_export_cli_run_and_reload(checkpoint: Path, tmp_path: Path, height: int
     assert (sidecar_json["height"], sidecar_json["width"]) == (height, width)
     assert sidecar_json["baseline_m"] == pytest.approx(0.54)
     assert sidecar_json["checkpoint_sha256"] == file_sha256(checkpoint)
+    assert sidecar_json["onnx_sha256"] == file_sha256(onnx_path)  # what the backends check at load
     assert sidecar_json["meta"]["net_width"] == NET_WIDTH
     skip1 = sidecar_json["state"][0]
     assert skip1["shape"] == [2, 4, height, width]  # Siamese pair: batch 2; 32 * 0.125 channels

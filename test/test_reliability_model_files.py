@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import re
 import shutil
 from collections.abc import Callable
@@ -17,7 +18,8 @@ import pytest
 import torch
 
 from siam_depth_core.backends import BackendError
-from siam_depth_core.backends.sidecar import sidecar_path
+from siam_depth_core.backends.sidecar import file_sha256, sidecar_path
+from siam_depth_core.backends.tensorrt_backend import verified_onnx
 from siam_depth_core.checkpoint import CheckpointError, ModelMeta, save_checkpoint
 from siam_depth_core.export import export_onnx
 from siam_depth_core.inference import DepthEstimator
@@ -138,7 +140,8 @@ ONNX_CASES = {
     "truncated to half": (_damage_file(_truncate(0.5)), r"cannot be loaded \(corrupt or truncated\?\)"),
     "truncated by the last bytes": (_damage_file(_truncate(0.99)), r"cannot be loaded \(corrupt or truncated\?\)"),
     "random bytes": (_damage_file(_random_bytes), r"cannot be loaded \(corrupt or truncated\?\)"),
-    "inverted bytes in the middle": (_damage_file(_flip_bytes_in_the_middle), r"cannot be loaded|does not match"),
+    "inverted bytes in the middle": (_damage_file(_flip_bytes_in_the_middle),
+                                     r"does not match its sidecar .*: its sha256 is .*damaged or replaced"),
     "sidecar missing": (_damage_file(lambda path: sidecar_path(path).unlink()), r"model sidecar not found"),
     "sidecar not JSON": (_damage_file(lambda path: sidecar_path(path).write_text("{ not json")),
                          r"model sidecar .* is malformed"),
@@ -153,14 +156,8 @@ ONNX_CASES = {
 }
 
 
-#: Known gap: an ONNX file carries no checksum and its sidecar records none, so damaged weights load
-#: silently. Fix: siam-depth-export writes the ONNX sha256 into the sidecar and the backend checks it.
-ONNX_UNDETECTED = {"inverted bytes in the middle": "ONNX has no checksum and the sidecar records no ONNX hash"}
-
-
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.xfail(reason=ONNX_UNDETECTED[case], strict=True))
-                                  if case in ONNX_UNDETECTED else case for case in ONNX_CASES])
+@pytest.mark.parametrize("case", list(ONNX_CASES))
 def test_damaged_onnx_names_file_and_problem(model_files: dict[str, Path], tmp_path: Path, case: str) -> None:
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed (onnx extra)")
     damage, problem = ONNX_CASES[case]
@@ -170,6 +167,30 @@ def test_damaged_onnx_names_file_and_problem(model_files: dict[str, Path], tmp_p
         DepthEstimator(backend="onnxruntime", onnx=path)
     message = str(raised.value)
     assert str(path) in message and re.search(problem, message), message
+
+
+def test_onnx_damaged_in_the_middle_is_refused_by_the_tensorrt_build_path(model_files: dict[str, Path],
+                                                                        tmp_path: Path) -> None:
+    """The check the engine build runs on its ONNX (no GPU needed: it happens before TensorRT is used)."""
+    path = _copy(model_files["onnx"], tmp_path / "damaged.onnx")
+    sidecar, sha256 = verified_onnx(path)
+    assert sha256 == sidecar.onnx_sha256 == file_sha256(model_files["onnx"])
+    _flip_bytes_in_the_middle(path)
+    with pytest.raises(BackendError, match=rf"ONNX model {re.escape(str(path))} does not match its sidecar"):
+        verified_onnx(path)
+
+
+def test_onnx_whose_sidecar_records_no_hash_loads_with_a_warning(model_files: dict[str, Path], tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """A sidecar of an export made before the ONNX hash was recorded: usable, but damage goes undetected."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (onnx extra)")
+    path = _copy(model_files["onnx"], tmp_path / "older_export.onnx")
+    _edit_sidecar(lambda sidecar: sidecar.pop("onnx_sha256"))(path)
+    with caplog.at_level(logging.WARNING, logger="siam_depth_core"):
+        estimator = DepthEstimator(backend="onnxruntime", onnx=path)
+    assert estimator.input_size == NET_SIZE
+    assert any(str(path) in record.getMessage() and "records no onnx_sha256" in record.getMessage()
+               for record in caplog.records), caplog.text
 
 
 def test_onnx_of_another_size_than_requested_names_both_sizes(model_files: dict[str, Path]) -> None:

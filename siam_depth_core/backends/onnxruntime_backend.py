@@ -1,17 +1,21 @@
 """The ONNX Runtime backend: runs an exported one-step model, the state kept as ORT values.
 
+The file is read once: ONNX Runtime loads those bytes and their sha256 is checked against the
+sidecar's, so damaged or replaced bytes that still parse are an error instead of wrong weights.
+
 The state tensors are bound with I/O binding and stay where the execution provider put them (GPU
 memory with the CUDA provider), so they make no host round trip between frames.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from siam_depth_core.backends import BackendError, check_image
-from siam_depth_core.backends.sidecar import ModelSidecar, sidecar_path
+from siam_depth_core.backends.sidecar import ModelSidecar, check_onnx_sha256, sidecar_path
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -52,11 +56,13 @@ class OnnxRuntimeBackend:
         options = onnxruntime.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = threads
+        model_bytes = self.onnx_path.read_bytes()
         try:
-            self.session = onnxruntime.InferenceSession(str(self.onnx_path), options, providers=providers)
+            self.session = onnxruntime.InferenceSession(model_bytes, options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types for bad files
             raise BackendError(f"ONNX model {self.onnx_path} cannot be loaded (corrupt or truncated?): "
                                f"{type(error).__name__}: {error}") from error
+        check_onnx_sha256(self.onnx_path, self.sidecar, hashlib.sha256(model_bytes).hexdigest())
         self._check_model_matches_sidecar()
 
     def _check_model_matches_sidecar(self) -> None:

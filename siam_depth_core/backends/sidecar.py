@@ -1,19 +1,23 @@
 """The JSON sidecar written next to an exported ONNX model (and a TensorRT engine): `<model file>.json`.
 
 It says what the model file alone does not: the network size, the recurrent state layout (tensor
-names and shapes, in order), the rig baseline, the checkpoint's ModelMeta and sha256, and for an
-engine the TensorRT version, GPU and precision it was built for.
+names and shapes, in order), the rig baseline, the checkpoint's ModelMeta and sha256, the ONNX
+file's sha256 (an ONNX file has no checksum of its own, so this is what detects damaged or replaced
+bytes), and for an engine the TensorRT version, GPU and precision it was built for.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from siam_depth_core.backends import BackendError
 from siam_depth_core.checkpoint import ModelMeta
 
+LOGGER = logging.getLogger(__name__)
 FORMAT = "siam_depth_export/1"
 IMAGE_INPUT = "image"
 DISPARITY_OUTPUT = "disparity"
@@ -42,7 +46,10 @@ class StateTensor:
 
 @dataclass
 class ModelSidecar:
-    """Everything a backend needs besides the model file. height/width: network input in pixels."""
+    """Everything a backend needs besides the model file. height/width: network input in pixels.
+
+    onnx_sha256: hex sha256 of the exported ONNX file (None in sidecars of older exports).
+    """
 
     height: int
     width: int
@@ -51,6 +58,7 @@ class ModelSidecar:
     state: list[StateTensor]
     checkpoint_sha256: str | None
     opset: int
+    onnx_sha256: str | None = None
     format: str = FORMAT
     image_input: str = IMAGE_INPUT
     disparity_output: str = DISPARITY_OUTPUT
@@ -101,3 +109,18 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_onnx_sha256(onnx_path: str | Path, sidecar: ModelSidecar, sha256: str) -> None:
+    """Raise BackendError unless `sha256` (of the ONNX file's bytes) is the one its sidecar records.
+
+    A sidecar of an older export records no hash: then only a warning says that damage goes undetected.
+    """
+    if sidecar.onnx_sha256 is None:
+        LOGGER.warning("ONNX model %s: its sidecar records no onnx_sha256 (an older siam-depth-export), so damaged "
+                       "bytes cannot be detected; re-export it", onnx_path)
+        return
+    if sha256 != sidecar.onnx_sha256:
+        raise BackendError(f"ONNX model {onnx_path} does not match its sidecar {sidecar_path(onnx_path)}: its sha256 "
+                           f"is {sha256[:16]}..., the sidecar records {sidecar.onnx_sha256[:16]}... (the file was "
+                           "damaged or replaced after export; export it again)")

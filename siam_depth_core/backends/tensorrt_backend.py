@@ -2,7 +2,7 @@
 
 Build: the ONNX is parsed with TensorRT's ONNX parser; with fp16 the convolutions may run in half
 precision while every ConvLSTM gate/state layer is pinned to fp32 (the cell state accumulates over
-frames). The engine and a timing cache are written next to each other; the engine's sidecar
+frames). The ONNX file's sha256 is checked against its sidecar before it is used (once per load). The engine and a timing cache are written next to each other; the engine's sidecar
 (`<engine>.json`) records the TensorRT version, GPU model, precision, input size and the ONNX hash,
 and the engine is rebuilt (with a log line saying why) whenever one of them differs.
 
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from siam_depth_core.backends import BackendError, check_image
-from siam_depth_core.backends.sidecar import ModelSidecar, file_sha256, sidecar_path
+from siam_depth_core.backends.sidecar import ModelSidecar, check_onnx_sha256, file_sha256, sidecar_path
 from siam_depth_core.model import SiamDepthNet
 
 LOGGER = logging.getLogger(__name__)
@@ -135,13 +135,22 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
 
-def engine_key(trt: ModuleType, onnx_sidecar: ModelSidecar, onnx_path: Path, fp16: bool) -> dict[str, Any]:
+def verified_onnx(onnx_path: Path) -> tuple[ModelSidecar, str]:
+    """The ONNX file's sidecar and sha256, after checking that the file is the one the sidecar describes."""
+    if not onnx_path.is_file():
+        raise BackendError(f"ONNX model not found: {onnx_path}")
+    onnx_sidecar = _read_sidecar(sidecar_path(onnx_path))
+    onnx_sha256 = file_sha256(onnx_path)
+    check_onnx_sha256(onnx_path, onnx_sidecar, onnx_sha256)
+    return onnx_sidecar, onnx_sha256
+
+
+def engine_key(trt: ModuleType, onnx_sidecar: ModelSidecar, onnx_sha256: str, fp16: bool) -> dict[str, Any]:
     """What an engine is only valid for: TensorRT version, GPU model, input size, precision, ONNX hash."""
     torch = _require_gpu()
     major, minor = torch.cuda.get_device_capability()
     return {"version": trt.__version__, "gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}",
-            "height": onnx_sidecar.height, "width": onnx_sidecar.width, "fp16": fp16,
-            "onnx_sha256": file_sha256(onnx_path)}
+            "height": onnx_sidecar.height, "width": onnx_sidecar.width, "fp16": fp16, "onnx_sha256": onnx_sha256}
 
 
 def timing_cache_path(engine_path: Path, key: dict[str, Any]) -> Path:
@@ -150,11 +159,21 @@ def timing_cache_path(engine_path: Path, key: dict[str, Any]) -> Path:
 
 
 def build_engine_file(onnx_path: str | Path, engine_path: str | Path, fp16: bool = False) -> ModelSidecar:
-    """Build `engine_path` (+ its sidecar and timing cache) from an exported ONNX; returns the sidecar."""
+    """Build `engine_path` (+ its sidecar and timing cache) from an exported ONNX; returns the sidecar.
+
+    Raises BackendError when the ONNX file does not match its sidecar (damaged or replaced).
+    """
     trt = import_tensorrt()
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    onnx_sidecar = _read_sidecar(sidecar_path(onnx_path))
-    key = engine_key(trt, onnx_sidecar, onnx_path, fp16)
+    onnx_path = Path(onnx_path)
+    onnx_sidecar, onnx_sha256 = verified_onnx(onnx_path)
+    key = engine_key(trt, onnx_sidecar, onnx_sha256, fp16)
+    return _build_engine(trt, onnx_path, onnx_sidecar, Path(engine_path), key)
+
+
+def _build_engine(trt: ModuleType, onnx_path: Path, onnx_sidecar: ModelSidecar, engine_path: Path,
+                  key: dict[str, Any]) -> ModelSidecar:
+    """Build the engine for `key` from a verified ONNX file, write it and its sidecar; returns the sidecar."""
+    fp16 = key["fp16"]
     LOGGER.info("building TensorRT engine %s from %s (%s, %s, %dx%d, %s)", engine_path, onnx_path,
                 key["version"], key["gpu"], key["width"], key["height"], "fp16" if fp16 else "fp32")
     engine_bytes = build_serialized_engine(trt, onnx_path, fp16, timing_cache_path(engine_path, key))
@@ -229,13 +248,12 @@ class TensorRTBackend:
                                    "pass the ONNX file so that it can be rebuilt")
             return
         onnx_path = Path(onnx)
-        if not onnx_path.is_file():
-            raise BackendError(f"ONNX model not found: {onnx_path}")
-        onnx_sidecar = _read_sidecar(sidecar_path(onnx_path))
-        reason = _stale_reason(self.engine_path, engine_key(trt, onnx_sidecar, onnx_path, fp16))
+        onnx_sidecar, onnx_sha256 = verified_onnx(onnx_path)
+        key = engine_key(trt, onnx_sidecar, onnx_sha256, fp16)
+        reason = _stale_reason(self.engine_path, key)
         if reason is not None:
             LOGGER.warning("rebuilding TensorRT engine %s: %s", self.engine_path, reason)
-            build_engine_file(onnx_path, self.engine_path, fp16)
+            _build_engine(trt, onnx_path, onnx_sidecar, self.engine_path, key)
 
     def _check_engine_io(self, trt: ModuleType) -> None:
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
