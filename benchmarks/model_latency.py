@@ -99,7 +99,7 @@ def make_backend(variant: str, meta: ModelMeta, size: tuple[int, int], device: s
         export_onnx(net, meta, size, onnx_path)
     if variant == "onnxruntime":
         from siam_depth_core.backends.onnxruntime_backend import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(onnx_path, device=device, threads=threads)
+        return OnnxRuntimeBackend(onnx_path, device=device, num_threads=threads)
     if variant == "tensorrt":
         from siam_depth_core.backends.tensorrt_backend import TensorRTBackend
         return TensorRTBackend(onnx=onnx_path, engine=onnx_path.with_suffix(".fp16.engine" if fp16 else ".engine"),

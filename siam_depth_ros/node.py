@@ -146,13 +146,15 @@ class DepthNode(Node):
                               size=settings.network_size, onnx=settings.onnx or None,
                               engine=settings.engine or None, max_gap_s=settings.max_gap_s,
                               min_depth=settings.min_depth, max_depth=settings.max_depth,
-                              baseline_m=settings.baseline_m or None, fp16=settings.fp16)
+                              baseline_m=settings.baseline_m or None, fp16=settings.fp16,
+                              num_threads=settings.num_threads)
 
     @staticmethod
     def _describe_model(estimator: DepthEstimator, settings: NodeSettings) -> str:
         height, width = estimator.input_size
         source = settings.checkpoint or settings.onnx or settings.engine or str(shipped_checkpoint() or "random weights")
-        return (f"{settings.backend} backend on {settings.device}, network {width}x{height} "
+        threads = settings.num_threads or "library default"
+        return (f"{settings.backend} backend on {settings.device} (CPU threads: {threads}), network {width}x{height} "
                 f"(width x{estimator.meta.net_width}), baseline {estimator.baseline_m:.4f} m, model {source}")
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:

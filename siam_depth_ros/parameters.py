@@ -32,6 +32,7 @@ class NodeSettings:
     engine: str = ""
     device: str = "cpu"
     fp16: bool = False
+    num_threads: int = 0
     network_height: int = 0
     network_width: int = 0
     min_depth: float = 0.1
@@ -64,6 +65,9 @@ PARAMETER_DOCS: dict[str, str] = {
     "engine": "TensorRT engine file (tensorrt backend; built from `onnx` when missing or stale)",
     "device": "torch/onnxruntime device: cpu or cuda[:i]",
     "fp16": "half precision on CUDA (torch and tensorrt backends)",
+    "num_threads": "intra-op CPU threads of the model; 0 = the library's default (one per core). torch: "
+                   "torch.set_num_threads, which applies to the whole node process; onnxruntime: the session's "
+                   "intra_op_num_threads; unused by tensorrt. On a small shared CPU 1 is often much faster",
     "network_height": "network input height in pixels, multiple of 32; 0 = the checkpoint's training size",
     "network_width": "network input width in pixels, multiple of 32; 0 = the checkpoint's training size",
     "min_depth": "metres; nearer depth is published as NaN (invalid)",
@@ -84,7 +88,8 @@ PARAMETER_DOCS: dict[str, str] = {
 _FLOAT_RANGES = {"min_depth": (0.001, 1000.0), "max_depth": (0.01, 10000.0), "max_gap_s": (0.001, 3600.0),
                  "baseline_m": (0.0, 10.0), "fallback_fx_ratio": (0.01, 100.0), "cloud_min_depth": (0.0, 1000.0),
                  "cloud_max_depth": (0.01, 10000.0)}
-_INTEGER_RANGES = {"network_height": (0, 8192), "network_width": (0, 8192), "cloud_stride": (1, 64)}
+_INTEGER_RANGES = {"network_height": (0, 8192), "network_width": (0, 8192), "cloud_stride": (1, 64),
+                   "num_threads": (0, 1024)}
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
@@ -121,6 +126,8 @@ def settings_with(settings: NodeSettings, values: dict[str, Any]) -> NodeSetting
         raise ValueError(f"qos must be one of {', '.join(QOS_CHOICES)}, got {updated.qos!r}")
     if not updated.min_depth < updated.max_depth:
         raise ValueError(f"min_depth ({updated.min_depth}) must be below max_depth ({updated.max_depth})")
+    if updated.num_threads < 0:
+        raise ValueError(f"num_threads must be >= 0 (0 = the library's default), got {updated.num_threads}")
     if (updated.network_height > 0) != (updated.network_width > 0):
         raise ValueError("set both network_height and network_width, or neither (0 = the checkpoint's size)")
     return updated

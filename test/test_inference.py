@@ -11,6 +11,7 @@ import torch
 
 from siam_depth_core.backends import BackendError
 from siam_depth_core.checkpoint import CheckpointError, ModelMeta, load_model, save_checkpoint
+from siam_depth_core.export import export_onnx
 from siam_depth_core.geometry import disparity_to_depth
 from siam_depth_core.inference import FALLBACK_FX_PER_WIDTH, DepthEstimator, preprocess
 from siam_depth_core.model import run_siamese
@@ -184,6 +185,25 @@ def test_bad_settings_raise() -> None:
         DepthEstimator(size=(100, 128))
     with pytest.raises(ValueError, match="min_depth"):
         DepthEstimator(min_depth=10.0, max_depth=5.0)
+
+
+def test_num_threads_sets_torch_threads_process_wide(tiny_checkpoint: Path, one_torch_thread: None) -> None:
+    DepthEstimator(tiny_checkpoint, num_threads=2)
+    assert torch.get_num_threads() == 2  # torch.set_num_threads: the whole process
+    DepthEstimator(tiny_checkpoint)  # 0 = the library default: leaves the setting alone
+    assert torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match=r"num_threads must be >= 0 .*got -1"):
+        DepthEstimator(tiny_checkpoint, num_threads=-1)
+    assert torch.get_num_threads() == 2
+
+
+def test_num_threads_sets_the_onnxruntime_session_threads(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (onnx extra)")
+    net, meta = load_model(tiny_checkpoint)
+    export_onnx(net, meta, NET_SIZE, tmp_path / "tiny.onnx")
+    for num_threads in (1, 0):
+        estimator = DepthEstimator(backend="onnxruntime", onnx=tmp_path / "tiny.onnx", num_threads=num_threads)
+        assert estimator.backend.session.get_session_options().intra_op_num_threads == num_threads
 
 
 def test_warmup_leaves_a_fresh_stream(tiny_checkpoint: Path) -> None:

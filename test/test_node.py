@@ -36,6 +36,7 @@ CLOUD_STRIDE = 4
 MIN_DEPTH, MAX_DEPTH = 0.1, 80.0
 CLOUD_MIN_DEPTH, CLOUD_MAX_DEPTH = 0.5, 50.0
 FRAME_ID = "camera_color_left_optical_frame"
+NUM_THREADS = 1  # also what a shared 2-core machine wants (2 torch threads were ~9x slower under load)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,8 @@ def node_arguments(namespace: str, checkpoint: Path | str) -> list[str]:
     return ["-r", f"__ns:={namespace}", "-p", f"checkpoint:={checkpoint}",
             "-p", f"network_height:={NETWORK_SIZE[0]}", "-p", f"network_width:={NETWORK_SIZE[1]}",
             "-p", f"cloud_stride:={CLOUD_STRIDE}", "-p", f"min_depth:={MIN_DEPTH}", "-p", f"max_depth:={MAX_DEPTH}",
-            "-p", f"cloud_min_depth:={CLOUD_MIN_DEPTH}", "-p", f"cloud_max_depth:={CLOUD_MAX_DEPTH}"]
+            "-p", f"cloud_min_depth:={CLOUD_MIN_DEPTH}", "-p", f"cloud_max_depth:={CLOUD_MAX_DEPTH}",
+            "-p", f"num_threads:={NUM_THREADS}"]
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +115,11 @@ def test_without_camera_info_depth_uses_fallback_intrinsics_and_warns_once(sessi
         np.testing.assert_allclose(camera_info_matrix(info)[0, 0], 0.58 * 1242)
         assert np.isfinite(_depth(outputs)).mean() > 0.9
     assert process.log().count("no camera_info on") == 1
+
+
+def test_num_threads_parameter_reaches_the_model(session):
+    _, process, _, _ = session
+    assert f"ready: torch backend on cpu (CPU threads: {NUM_THREADS})" in process.log()
 
 
 def test_kitti_frames_give_depth_disparity_camera_info_and_points_with_input_stamps(session, kitti):
@@ -309,6 +316,7 @@ def test_parameter_values_are_checked_with_clear_errors():
     for values, message in [({"qos": "fast"}, "qos must be one of sensor_data, reliable"),
                             ({"backend": "tflite"}, "backend must be one of"),
                             ({"min_depth": 50.0, "max_depth": 40.0}, "min_depth .* must be below max_depth"),
+                            ({"num_threads": -1}, r"num_threads must be >= 0"),
                             ({"network_height": 96}, "set both network_height and network_width")]:
         with pytest.raises(ValueError, match=message):
             settings_with(defaults, values)

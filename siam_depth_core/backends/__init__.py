@@ -53,7 +53,7 @@ def check_image(image: np.ndarray, input_size: tuple[int, int], model_name: str)
 def create_backend(name: str, *, net: Any = None, meta: ModelMeta | None = None,
                    size: tuple[int, int] | None = None, onnx: str | Path | None = None,
                    engine: str | Path | None = None, device: str = "cpu", fp16: bool = False,
-                   channels_last: bool = False, cuda_graph: bool = False) -> Backend:
+                   channels_last: bool = False, cuda_graph: bool = False, num_threads: int = 0) -> Backend:
     """Build the backend called `name` (one of BACKEND_NAMES).
 
     torch: needs `net` (a SiamDepthNet), `meta` and `size` (H, W); device "cpu"/"cuda[:i]", fp16 and
@@ -61,18 +61,22 @@ def create_backend(name: str, *, net: Any = None, meta: ModelMeta | None = None,
     onnxruntime: needs `onnx` (the exported model; its JSON sidecar gives meta and size); uses the
     CUDA execution provider when device is CUDA and the provider is available.
     tensorrt: needs `engine` (built from `onnx` when missing or stale) — see tensorrt_backend.
+    num_threads: intra-op CPU threads, 0 = the library's default. torch: torch.set_num_threads, which
+    applies to the whole process; onnxruntime: this session's intra_op_num_threads; tensorrt: unused.
     """
+    if num_threads < 0:
+        raise BackendError(f"num_threads must be >= 0 (0 = the library's default), got {num_threads}")
     if name == "torch":
         from siam_depth_core.backends.torch_backend import TorchBackend
         if net is None or meta is None or size is None:
             raise BackendError("the torch backend needs a network, its ModelMeta and the input size")
         return TorchBackend(net, meta, size, device=device, fp16=fp16, channels_last=channels_last,
-                            cuda_graph=cuda_graph)
+                            cuda_graph=cuda_graph, num_threads=num_threads)
     if name == "onnxruntime":
         from siam_depth_core.backends.onnxruntime_backend import OnnxRuntimeBackend
         if onnx is None:
             raise BackendError("the onnxruntime backend needs an ONNX file (export one with siam-depth-export)")
-        return OnnxRuntimeBackend(onnx, device=device)
+        return OnnxRuntimeBackend(onnx, device=device, num_threads=num_threads)
     if name == "tensorrt":
         from siam_depth_core.backends.tensorrt_backend import TensorRTBackend
         if engine is None and onnx is None:

@@ -26,7 +26,8 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, onnx_path: str | Path, device: str = "cpu", num_threads: int = 0) -> None:
+        """num_threads: intra-op CPU threads of this session; 0 = ONNX Runtime's default (one per core)."""
         try:
             import onnxruntime
         except ImportError as error:
@@ -54,8 +55,7 @@ class OnnxRuntimeBackend:
         elif device != "cpu":
             raise BackendError(f"unknown device {device!r} for the onnxruntime backend; use 'cpu' or 'cuda[:i]'")
         options = onnxruntime.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = num_threads  # (0 is ONNX Runtime's own "default")
         model_bytes = self.onnx_path.read_bytes()
         try:
             self.session = onnxruntime.InferenceSession(model_bytes, options, providers=providers)

@@ -4,6 +4,7 @@ fp16 uses autocast, which runs the convolutions in half precision while the Conv
 which accumulates over frames, stays fp32 (the state is created fp32 and f*c promotes to fp32).
 With `cuda_graph=True` the step (network + state update) is captured once into a CUDA graph that
 reads and writes static device buffers; the state then never leaves the GPU between frames.
+`num_threads` > 0 sets torch's intra-op CPU thread count, which is process-wide (torch.set_num_threads).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, net: SiamDepthNet, meta: ModelMeta, size: tuple[int, int], device: str = "cpu",
-                 fp16: bool = False, channels_last: bool = False, cuda_graph: bool = False) -> None:
+                 fp16: bool = False, channels_last: bool = False, cuda_graph: bool = False,
+                 num_threads: int = 0) -> None:
         check_input_size(*size)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
@@ -40,6 +42,8 @@ class TorchBackend:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(self.device).eval().to(memory_format=self.memory_format)
         self.batch = 2 if meta.siamese else 1
+        if num_threads > 0:
+            torch.set_num_threads(num_threads)  # process-wide: every torch computation of this process
         self._graph: _CapturedStep | None = _CapturedStep(self) if cuda_graph else None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
