@@ -1,4 +1,5 @@
-"""Frame counters of the depth node and their diagnostic_msgs/DiagnosticStatus (rates, latency, drops, resets)."""
+"""Frame counters of the depth node and their diagnostic_msgs/DiagnosticStatus (rates, latency, drops, resets,
+ignored camera_info messages)."""
 from __future__ import annotations
 
 import threading
@@ -15,12 +16,14 @@ class _Window:
     received: int = 0
     processed: int = 0
     failed: int = 0
+    camera_infos_ignored: int = 0
     latency_s: float = 0.0
     model_s: float = 0.0
 
 
 class FrameStats:
-    """Thread-safe counters: frames received / processed / dropped / failed, resets, latency, last error.
+    """Thread-safe counters: frames received / processed / dropped / failed, resets, latency, last error,
+    camera_info messages ignored as unusable and the last reason.
 
     `status()` turns the counts since its previous call into rates and means (one report period).
     """
@@ -28,8 +31,10 @@ class FrameStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.received = self.processed = self.dropped = self.failed = self.resets = 0
+        self.camera_infos_ignored = 0
         self.last_reset_reason = ""
         self.last_error = ""
+        self.last_camera_info_problem = ""
         self._window = _Window()
         self._window_start = time.monotonic()
 
@@ -59,21 +64,29 @@ class FrameStats:
         with self._lock:
             self.last_error = error
 
+    def camera_info_ignored(self, reason: str) -> None:
+        """A camera_info message was unusable (e.g. fx <= 0) and dropped; `reason` says why."""
+        with self._lock:
+            self.camera_infos_ignored += 1
+            self._window.camera_infos_ignored += 1
+            self.last_camera_info_problem = reason
+
     def state_reset(self, reason: str) -> None:
         with self._lock:
             self.resets += 1
             self.last_reset_reason = reason
 
     def status(self, name: str, hardware_id: str, extra: dict[str, str] | None = None) -> DiagnosticStatus:
-        """DiagnosticStatus for the period since the previous call: OK, WARN (frames failed, or
-        images arrive but none was processed) or STALE (no images)."""
+        """DiagnosticStatus for the period since the previous call: OK, WARN (frames failed, camera_info
+        messages were ignored, or images arrive but none was processed) or STALE (no images)."""
         now = time.monotonic()
         with self._lock:
             window, self._window = self._window, _Window()
             period = max(now - self._window_start, 1e-9)
             self._window_start = now
-            totals = (self.received, self.processed, self.dropped, self.failed, self.resets)
+            totals = (self.received, self.processed, self.dropped, self.failed, self.resets, self.camera_infos_ignored)
             last_reset_reason, last_error = self.last_reset_reason, self.last_error
+            last_camera_info_problem = self.last_camera_info_problem
         processed = max(window.processed, 1)
         values = {
             "input_rate_hz": f"{window.received / period:.2f}",
@@ -87,12 +100,17 @@ class FrameStats:
             "resets": str(totals[4]),
             "last_reset_reason": last_reset_reason,
             "last_error": last_error,
+            "camera_infos_ignored": str(totals[5]),
+            "last_camera_info_problem": last_camera_info_problem,
             **(extra or {}),
         }
         if window.failed:
             level, message = DiagnosticStatus.WARN, f"{window.failed} frame(s) failed: {last_error}"
         elif window.received == 0:
             level, message = DiagnosticStatus.STALE, "no images received"
+        elif window.camera_infos_ignored:
+            level, message = (DiagnosticStatus.WARN, f"{window.camera_infos_ignored} camera_info message(s) ignored: "
+                              f"{last_camera_info_problem}")
         elif window.processed == 0:
             level, message = DiagnosticStatus.WARN, "images received but none processed yet"
         else:

@@ -196,8 +196,10 @@ class DepthNode(Node):
         try:
             camera_info_matrix(msg)
         except ValueError as error:
+            self._stats.camera_info_ignored(str(error))
             if not self._warned_unusable_camera_info:
-                self.get_logger().error(f"ignoring camera_info on {self._camera_info_sub.topic_name}: {error}")
+                self.get_logger().error(f"ignoring camera_info on {self._camera_info_sub.topic_name}: {error} "
+                                        "(logged once; /diagnostics counts every ignored camera_info)")
                 self._warned_unusable_camera_info = True
             return
         with self._camera_info_ready:

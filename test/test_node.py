@@ -305,6 +305,20 @@ def test_frame_stats_report_rates_drops_and_levels():
     status = stats.status("n", "torch:cpu")
     assert status.level == DiagnosticStatus.WARN and "32FC1" in status.message
     assert {item.key: item.value for item in status.values}["frames_received"] == "4"  # totals keep counting
+    stats.frame_received(replaced_unprocessed=False)
+    stats.frame_processed(latency_s=0.1, model_s=0.1)
+    for fx in (0.0, -1.0):
+        stats.camera_info_ignored(f"camera_info has no usable intrinsics (fx={fx}, fy=700.0)")
+    status = stats.status("n", "torch:cpu")
+    values = {item.key: item.value for item in status.values}
+    assert status.level == DiagnosticStatus.WARN and "2 camera_info message(s) ignored" in status.message
+    assert values["camera_infos_ignored"] == "2" and "fx=-1.0" in values["last_camera_info_problem"]
+    stats.frame_received(replaced_unprocessed=False)
+    stats.frame_processed(latency_s=0.1, model_s=0.1)
+    status = stats.status("n", "torch:cpu")
+    values = {item.key: item.value for item in status.values}
+    assert status.level == DiagnosticStatus.OK  # the level is per report period; the count and reason stay
+    assert values["camera_infos_ignored"] == "2" and "fx=-1.0" in values["last_camera_info_problem"]
 
 
 def test_parameter_values_are_checked_with_clear_errors():

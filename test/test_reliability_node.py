@@ -375,6 +375,10 @@ def test_bad_input_gives_diagnostic_and_next_good_frame_is_processed_normally(
         assert harness.alive(), f"the node died on {case.name}:\n{harness.process.log()}"
     report = harness.fresh_diagnostics()
     assert int(report["frames_failed"]) == failed, report
+    ignored_infos = [case for case in BAD_INPUTS if case.diagnostic.startswith("ignoring camera_info")]
+    assert int(report["camera_infos_ignored"]) == len(ignored_infos), report
+    assert re.fullmatch(r"camera_info has no usable intrinsics \(fx=nan, fy=[\d.]+\)",
+                        report["last_camera_info_problem"]), report  # the last of them: fx = NaN
     assert int(report["resets"]) == reference.reset_count, report  # bad frames never reset the state
     assert report["frames_dropped"] == "0", report
 
