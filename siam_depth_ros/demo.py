@@ -203,9 +203,11 @@ class NodeProcess:
 
 
 def node_ros_args(checkpoint: Path, image_topic: str, info_topic: str, cloud_stride: int) -> list[str]:
-    """--ros-args of the demo's node: namespace, remapped inputs, the model and the cloud stride."""
+    """--ros-args of the demo's node: namespace, remapped inputs, the model, the cloud stride, and reliable
+    input QoS (a replayed bag should not lose its first frame to discovery; the node still keeps only
+    the newest frame and counts the ones it skips)."""
     return ["-r", f"__ns:={NAMESPACE}", "-r", f"image:={image_topic}", "-r", f"camera_info:={info_topic}",
-            "-p", f"checkpoint:={checkpoint}", "-p", f"cloud_stride:={cloud_stride}"]
+            "-p", f"checkpoint:={checkpoint}", "-p", f"cloud_stride:={cloud_stride}", "-p", "qos:=reliable"]
 
 
 # ---------------------------------------------------------------------------------------- recording
@@ -293,8 +295,14 @@ def replay_through_node(bag: Path, node: NodeProcess, image_topic: str, info_top
     spinner.start()
     try:
         outputs = [s for s in recorder.subscriptions if s.topic_name.startswith(NAMESPACE)]
-        wait_for(lambda: all(s.get_publisher_count() > 0 for s in outputs), timeout_s,
-                 "the node's depth and points publishers")
+
+        def node_subscribes(topic: str) -> bool:
+            return any(info.node_namespace == NAMESPACE for info in recorder.get_subscriptions_info_by_topic(topic))
+
+        # The player shares this process's DDS participant: once it knows the node's readers, the
+        # player's writers match them as soon as they are created.
+        wait_for(lambda: all(s.get_publisher_count() > 0 for s in outputs) and node_subscribes(image_topic)
+                 and node_subscribes(info_topic), timeout_s, "discovery of the node's inputs and outputs")
         time.sleep(0.5)  # the node's side of the same discovery exchange
         stats = play_bag(bag, rate=rate, node=player, topics=[image_topic, info_topic],
                          wait_for=[image_topic, info_topic], wait_timeout_s=timeout_s)
