@@ -294,6 +294,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", default="eval", help="where metrics.csv, summary.json and vis/ go")
     parser.add_argument("--vis", type=int, default=4, help="side-by-side PNGs for the first N frames")
     parser.add_argument("--max-images", type=int, help="evaluate only the first N frames (quick checks)")
+    parser.add_argument("--skip-missing", action="store_true", help="skip listed frames whose image or LiDAR "
+                        "is not on disk (e.g. --split eigen on a partial download) instead of failing")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     return parser
 
@@ -309,6 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     net, meta = load_model(args.checkpoint, device=args.device)
     predictor = NetworkPredictor(net, meta, args.device, post_process=args.post_process)
     frames = frames_from_args(args, root)
+    if args.skip_missing:
+        present = [f for f in frames if frame_path(root, f.drive, f.frame, f.camera, args.ext).is_file()
+                   and has_ground_truth(root, f)]
+        if len(present) < len(frames):
+            LOGGER.warning("skipping %d of %d listed frames missing under %s", len(frames) - len(present),
+                           len(frames), root)
+        frames = present
     if args.max_images:
         frames = frames[:args.max_images]
     if not frames:

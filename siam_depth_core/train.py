@@ -456,9 +456,10 @@ def image_summaries(result: StepResult) -> dict[str, np.ndarray]:
     from siam_depth_core.evaluate import colorize
 
     with torch.no_grad():
-        disp = result.last_output.disp_refined[0][:1].float()
-        left, right = result.last_left[:1].float(), result.last_right[:1].float()
-        recon_left, recon_right = reconstruct_views(left, right, result.last_output.disp_direct[0][:1].float())
+        disp = result.last_output.disp_refined[0][:1].detach().float()
+        left, right = result.last_left[:1].detach().float(), result.last_right[:1].detach().float()
+        recon_left, recon_right = reconstruct_views(left, right,
+                                                    result.last_output.disp_direct[0][:1].detach().float())
 
     def rgb(tensor: Tensor) -> np.ndarray:
         return (tensor[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)

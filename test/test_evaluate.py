@@ -195,3 +195,17 @@ def test_table_is_laid_out_like_the_paper() -> None:
     assert lines[1].split() == ["Method", "ARD", "SRD", "RMSE", "RMSE(log)", "d<1.25", "d<1.25^2", "d<1.25^3"]
     assert lines[2].split() == ["mine", *["0.500"] * 7]
     assert lines[3].split()[-7:] == ["0.131", "1.075", "5.318", "0.212", "0.846", "0.947", "0.976"]
+
+
+def test_eigen_split_on_a_partial_download_skips_the_missing_frames(tmp_path: Path, kitti_root: Path,
+                                                                   drive_0009: Path, shared_data: Path) -> None:
+    net, meta = _tiny()
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", net, meta)
+    common = ["--checkpoint", str(checkpoint), "--split", "eigen", "--data-root", str(kitti_root),
+              "--splits-dir", str(shared_data / "splits" / "monodepth2"), "--stereo2015", "none", "--vis", "0"]
+    with pytest.raises(FileNotFoundError):
+        main([*common, "--out-dir", str(tmp_path / "strict")])
+    assert main([*common, "--skip-missing", "--out-dir", str(tmp_path / "eval")]) == 0
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert summary["depth"]["0-80m"]["images"] == 4  # Eigen test frames 0, 16, 32, 48 of drive 0009
+    assert "kitti2015" not in summary

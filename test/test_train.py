@@ -111,6 +111,10 @@ def test_clip_step_carries_state_through_the_clip_and_sums_the_frame_losses() ->
                        train_module.nullcontext)
     assert result.terms["total"] == pytest.approx(float(expected), rel=1e-5)
     assert any(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
+    pictures = train_module.image_summaries(result)
+    assert set(pictures) == {"image/left", "disparity/left", "disparity/right", "warp/left_from_right",
+                             "warp/right_from_left", "warp/left_error"}
+    assert all(p.shape == (64, 64, 3) and p.dtype == np.uint8 for p in pictures.values())
     with pytest.raises(ValueError, match="N,T,3,H,W"):
         clip_step(net, optimizer, scaler, clip_left[:, 0], clip_right[:, 0], LossWeights(), True,
                   train_module.nullcontext)
@@ -125,7 +129,8 @@ def test_resume_after_an_interrupt_gives_bit_identical_weights(tmp_path: Path, m
     # 6 clips, batch 2: 3 steps per epoch, 2 epochs, lr decay after epoch 1 -> exercises sampler skip,
     # augmentation-free determinism, optimiser/scheduler/RNG restore across an epoch boundary.
     options = [*TINY_SYNTHETIC, "synthetic_clips=6", "clip_len=2", "batch_size=2", "epochs=2", "lr=1e-3",
-               "lr_decay_start=1", "lr_decay_every=1", "deterministic=true", "checkpoint_interval=100"]
+               "lr_decay_start=1", "lr_decay_every=1", "deterministic=true", "checkpoint_interval=100",
+               "image_interval=3"]
     uninterrupted = train(load_config(None, [*options, f"out_dir={tmp_path / 'a'}"]))
     assert uninterrupted.step == 6 and uninterrupted.epoch == 2
 
