@@ -40,6 +40,7 @@ from siam_depth_core.data.calib import load_stereo_calibration, read_timestamps
 from siam_depth_core.data.kitti import calib_dir, list_frames
 from siam_depth_core.evaluate import TABLE_TITLES, EvalFrame, colorize, ground_truth_depth
 from siam_depth_core.metrics import METRIC_NAMES, eigen_eval_mask, evaluate_depth_map
+from siam_depth_ros.kitti2bag import LEFT_CAMERA, convert_drive, parse_frame_range
 
 DEFAULT_DRIVE = "2011_09_26/2011_09_26_drive_0023_sync"
 DEFAULT_OUT = "demo_out"
@@ -143,10 +144,10 @@ def shm_profile_path() -> Path | None:
     """`config/fastdds_shm.xml` of the source tree, else of the installed package, else None."""
     candidates = [paths.REPO_ROOT / "config" / "fastdds_shm.xml"]
     try:
-        from ament_index_python.packages import get_package_share_directory
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
         candidates.append(Path(get_package_share_directory("siam_depth_ros")) / "config" / "fastdds_shm.xml")
-    except Exception:  # noqa: BLE001 - not installed the ament way: the source tree is the only place
+    except (ImportError, PackageNotFoundError, OSError):  # not installed the ament way
         pass
     return next((path for path in candidates if path.is_file()), None)
 
@@ -273,10 +274,10 @@ def wait_for(condition: Any, timeout_s: float, what: str) -> None:
 
 
 def replay_through_node(bag: Path, node: NodeProcess, image_topic: str, info_topic: str, rate: float,
-                        timeout_s: float = 60.0) -> tuple[Recording, Any]:
+                        timeout_s: float = 60.0) -> tuple[Recording, int]:
     """Play `bag`'s image and camera_info topics at `rate` to the running node; record what it publishes.
 
-    Returns the recording and the player's PlayStats. Discovery is awaited in both directions before
+    Returns the recording and the number of images the player published. Discovery is awaited in both directions before
     the first message; afterwards the outputs of the last image are awaited (or `timeout_s`).
     """
     import rclpy
@@ -325,7 +326,7 @@ def replay_through_node(bag: Path, node: NodeProcess, image_topic: str, info_top
         recorder.destroy_node()
         player.destroy_node()
         rclpy.try_shutdown(context=context)
-    return recording, stats
+    return recording, stats.published[image_topic]
 
 
 # ----------------------------------------------------------------------------------------- metrics
@@ -357,21 +358,22 @@ def format_metrics_table(model: dict[str, float], constant: dict[str, float], fr
     return "\n".join(lines)
 
 
-def timing_summary(recording: Recording) -> dict[str, Any]:
-    """Frames in/out, drops, output FPS and publish -> depth received latency (ms) of a replay."""
-    received = sorted(recording.depth_received_ns.items())
-    published = sorted(recording.published_ns.items())
+def timing_summary(recording: Recording, images_published: int) -> dict[str, Any]:
+    """Frames in/out, drops, input FPS (images published), achieved output FPS (input FPS x the fraction
+    of frames the node published depth for) and publish -> depth received latency (ms) of a replay."""
     latencies = [(recording.depth_received_ns[s] - recording.published_ns[s]) / 1e6
                  for s in recording.depth_received_ns if s in recording.published_ns]
-    summary: dict[str, Any] = {"images_published": len(published), "depth_received": len(received),
+    summary: dict[str, Any] = {"images_published": images_published, "depth_received": len(recording.depth),
                                "clouds_received": sum(recording.clouds.values()),
-                               "dropped": len(published) - len(received)}
+                               "dropped": images_published - len(recording.depth)}
 
     def rate(times_ns: list[int]) -> float | None:
         return (len(times_ns) - 1) / ((times_ns[-1] - times_ns[0]) / 1e9) if len(times_ns) > 1 else None
 
-    summary["input_fps"] = rate([t for _, t in published])
-    summary["output_fps"] = rate(sorted(t for _, t in received))
+    # achieved rate = camera rate x the fraction of frames the node kept up with
+    summary["input_fps"] = rate(sorted(recording.published_ns.values()))
+    summary["output_fps"] = (summary["input_fps"] * len(recording.depth) / images_published
+                             if summary["input_fps"] and images_published else None)
     if latencies:
         summary["latency_ms"] = {"mean": float(np.mean(latencies)), "median": float(np.median(latencies)),
                                  "p95": float(np.percentile(latencies, 95)), "max": float(np.max(latencies))}
@@ -499,7 +501,6 @@ def write_outputs(out_dir: Path, source: DemoSource, recording: Recording, rows:
 
 def run_demo(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]:
     """Everything `main` does; returns the metrics.json content and the written files."""
-    from siam_depth_ros.kitti2bag import LEFT_CAMERA, convert_drive
     from siam_depth_ros.parameters import shipped_checkpoint
 
     started = time.monotonic()
@@ -538,12 +539,13 @@ def run_demo(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]
             node.wait_until_ready(args.startup_timeout)
             log(f"replaying {len(source.frames)} frames over DDS at rate {args.rate} and recording what the node "
                 "publishes")
-            recording, _ = replay_through_node(bag, node, LEFT_CAMERA.image_topic, LEFT_CAMERA.info_topic, args.rate)
+            recording, published = replay_through_node(bag, node, LEFT_CAMERA.image_topic, LEFT_CAMERA.info_topic,
+                                                       args.rate)
         finally:
             node.stop()
         if not recording.depth:
             raise RuntimeError(f"the node published no depth image; its log:\n{node.log()}")
-        log(f"received {len(recording.depth)} depth images for {len(recording.published_ns)} published frames; "
+        log(f"received {len(recording.depth)} depth images for {published} published frames; "
             f"evaluating against {source.ground_truth_name} and writing {out_dir}/")
         stamps_ns = read_timestamps(source.drive_dir / "image_02" / "timestamps.txt")
         rows = evaluate_recording(source, recording, stamps_ns)
@@ -553,7 +555,7 @@ def run_demo(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]
                    "root": None if source.synthetic else str(source.root), "frames": source.frames,
                    "ground_truth": source.ground_truth_name},
         "model": {"checkpoint": str(checkpoint)},
-        "replay": {"rate": args.rate, **timing_summary(recording)},
+        "replay": {"rate": args.rate, **timing_summary(recording, published)},
         "depth_0_80m": {"frames": len(rows), "model": mean_metrics(rows, "model"),
                         "constant_median_depth": mean_metrics(rows, "constant")},
         "per_frame": rows,
@@ -576,10 +578,10 @@ def print_summary(report: dict[str, Any], files: dict[str, Path]) -> None:
                                report["source"]["ground_truth"], "siam_depth_small (node, streamed)"))
     print()
     latency = replay.get("latency_ms", {})
-    fps = replay["output_fps"]
+    rates = " / ".join("n/a" if replay[key] is None else f"{replay[key]:.1f}" for key in ("input_fps", "output_fps"))
     print(f"replay at rate {replay['rate']}: {replay['images_published']} images published, "
           f"{replay['depth_received']} depth images and {replay['clouds_received']} point clouds received, "
-          f"{replay['dropped']} dropped; output {fps:.1f} FPS" if fps else "output rate: n/a (one frame)")
+          f"{replay['dropped']} skipped by the node (it keeps only the newest frame); input / output {rates} FPS")
     if latency:
         print(f"latency publish -> depth received: median {latency['median']:.0f} ms, mean {latency['mean']:.0f} ms, "
               f"p95 {latency['p95']:.0f} ms, max {latency['max']:.0f} ms")
@@ -588,13 +590,6 @@ def print_summary(report: dict[str, Any], files: dict[str, Path]) -> None:
     print("files:")
     for kind, path in files.items():
         print(f"  {kind:<11} {path}")
-
-
-def parse_frame_range(text: str) -> tuple[int | None, int | None]:
-    """`A:B` -> (A, B) with either side optional."""
-    from siam_depth_ros.kitti2bag import parse_frame_range as parse
-
-    return parse(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
