@@ -23,11 +23,12 @@ AMP_MODES = ("off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _field(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's keyword
+def _field(default: Any, doc: str) -> Any:
+    """A dataclass field with its one-line documentation (shown by --help) in its metadata."""
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         return field(default_factory=lambda: default.copy() if hasattr(default, "copy") else default,
-                     metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+                     metadata={"help": doc})
+    return field(default=default, metadata={"help": doc})
 
 
 @dataclass
@@ -50,7 +51,8 @@ class TrainConfig:
     size: tuple[int, int] = _field((256, 512), "training input size (H, W) in pixels, multiples of 32")
     clip_len: int = _field(3, "frames T per clip (truncated BPTT: state reset at clip start); 1 = no recurrence "
                               "across frames")
-    augment: bool = _field(True, "online augmentation: flip with left/right swap, gamma, brightness, colour")
+    augment: bool = _field(True, "online augmentation of KITTI clips: flip with left/right swap, gamma, "
+                                 "brightness, colour (synthetic clips are never augmented)")
     synthetic_clips: int = _field(64, "number of clips in the synthetic dataset (dataset: synthetic)")
 
     # --- optimisation ---
