@@ -83,8 +83,10 @@ def replay(drive_0023: Path, tmp_path_factory):
                 lambda values: int(values["frames_received"]) == len(stamps)
                 and int(values["frames_processed"]) + int(values["frames_dropped"]) == len(stamps), timeout=60)
             depth_topic, points_topic = f"{namespace}/depth", f"{namespace}/points"
-            spin_until(executor, lambda: len(client.received.messages[points_topic])
-                       >= int(diagnostics["frames_processed"]), 30, "the clouds of every processed frame")
+            processed = int(diagnostics["frames_processed"])
+            spin_until(executor, lambda: min(len(client.received.messages[depth_topic]),
+                                             len(client.received.messages[points_topic])) >= processed,
+                       30, "the depth and cloud of every processed frame")
             depth = list(client.received.messages[depth_topic])
             clouds = list(client.received.messages[points_topic])
     finally:
