@@ -23,6 +23,7 @@ setup(
         "torch>=2.4",
         "opencv-python-headless",
         "scipy",
+        "pillow",
         "pyyaml",
         "tqdm",
     ],
@@ -55,7 +56,6 @@ setup(
     maintainer_email="siam-depth@example.com",
     description="Real-time monocular metric depth for vehicles: Siamese ConvLSTM U-Net trained from stereo video.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "depth_node = siam_depth_ros.node:main",
