@@ -17,7 +17,8 @@ from launch_ros.actions import Node
 
 PACKAGE = "siam_depth_ros"
 #: Launch arguments that override the params file when non-empty.
-MODEL_OVERRIDES = ("backend", "engine", "checkpoint")
+#: Launch arguments that override config/depth.yaml when non-empty.
+YAML_OVERRIDES = ("backend", "engine", "checkpoint", "qos")
 _TRUE = ("true", "1", "yes", "on")
 
 
@@ -39,6 +40,8 @@ def _arguments() -> list[DeclareLaunchArgument]:
                               description="override the backend: torch, onnxruntime or tensorrt"),
         DeclareLaunchArgument("engine", default_value="", description="override the TensorRT engine file"),
         DeclareLaunchArgument("checkpoint", default_value="", description="override the checkpoint (.pt)"),
+        DeclareLaunchArgument("qos", default_value="",
+                              description="override the input QoS: sensor_data or reliable (bag replay)"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start RViz2 with config/depth.rviz"),
     ]
 
@@ -49,7 +52,7 @@ def _nodes(context: LaunchContext) -> list[Node]:
         return LaunchConfiguration(name).perform(context)
 
     use_sim_time = value("use_sim_time").lower() in _TRUE
-    overrides = {name: value(name) for name in MODEL_OVERRIDES if value(name)}
+    overrides = {name: value(name) for name in YAML_OVERRIDES if value(name)}
     nodes = [Node(package=PACKAGE, executable="depth_node", name="siam_depth", output="screen", emulate_tty=True,
                   parameters=[value("params_file"), {**overrides, "use_sim_time": use_sim_time}],
                   remappings=[("image", value("image")), ("camera_info", value("camera_info"))])]

@@ -77,6 +77,7 @@ def generate_launch_description() -> LaunchDescription:
             "image": f"{LEFT_CAMERA}/image_raw",
             "camera_info": f"{LEFT_CAMERA}/camera_info",
             "checkpoint": LaunchConfiguration("checkpoint"),
+            "qos": "reliable",  # a replay must not lose its first frames to best-effort discovery
             "rviz": LaunchConfiguration("rviz"),
             "use_sim_time": LaunchConfiguration("clock"),
         }.items()),

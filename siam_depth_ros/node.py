@@ -287,7 +287,7 @@ class DepthNode(Node):
             colors = rgb_view(image, msg.encoding)[pixel_index[:, 0], pixel_index[:, 1]]
             self._points_pub.publish(points_to_pointcloud2(points, colors, header))
         if self._wanted(self._colored_pub):
-            colored = colorize_depth(result.depth_m, settings.min_depth, settings.max_depth)
+            colored = colorize_depth(result.depth_m, settings.colored_min_depth, settings.max_depth)
             self._colored_pub.publish(numpy_to_image(colored, "rgb8", header))
         self._reported_problems.clear()
         self._stats.frame_processed(time.monotonic() - received_at, result.timings.get("model", 0.0))

@@ -48,6 +48,7 @@ class NodeSettings:
     cloud_stride: int = 2
     cloud_min_depth: float = 0.5
     cloud_max_depth: float = 50.0
+    colored_min_depth: float = 2.0
 
     @property
     def network_size(self) -> tuple[int, int] | None:
@@ -83,11 +84,13 @@ PARAMETER_DOCS: dict[str, str] = {
     "cloud_stride": "use every n-th pixel in both directions for the point cloud",
     "cloud_min_depth": "metres; nearer pixels are left out of the point cloud",
     "cloud_max_depth": "metres; farther pixels are left out of the point cloud",
+    "colored_min_depth": "metres; near end of the `depth/colored` colour scale (inverse depth from "
+                         "1/max_depth to 1/colored_min_depth; nearer is saturated)",
 }
 
 _FLOAT_RANGES = {"min_depth": (0.001, 1000.0), "max_depth": (0.01, 10000.0), "max_gap_s": (0.001, 3600.0),
                  "baseline_m": (0.0, 10.0), "fallback_fx_ratio": (0.01, 100.0), "cloud_min_depth": (0.0, 1000.0),
-                 "cloud_max_depth": (0.01, 10000.0)}
+                 "cloud_max_depth": (0.01, 10000.0), "colored_min_depth": (0.001, 1000.0)}
 _INTEGER_RANGES = {"network_height": (0, 8192), "network_width": (0, 8192), "cloud_stride": (1, 64),
                    "num_threads": (0, 1024)}
 
@@ -126,6 +129,9 @@ def settings_with(settings: NodeSettings, values: dict[str, Any]) -> NodeSetting
         raise ValueError(f"qos must be one of {', '.join(QOS_CHOICES)}, got {updated.qos!r}")
     if not updated.min_depth < updated.max_depth:
         raise ValueError(f"min_depth ({updated.min_depth}) must be below max_depth ({updated.max_depth})")
+    if not updated.colored_min_depth < updated.max_depth:
+        raise ValueError(f"colored_min_depth ({updated.colored_min_depth}) must be below max_depth "
+                         f"({updated.max_depth})")
     if updated.num_threads < 0:
         raise ValueError(f"num_threads must be >= 0 (0 = the library's default), got {updated.num_threads}")
     if (updated.network_height > 0) != (updated.network_width > 0):

@@ -35,6 +35,7 @@ EXPECTED_ARGUMENTS = {
     "backend": "",
     "engine": "",
     "checkpoint": "",
+    "qos": "",
     "rviz": "false",
     "params_file": None,  # the installed config/depth.yaml, found through the ament index
 }
