@@ -177,13 +177,31 @@ def _lidar_abs_rel(checkpoint_or_net, kitti_root: Path, frames) -> float:
     return result.summary["0-80m"]["abs_rel"]
 
 
+def _load_each_item_once(monkeypatch: pytest.MonkeyPatch, dataset_class: type) -> None:
+    """Memoise `dataset_class.__getitem__` (items are deterministic without augmentation): the tests'
+    time then goes to training, not to decoding the same PNGs or rendering the same clips again."""
+    loaded: dict[tuple[int, int], dict] = {}
+    load = dataset_class.__getitem__
+
+    def load_once(self, index):
+        key = (id(self), index)
+        if key not in loaded:
+            loaded[key] = load(self, index)
+        return loaded[key]
+
+    monkeypatch.setattr(dataset_class, "__getitem__", load_once)
+
+
 def test_training_on_real_frames_lowers_the_loss_and_improves_lidar_depth(tmp_path: Path, kitti_root: Path,
-                                                                          drive_0009: Path, drive_0023: Path
-                                                                          ) -> None:
-    # The small config, shrunk to 64x192 single frames for ~150 steps (about a minute on one core): the
+                                                                          drive_0009: Path, drive_0023: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The small config, shrunk to 64x192 single frames for 150 steps (about a minute on one core): the
     # photometric loss must fall and the metric depth on the held-out drive 0023 must approach the LiDAR.
     from siam_depth_core.checkpoint import ModelMeta
+    from siam_depth_core.data.clips import KittiClipDataset
     from siam_depth_core.evaluate import EvalFrame
+
+    _load_each_item_once(monkeypatch, KittiClipDataset)
 
     config = load_config(CONFIG_DIR / "small.yaml", ["size=[64,192]", "clip_len=1", "augment=false",
                                                      "max_steps=150", "num_workers=0", "image_interval=0",
@@ -224,16 +242,7 @@ def test_depth_learned_on_synthetic_stereo_correlates_with_the_exact_depth(tmp_p
     from siam_depth_core.checkpoint import ModelMeta
     from siam_depth_core.data.synthetic import SyntheticClipDataset, render_synthetic_sequence
 
-    rendered: dict[tuple[int, int], dict] = {}
-    render = SyntheticClipDataset.__getitem__
-
-    def render_once(self, index):  # clips are deterministic; rendering each once keeps the test fast
-        key = (id(self), index)
-        if key not in rendered:
-            rendered[key] = render(self, index)
-        return rendered[key]
-
-    monkeypatch.setattr(SyntheticClipDataset, "__getitem__", render_once)
+    _load_each_item_once(monkeypatch, SyntheticClipDataset)
     config = load_config(CONFIG_DIR / "small.yaml", ["dataset=synthetic", "synthetic_clips=16", "size=[64,128]",
                                                      "clip_len=1", "max_steps=120", "num_workers=0",
                                                      "image_interval=0", f"out_dir={tmp_path}"])
