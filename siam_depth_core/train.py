@@ -14,6 +14,7 @@ exactly as if it had not stopped (bit-identical on CPU with a fixed number of th
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import random
@@ -351,7 +352,7 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
         return save_training_checkpoint(path, net, meta, config, optimizer, scheduler, scaler, progress)
 
     summary = TrainSummary(step=progress.step, epoch=progress.epoch)
-    amp_context = lambda: autocast_context(device, config.amp)  # noqa: E731
+    amp_context = functools.partial(autocast_context, device, config.amp)
     interrupted = _InterruptFlag()
     with interrupted:
         while progress.epoch < config.epochs and (config.max_steps is None or progress.step < config.max_steps):
