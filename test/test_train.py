@@ -203,9 +203,11 @@ def test_training_on_real_frames_lowers_the_loss_and_improves_lidar_depth(tmp_pa
 
     _load_each_item_once(monkeypatch, KittiClipDataset)
 
+    # lr halved at epochs 8, 10, 12 (12 steps each) so the run ends annealed, not at a noisy point:
+    # over seeds 0-3 the held-out abs_rel ratio trained/untrained was 0.50-0.61.
     config = load_config(CONFIG_DIR / "small.yaml", ["size=[64,192]", "clip_len=1", "augment=false",
-                                                     "max_steps=150", "num_workers=0", "image_interval=0",
-                                                     f"out_dir={tmp_path}"])
+                                                     "max_steps=150", "lr_decay_start=8", "lr_decay_every=2",
+                                                     "num_workers=0", "image_interval=0", f"out_dir={tmp_path}"])
     held_out = [EvalFrame("2011_09_26/2011_09_26_drive_0023_sync", f) for f in range(7)]
     torch.manual_seed(config.seed)  # the initial weights `train` starts from
     meta = ModelMeta(net_width=config.net_width, max_disp=config.max_disp, height=64, width=192, baseline_m=0.5327)
