@@ -6,7 +6,7 @@ bag's left camera and camera_info with the recorded timing. Every image must com
 image and one point cloud with its recorded stamp, or be counted as dropped by the node (it keeps
 only the newest frame when the model is slower than the camera). The depth is scored against the
 drive's projected LiDAR with the Eigen metrics (0-80 m, Garg crop) and must beat a constant depth (each
-frame's median LiDAR depth) in RMSE(log) and the delta < 1.25 / 1.25^2 accuracies.
+frame's median LiDAR depth) on all seven columns, with a margin.
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_outputs_are_metric_depth_and_a_coloured_cloud_at_the_camera_resolution(
     assert depth[-1].encoding == "32FC1" and depth_m.shape == (375, 1242)
     assert depth[-1].header.frame_id == LEFT_CAMERA.frame_id
     finite = depth_m[np.isfinite(depth_m)]
-    # NaN = outside [0.1, 80] m; the demo model puts a band of the unseen drive beyond 80 m (models/README.md)
+    # NaN = outside [0.1, 80] m
     assert finite.size > 0.75 * depth_m.size and 0.1 <= finite.min() and finite.max() <= 80.0
     cloud = pointcloud2_to_array(clouds[-1], ["x", "y", "z", "rgb"])
     assert cloud.shape[0] > 10_000 and np.all((cloud["z"] >= 0.5) & (cloud["z"] <= 50.0))
@@ -139,9 +139,12 @@ def test_depth_vs_lidar_beats_a_constant_depth_baseline(replay, kitti_root):
     baseline = {k: np.mean([s[k] for s in constant_scores]) for k in constant_scores[0]}
     print("model:", {k: round(float(v), 3) for k, v in model.items()})
     print("constant median depth:", {k: round(float(v), 3) for k, v in baseline.items()})
-    # The per-frame median is an oracle constant (it uses each frame's LiDAR). The demo model beats it
-    # on the scale-free columns; its abs_rel / sq_rel / RMSE are worse because it puts the parked cars
-    # of this unseen drive too far (models/README.md has the full table).
-    assert model["rmse_log"] < baseline["rmse_log"]
-    assert model["a1"] > baseline["a1"] + 0.1
-    assert model["a2"] > baseline["a2"]
+    # The per-frame median is an oracle constant (it uses each frame's LiDAR). Streamed over these 7 frames
+    # the demo model scores ARD 0.242, SRD 2.21, RMSE 6.90, RMSE(log) 0.310, deltas 0.657 / 0.840 / 0.949
+    # against the constant's 0.448, 4.70, 12.2, 0.590, 0.261 / 0.544 / 0.790 (models/README.md); the
+    # margins are about half of each gap, so a dropped frame or a platform's rounding cannot flip them.
+    for error in ("abs_rel", "sq_rel", "rmse", "rmse_log"):
+        assert model[error] < 0.8 * baseline[error], error
+    assert model["a1"] > baseline["a1"] + 0.2
+    assert model["a2"] > baseline["a2"] + 0.15
+    assert model["a3"] > baseline["a3"] + 0.08
