@@ -53,6 +53,7 @@ from siam_depth_core.geometry import disparity_to_depth
 from siam_depth_core.inference import preprocess
 from siam_depth_core.metrics import METRIC_NAMES, evaluate_depth_map, garg_crop_mask, kitti_d1
 from siam_depth_core.model import SiamDepthNet, run_siamese
+from siam_depth_core.visualize import colorize
 
 LOGGER = logging.getLogger("siam_depth.evaluate")
 
@@ -123,18 +124,6 @@ def has_ground_truth(root: Path, frame: EvalFrame) -> bool:
     """Whether `ground_truth_depth` can find a scan or a stored depth map for `frame`."""
     stored = root / frame.drive / "proj_depth" / "velodyne" / f"image_0{frame.camera}" / f"{frame.frame:010d}.npz"
     return velodyne_path(root, frame.drive, frame.frame).is_file() or stored.is_file()
-
-
-def colorize(values: np.ndarray, vmin: float, vmax: float, colormap: int = cv2.COLORMAP_MAGMA) -> np.ndarray:
-    """(H,W) values -> (H,W,3) uint8 RGB through an OpenCV colour map over [vmin, vmax]; NaN/inf black."""
-    values = np.asarray(values, dtype=np.float32)
-    finite = np.isfinite(values)
-    span = max(float(vmax) - float(vmin), 1e-12)
-    levels = np.clip((np.where(finite, values, vmin) - vmin) / span, 0.0, 1.0)
-    colored = cv2.applyColorMap(np.round(levels * 255).astype(np.uint8), colormap)
-    colored = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
-    colored[~finite] = 0
-    return colored
 
 
 def side_by_side(image: np.ndarray, depth_pred: np.ndarray, depth_gt: np.ndarray, max_depth: float = 80.0

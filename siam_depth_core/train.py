@@ -454,7 +454,7 @@ def _log_step(writer: Any, config: TrainConfig, progress: Progress, result: Step
 
 def image_summaries(result: StepResult) -> dict[str, np.ndarray]:
     """(H,W,3) uint8 images of the first clip's last frame: inputs, refined disparities, warps."""
-    from siam_depth_core.evaluate import colorize
+    from siam_depth_core.visualize import colorize
 
     with torch.no_grad():
         disp = result.last_output.disp_refined[0][:1].detach().float()

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import sys
 
-import cv2
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-__all__ = ["IMAGE_ENCODINGS", "ImageConversionError", "camera_info_matrix", "colorize_depth",
+__all__ = ["IMAGE_ENCODINGS", "ImageConversionError", "camera_info_matrix",
            "make_camera_info", "numpy_to_image", "image_to_numpy", "pack_rgb", "pointcloud2_to_array",
            "points_to_pointcloud2", "rgb_view", "unpack_rgb"]
 
@@ -241,21 +240,3 @@ def pointcloud2_to_array(msg: PointCloud2, field_names: list[str] | None = None,
                 keep &= ~np.isnan(values.reshape(values.shape[0], per_point)).any(axis=1)
         array = array[keep]
     return array
-
-
-def colorize_depth(depth_m: np.ndarray, min_depth: float, max_depth: float,
-                   colormap: int = cv2.COLORMAP_MAGMA) -> np.ndarray:
-    """(H,W) depth in metres -> (H,W,3) uint8 RGB for humans: inverse depth mapped over
-    [1/max_depth, 1/min_depth] through an OpenCV colour map (near = bright); NaN/invalid is black."""
-    if not 0 < min_depth < max_depth:
-        raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth} and {max_depth}")
-    depth_m = np.asarray(depth_m, dtype=np.float32)
-    if depth_m.ndim != 2:
-        raise ValueError(f"depth must be (H,W), got shape {depth_m.shape}")
-    valid = np.isfinite(depth_m) & (depth_m > 0)
-    inverse = np.divide(1.0, depth_m, out=np.zeros_like(depth_m), where=valid)
-    low, high = 1.0 / max_depth, 1.0 / min_depth
-    levels = np.clip((inverse - low) / (high - low), 0.0, 1.0)
-    colored = cv2.applyColorMap(np.round(levels * 255).astype(np.uint8), colormap)
-    colored[~valid] = 0
-    return cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)

@@ -38,8 +38,9 @@ import numpy as np
 from siam_depth_core.data import paths
 from siam_depth_core.data.calib import load_stereo_calibration, read_timestamps
 from siam_depth_core.data.kitti import calib_dir, list_frames
-from siam_depth_core.evaluate import TABLE_TITLES, EvalFrame, colorize, ground_truth_depth
+from siam_depth_core.evaluate import TABLE_TITLES, EvalFrame, ground_truth_depth
 from siam_depth_core.metrics import METRIC_NAMES, eigen_eval_mask, evaluate_depth_map
+from siam_depth_core.visualize import colorize
 from siam_depth_ros.kitti2bag import LEFT_CAMERA, convert_drive, parse_frame_range
 
 DEFAULT_DRIVE = "2011_09_26/2011_09_26_drive_0023_sync"

@@ -34,9 +34,9 @@ from stereo_msgs.msg import DisparityImage
 
 from siam_depth_core.geometry import backproject
 from siam_depth_core.inference import DepthEstimator, DepthResult
+from siam_depth_core.visualize import colorize_depth
 from siam_depth_ros.conversions import (
     camera_info_matrix,
-    colorize_depth,
     image_to_numpy,
     make_camera_info,
     numpy_to_image,

@@ -8,11 +8,11 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from siam_depth_core.geometry import backproject
+from siam_depth_core.visualize import colorize_depth
 from siam_depth_ros.conversions import (
     IMAGE_ENCODINGS,
     ImageConversionError,
     camera_info_matrix,
-    colorize_depth,
     image_to_numpy,
     make_camera_info,
     numpy_to_image,

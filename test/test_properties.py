@@ -10,12 +10,12 @@ from hypothesis.extra.numpy import arrays
 
 from siam_depth_core.geometry import backproject, depth_to_disparity, disparity_to_depth, scale_intrinsics
 from siam_depth_core.inference import SUPPORTED_ENCODINGS, preprocess
+from siam_depth_core.visualize import colorize_depth
 
 pytest.importorskip("sensor_msgs", reason="ROS messages not installed (ROS extra)")
 from siam_depth_ros.conversions import (  # noqa: E402
     IMAGE_ENCODINGS,
     ImageConversionError,
-    colorize_depth,
     image_to_numpy,
     numpy_to_image,
     pack_rgb,
