@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from siam_depth_core.data.sources import SourceSpec
 from siam_depth_core.losses import LossWeights
 from siam_depth_core.model import DEFAULT_MAX_DISP
 
@@ -47,12 +48,23 @@ class TrainConfig:
                                    "used; overrides `split`")
     exclude_eigen_test: bool = _field(True, "drop drives of the Eigen test split from training (required when "
                                             "reporting Eigen numbers)")
+    sources: list[SourceSpec] = _field([], "stereo sources to mix, each a mapping {kind: kitti_raw | kitti_odometry, "
+                                           "root, drives | split | sequences} (sequences: [all] = every odometry "
+                                           "sequence); empty = the KITTI raw data of data_root/split/drives")
     image_ext: str = _field(".png", "image file extension on disk ('.png' as in KITTI raw, '.jpg' if converted)")
     size: tuple[int, int] = _field((256, 512), "training input size (H, W) in pixels, multiples of 32")
     clip_len: int = _field(3, "frames T per clip (truncated BPTT: state reset at clip start); 1 = no recurrence "
                               "across frames")
     augment: bool = _field(True, "online augmentation of KITTI clips: flip with left/right swap, gamma, "
                                  "brightness, colour (synthetic clips are never augmented)")
+    grayscale_prob: float = _field(0.0, "probability of turning a training clip grayscale (both views), so colour "
+                                        "and grayscale sources mix")
+    depth_hints: bool = _field(False, "Depth Hints: fused SGBM proxy disparities supervise the prediction where "
+                                      "they reconstruct the view better (weight loss_weights.depth_hint)")
+    hints_cache_dir: str | None = _field(None, "where Depth Hints are cached; null = $SIAM_DEPTH_CACHE/depth_hints or "
+                                               "~/.cache/siam_depth/depth_hints")
+    cache_images: bool = _field(False, "keep the resized training images (and hints) in memory after first use; "
+                                       "for small data sets")
     synthetic_clips: int = _field(64, "number of clips in the synthetic dataset (dataset: synthetic)")
 
     # --- optimisation ---
@@ -64,6 +76,8 @@ class TrainConfig:
     lr_decay_factor: float = _field(0.5, "multiplier applied at each decay epoch")
     weight_decay: float = _field(1e-5, "L2 penalty on all weights (Adam's coupled weight decay)")
     adam_betas: tuple[float, float] = _field((0.9, 0.999), "Adam (beta1, beta2)")
+    init_from: str | None = _field(None, "checkpoint whose weights start a new run (fine-tuning; fresh optimiser "
+                                         "and schedule); its width, skips, max_disp and size must match this config")
     max_steps: int | None = _field(None, "stop after this many optimiser steps in total (smoke runs); null = "
                                          "run all epochs")
 
@@ -74,7 +88,7 @@ class TrainConfig:
                                  "non-Siamese baseline)")
     max_disp: float = _field(DEFAULT_MAX_DISP, "largest disparity the heads can output, fraction of width")
     loss_weights: LossWeights = _field(LossWeights(), "loss term weights: appearance, smoothness (divided by "
-                                                      "2^s), left_right, max_depth, ssim")
+                                                      "2^s), left_right, max_depth, ssim, depth_hint")
 
     # --- runtime ---
     device: str = _field("auto", "'auto' (cuda if available), 'cpu' or 'cuda'")
@@ -111,8 +125,19 @@ class TrainConfig:
                              f"{self.weight_decay}, {self.lr_decay_factor}")
         if self.net_width <= 0 or not 0 < self.max_disp <= 1:
             raise ValueError(f"need net_width > 0 and 0 < max_disp <= 1, got {self.net_width}, {self.max_disp}")
-        if self.dataset == "kitti" and not self.drives and not self.split:
-            raise ValueError("dataset 'kitti' needs `split` (e.g. eigen_full) or `drives`")
+        if self.dataset == "kitti" and not self.sources and not self.drives and not self.split:
+            raise ValueError("dataset 'kitti' needs `sources`, `split` (e.g. eigen_full) or `drives`")
+        if not 0.0 <= self.grayscale_prob <= 1.0:
+            raise ValueError(f"grayscale_prob must be a probability in [0,1], got {self.grayscale_prob}")
+        if self.depth_hints and self.dataset != "kitti":
+            raise ValueError("depth_hints needs stereo image files (dataset: kitti); synthetic clips have none")
+
+    def training_sources(self) -> list[SourceSpec]:
+        """`sources`, or the one KITTI raw source that data_root/drives/split describe."""
+        if self.sources:
+            return list(self.sources)
+        return [SourceSpec(kind="kitti_raw", root=self.data_root, drives=list(self.drives),
+                           split=None if self.drives else self.split)]
 
     @property
     def lr_milestones(self) -> list[int]:
@@ -191,6 +216,19 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             hint_text = " (quote it: YAML reads off/on/yes/no as booleans)" if isinstance(value, bool) else ""
             raise ValueError(f"{key} must be a string, got {value!r}{hint_text}")
         return value
+    if hint is SourceSpec:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key} must be a mapping such as {{kind: kitti_odometry, sequences: [all]}}, "
+                             f"got {value!r}")
+        fields = typing.get_type_hints(SourceSpec)
+        unknown = set(value) - set(fields)
+        if unknown:
+            raise ValueError(f"unknown source key(s) {sorted(unknown)} in {key}; known: {sorted(fields)}")
+        if "sequences" in value:  # `sequences: all`, and YAML reads `[01, 02]` as integers
+            items = value["sequences"] if isinstance(value["sequences"], list) else [value["sequences"]]
+            value = {**value, "sequences": [f"{v:02d}" if isinstance(v, int) and not isinstance(v, bool) else v
+                                            for v in items]}
+        return SourceSpec(**{k: _coerce(f"{key}.{k}", v, fields[k]) for k, v in value.items()})
     if hint is LossWeights:
         if not isinstance(value, dict):
             raise ValueError(f"{key} must be a mapping of loss weights, got {value!r}")

@@ -29,6 +29,7 @@ class LossWeights:
     left_right: float = 1.0
     max_depth: float = 0.01
     ssim: float = 0.85  # omega in eq. (6)
+    depth_hint: float = 1.0  # Depth Hints' supervised term, used only when training with hints
 
 
 def ssim(image_a: Tensor, image_b: Tensor) -> Tensor:
@@ -45,10 +46,31 @@ def ssim(image_a: Tensor, image_b: Tensor) -> Tensor:
     return numerator / denominator
 
 
+def photometric_error(target: Tensor, reconstruction: Tensor, ssim_weight: float = 0.85) -> Tensor:
+    """Per-pixel eq. (6): w*(1-SSIM)/2 + (1-w)*|I - I*| averaged over the channels, (N,1,H,W)."""
+    dssim = torch.clamp((1.0 - ssim(target, reconstruction)) / 2.0, 0.0, 1.0)
+    return (ssim_weight * dssim + (1.0 - ssim_weight) * (target - reconstruction).abs()).mean(dim=1, keepdim=True)
+
+
 def appearance_loss(target: Tensor, reconstruction: Tensor, ssim_weight: float = 0.85) -> Tensor:
     """Eq. (6): mean of w*(1-SSIM)/2 + (1-w)*|I - I*| over pixels and channels (scalar)."""
-    dssim = torch.clamp((1.0 - ssim(target, reconstruction)) / 2.0, 0.0, 1.0)
-    return ssim_weight * dssim.mean() + (1.0 - ssim_weight) * (target - reconstruction).abs().mean()
+    return photometric_error(target, reconstruction, ssim_weight).mean()
+
+
+def depth_hint_loss(disp: Tensor, hint: Tensor, error_pred: Tensor, error_hint: Tensor,
+                    depth_per_disparity: Tensor) -> Tensor:
+    """Depth Hints' supervised term: mean over pixels of mask * log(1 + |depth(disp) - depth(hint)|).
+
+    disp, hint: (N,1,H,W) disparity, fraction of width (hint 0 = none); error_pred, error_hint: (N,1,H,W)
+    photometric errors of the view reconstructed with each; depth_per_disparity: (N,) metres (depth =
+    it / disparity). The mask keeps pixels with a hint that reconstructs the view better than the
+    prediction (Watson et al. 2019), so the hint only helps where it is the better explanation.
+    """
+    mask = (hint > 0) & (error_hint < error_pred.detach())
+    scale = depth_per_disparity.view(-1, 1, 1, 1)
+    depth_pred = scale / disp.clamp(min=1e-6)
+    depth_hint = scale / hint.clamp(min=1e-6)
+    return (mask * torch.log1p((depth_pred - depth_hint).abs())).mean()
 
 
 def smoothness_loss(disp: Tensor, image: Tensor) -> Tensor:
@@ -92,23 +114,45 @@ def reconstruct_views(image_left: Tensor, image_right: Tensor, disp: Tensor) -> 
     return warp_horizontal(image_right, -disp[:, 0:1]), warp_horizontal(image_left, disp[:, 1:2])
 
 
+@dataclass(frozen=True)
+class HintTargets:
+    """Depth Hints of a batch: (N,1,H,W) left and right disparity (fraction of width, 0 = none) at full
+    resolution, and (N,) depth_per_disparity in metres (depth = it / disparity)."""
+
+    left: Tensor
+    right: Tensor
+    depth_per_disparity: Tensor
+
+
+def _nearest(hint: Tensor, like: Tensor) -> Tensor:
+    if hint.shape[-2:] == like.shape[-2:]:
+        return hint
+    return F.interpolate(hint, size=like.shape[-2:], mode="nearest")
+
+
 def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
-                 weights: LossWeights = LossWeights()) -> tuple[Tensor, dict[str, Tensor]]:
+                 weights: LossWeights = LossWeights(), hints: HintTargets | None = None
+                 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total training loss over the 4 scales and its detached terms for logging.
 
     image_left, image_right: (N,3,H,W) full-resolution rectified stereo pair in [0,1].
     Reconstruction uses d1, left-right and max-depth use D_refine, smoothness uses d2 (against the
     flipped images) and D_refine (against the images). Without a flipped pass (non-Siamese
-    baseline) smoothness is on d1 only.
+    baseline) smoothness is on d1 only. With `hints`, Depth Hints' masked term supervises d1 at
+    every scale (hints resized with nearest neighbours; disparities as fractions of width are
+    scale-free) and is logged as "depth_hint".
     """
     terms = {"appearance": 0.0, "smoothness": 0.0, "left_right": 0.0, "max_depth": 0.0}
+    if hints is not None:
+        terms["depth_hint"] = 0.0
     total = image_left.new_zeros(())
     for scale, (disp_direct, disp_refined) in enumerate(zip(output.disp_direct, output.disp_refined, strict=True)):
         left = resize_to(image_left, disp_direct)
         right = resize_to(image_right, disp_direct)
         recon_left, recon_right = reconstruct_views(left, right, disp_direct)
-        app = (appearance_loss(left, recon_left, weights.ssim)
-               + appearance_loss(right, recon_right, weights.ssim))
+        error_left = photometric_error(left, recon_left, weights.ssim)
+        error_right = photometric_error(right, recon_right, weights.ssim)
+        app = error_left.mean() + error_right.mean()
         smooth = (smoothness_loss(disp_refined[:, 0:1], left) + smoothness_loss(disp_refined[:, 1:2], right))
         if output.disp_flipped is not None:
             disp_flipped = output.disp_flipped[scale]
@@ -116,8 +160,23 @@ def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
                                + smoothness_loss(disp_flipped[:, 1:2], flip_horizontal(right)))
         lr = lr_consistency_loss(disp_refined, disp_direct)
         mdh = max_depth_heuristic_loss(disp_refined)
-        total = total + (weights.appearance * app + weights.smoothness / 2 ** scale * smooth
-                         + weights.left_right * lr + weights.max_depth * mdh)
-        for name, value in (("appearance", app), ("smoothness", smooth), ("left_right", lr), ("max_depth", mdh)):
+        scale_total = (weights.appearance * app + weights.smoothness / 2 ** scale * smooth
+                       + weights.left_right * lr + weights.max_depth * mdh)
+        scale_terms = {"appearance": app, "smoothness": smooth, "left_right": lr, "max_depth": mdh}
+        if hints is not None:
+            hint_left, hint_right = _nearest(hints.left, disp_direct), _nearest(hints.right, disp_direct)
+            with torch.no_grad():
+                hint_recon_left, hint_recon_right = reconstruct_views(left, right,
+                                                                      torch.cat([hint_left, hint_right], dim=1))
+                hint_error_left = photometric_error(left, hint_recon_left, weights.ssim)
+                hint_error_right = photometric_error(right, hint_recon_right, weights.ssim)
+            hint_term = (depth_hint_loss(disp_direct[:, 0:1], hint_left, error_left, hint_error_left,
+                                         hints.depth_per_disparity)
+                         + depth_hint_loss(disp_direct[:, 1:2], hint_right, error_right, hint_error_right,
+                                           hints.depth_per_disparity))
+            scale_total = scale_total + weights.depth_hint * hint_term
+            scale_terms["depth_hint"] = hint_term
+        total = total + scale_total
+        for name, value in scale_terms.items():
             terms[name] = terms[name] + value.detach()
     return total, {"total": total.detach(), **terms}

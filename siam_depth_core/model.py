@@ -244,6 +244,13 @@ class SiameseOutput:
     disp_flipped: list[Tensor] | None
     disp_refined: list[Tensor]
 
+    def scaled(self, factor: Tensor) -> SiameseOutput:
+        """Every disparity multiplied by a per-item (N,) factor (e.g. the rig's baseline ratio)."""
+        view = factor.view(-1, 1, 1, 1)
+        return SiameseOutput([d * view for d in self.disp_direct],
+                             None if self.disp_flipped is None else [d * view for d in self.disp_flipped],
+                             [d * view for d in self.disp_refined])
+
 
 def run_siamese(net: SiamDepthNet, image: Tensor, state: NetState | None = None, siamese: bool = True
                 ) -> tuple[SiameseOutput, NetState]:

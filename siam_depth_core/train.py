@@ -34,74 +34,54 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from siam_depth_core.checkpoint import ModelMeta, git_revision, read_checkpoint, save_checkpoint
 from siam_depth_core.config import TrainConfig, field_help, load_config, save_config
-from siam_depth_core.losses import LossWeights, reconstruct_views, siamese_loss
-from siam_depth_core.model import SiamDepthNet, SiameseOutput, run_siamese
+from siam_depth_core.data.stereo import StereoRig
+from siam_depth_core.losses import HintTargets, LossWeights, reconstruct_views, siamese_loss
+from siam_depth_core.model import SiameseOutput, run_siamese
 
 LOGGER = logging.getLogger("siam_depth.train")
 LAST_CHECKPOINT = "last.pt"
 
 
 # --------------------------------------------------------------------------------------------- data
-@dataclass
-class RigInfo:
-    """The stereo rig the training data comes from: baseline (m), left intrinsics (px) and image size (W, H)."""
+def build_dataset(config: TrainConfig) -> tuple[Dataset, StereoRig]:
+    """The training clips (items: left/right (T,3,H,W) in [0,1], ...) and the reference rig.
 
-    baseline_m: float
-    camera_matrix: list[list[float]]
-    image_size: tuple[int, int]
-
-
-def kitti_rig(root: Path, drives: Sequence[str]) -> RigInfo:
-    """Baseline and intrinsics from the calibration of the recording days of `drives` (mean baseline)."""
-    from siam_depth_core.data.calib import load_stereo_calibration
-
-    days = sorted({Path(drive).parts[0] for drive in drives})
-    calibrations = [load_stereo_calibration(root / day) for day in days]
-    first = calibrations[0]
-    return RigInfo(baseline_m=float(np.mean([c.baseline_m for c in calibrations])),
-                   camera_matrix=first.camera_matrix.tolist(), image_size=first.image_size)
-
-
-def build_dataset(config: TrainConfig) -> tuple[Dataset, RigInfo]:
-    """The training clips (items: left/right (T,3,H,W) in [0,1], ...) and the rig they were recorded with.
-
-    Augmentation draws depend only on (seed, epoch, index) (`set_epoch` selects the epoch), so they are
-    the same with any number of workers or DDP processes and after a resume.
+    The reference rig (the first sequence's) is the one stored in the checkpoint: disparities of the
+    other rigs are scaled to its baseline during training. Augmentation draws depend only on
+    (seed, epoch, index) (`set_epoch` selects the epoch), so they are the same with any number of
+    workers or DDP processes and after a resume. With `depth_hints`, the hints of every training pair
+    are computed (once, cached on disk) before training starts.
     """
     from siam_depth_core.data.augment import StereoAugment
 
-    augment = StereoAugment() if config.augment else None
+    augment = StereoAugment(grayscale_prob=config.grayscale_prob) if config.augment else None
     if config.dataset == "synthetic":
         from siam_depth_core.data.synthetic import SyntheticClipDataset
 
         dataset = SyntheticClipDataset(num_clips=config.synthetic_clips, clip_len=config.clip_len,
                                        size=tuple(config.size), seed=config.seed)
-        rig = RigInfo(baseline_m=float(dataset.baseline_m), camera_matrix=np.asarray(dataset.camera_matrix).tolist(),
-                      image_size=(config.size[1], config.size[0]))
+        rig = StereoRig(baseline_m=float(dataset.baseline_m), camera_matrix=np.asarray(dataset.camera_matrix),
+                        image_size=(config.size[1], config.size[0]))
         return dataset, rig
 
     from siam_depth_core.data import paths
-    from siam_depth_core.data.clips import KittiClipDataset
-    from siam_depth_core.data.splits import eigen_test_drives, read_split
+    from siam_depth_core.data.clips import StereoClipDataset
+    from siam_depth_core.data.depth_hints import DepthHintCache
+    from siam_depth_core.data.sources import load_source
+    from siam_depth_core.data.splits import eigen_test_drives
 
-    root = Path(config.data_root) if config.data_root else paths.kitti_raw_root()
-    if not root.is_dir():
-        raise FileNotFoundError(f"KITTI raw root {root} does not exist; set data_root (see training/README.md)")
     excluded = eigen_test_drives(config.splits_dir) if config.exclude_eigen_test else set()
-    common = {"clip_len": config.clip_len, "size": tuple(config.size), "augment": augment, "ext": config.image_ext,
-              "seed": config.seed}
-    if config.drives:
-        drives = [d for d in config.drives if d not in excluded]
-        if not drives:
-            raise ValueError(f"every drive in `drives` is an Eigen test drive ({', '.join(config.drives)}); "
-                             "set exclude_eigen_test: false to train on them anyway (then do not report "
-                             "Eigen numbers)")
-        dataset = KittiClipDataset(root, drives=drives, **common)
-    else:
-        entries = [e for e in read_split(config.split, "train", config.splits_dir) if e.drive not in excluded]
-        drives = sorted({e.drive for e in entries})
-        dataset = KittiClipDataset(root, entries=entries, **common)
-    return dataset, kitti_rig(root, drives)
+    sequences = [sequence for spec in config.training_sources()
+                 for sequence in load_source(spec, excluded, config.splits_dir, config.image_ext)]
+    hints = None
+    if config.depth_hints:
+        hints = DepthHintCache(config.hints_cache_dir or paths.depth_hints_cache_dir())
+        computed = hints.fill((pair for s in sequences for pair in zip(s.left, s.right, strict=True)),
+                              progress=int(os.environ.get("RANK", "0")) == 0)
+        LOGGER.info("depth hints: %d pairs computed, the rest read from %s", computed, hints.cache_dir)
+    dataset = StereoClipDataset(sequences, clip_len=config.clip_len, size=tuple(config.size), augment=augment,
+                                seed=config.seed, hints=hints, cache_in_memory=config.cache_images)
+    return dataset, dataset.reference_rig
 
 
 class ResumableSampler(DistributedSampler):
@@ -141,17 +121,30 @@ def autocast_context(device: torch.device, amp: str) -> Any:
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
+@dataclass
+class ClipRig:
+    """Per-clip rig facts of a batch: (N,) baseline ratio to the reference rig, (N,) metres per unit disparity."""
+
+    baseline_ratio: Tensor
+    depth_per_disparity: Tensor
+
+
 def clip_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-              left: Tensor, right: Tensor, weights: LossWeights, siamese: bool, amp_context: Callable[[], Any]
-              ) -> StepResult:
+              left: Tensor, right: Tensor, weights: LossWeights, siamese: bool, amp_context: Callable[[], Any],
+              rig: ClipRig | None = None, hints: tuple[Tensor, Tensor] | None = None) -> StepResult:
     """One truncated-BPTT step on a batch of clips.
 
     left, right: (N,T,3,H,W) RGB in [0,1]. The state starts from zeros, is carried through frames
-    t = 0..T-1, the T frame losses are summed, and one optimiser step is taken.
+    t = 0..T-1, the T frame losses are summed, and one optimiser step is taken. rig: when the clips
+    come from rigs with other baselines than the reference, the network's disparities are scaled by
+    rig.baseline_ratio before the losses. hints: (N,T,1,H,W) left and right Depth Hints (fraction of
+    width, 0 = none); needs `rig` for the depth conversion.
     """
     if left.ndim != 5 or left.shape != right.shape:
         raise ValueError(f"expected left/right clips of shape (N,T,3,H,W), got {tuple(left.shape)} and "
                          f"{tuple(right.shape)}")
+    if hints is not None and rig is None:
+        raise ValueError("Depth Hints need the clips' rig (depth_per_disparity)")
     optimizer.zero_grad(set_to_none=True)
     state = None
     total = left.new_zeros(())
@@ -160,7 +153,9 @@ def clip_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.
     for t in range(left.shape[1]):
         with amp_context():
             output, state = run_siamese(model, left[:, t], state, siamese=siamese)  # type: ignore[arg-type]
-            loss, terms = siamese_loss(left[:, t], right[:, t], output, weights)
+            rig_output = output if rig is None else output.scaled(rig.baseline_ratio)
+            targets = None if hints is None else HintTargets(hints[0][:, t], hints[1][:, t], rig.depth_per_disparity)
+            loss, terms = siamese_loss(left[:, t], right[:, t], rig_output, weights, targets)
         total = total + loss.float()
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + value.float()
@@ -169,6 +164,18 @@ def clip_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.
     scaler.update()
     assert output is not None
     return StepResult({k: float(v) for k, v in sums.items()}, output, left[:, -1], right[:, -1])
+
+
+def batch_rig_and_hints(batch: dict[str, Any], device: torch.device
+                        ) -> tuple[ClipRig | None, tuple[Tensor, Tensor] | None]:
+    """The `clip_step` rig and hint arguments of a loader batch (None where the dataset has none)."""
+    rig = None
+    if "baseline_ratio" in batch:
+        rig = ClipRig(batch["baseline_ratio"].to(device).float(), batch["depth_per_disparity"].to(device).float())
+    hints = None
+    if "hint_left" in batch:
+        hints = (batch["hint_left"].to(device, non_blocking=True), batch["hint_right"].to(device, non_blocking=True))
+    return rig, hints
 
 
 # ---------------------------------------------------------------------------------- checkpoint I/O
@@ -199,12 +206,12 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def model_meta(config: TrainConfig, rig: RigInfo) -> ModelMeta:
+def model_meta(config: TrainConfig, rig: StereoRig) -> ModelMeta:
     """Checkpoint metadata: architecture, training size, rig baseline, git revision, intrinsics."""
     return ModelMeta(net_width=config.net_width, recurrent=config.recurrent, siamese=config.siamese,
                      max_disp=config.max_disp, height=config.size[0], width=config.size[1],
                      baseline_m=rig.baseline_m, git_revision=git_revision(),
-                     extra={"dataset": config.dataset, "camera_matrix": rig.camera_matrix,
+                     extra={"dataset": config.dataset, "camera_matrix": np.asarray(rig.camera_matrix).tolist(),
                             "camera_image_size": list(rig.image_size), "clip_len": config.clip_len})
 
 
@@ -215,6 +222,23 @@ def save_training_checkpoint(path: Path, net: nn.Module, meta: ModelMeta, config
     return save_checkpoint(path, net, meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                            scaler=scaler.state_dict(), epoch=progress.epoch, step_in_epoch=progress.step_in_epoch,
                            step=progress.step, config=config.to_dict(), rng=rng_states())
+
+
+def init_weights_from(path: str | Path, net: nn.Module, config: TrainConfig) -> None:
+    """Load the weights of checkpoint `path` into `net` (fine-tuning); ValueError naming both sides when the
+    checkpoint's architecture or training size differs from `config`'s."""
+    from siam_depth_core.checkpoint import load_model
+
+    source, meta = load_model(path)
+    theirs = {"net_width": meta.net_width, "recurrent": meta.recurrent, "max_disp": meta.max_disp,
+              "size": (meta.height, meta.width)}
+    ours = {"net_width": config.net_width, "recurrent": config.recurrent, "max_disp": config.max_disp,
+            "size": tuple(config.size)}
+    differ = [k for k in ours if theirs[k] != ours[k]]
+    if differ:
+        raise ValueError(f"init_from {path} does not fit this config: "
+                         + ", ".join(f"{k} {theirs[k]} in the checkpoint vs {ours[k]} in the config" for k in differ))
+    net.load_state_dict(source.state_dict())
 
 
 def restore_training_state(path: Path, net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
@@ -325,10 +349,10 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
     torch.manual_seed(config.seed)
 
     dataset, rig = build_dataset(config)
-    net = SiamDepthNet(width=config.net_width, recurrent=config.recurrent, max_disp=config.max_disp).to(device)
+    meta = model_meta(config, rig)
+    net = meta.build_network().to(device)
     optimizer, scheduler = make_optimizer(net, config)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp == "fp16")
-    meta = model_meta(config, rig)
     out_dir = Path(config.out_dir)
     resume_path = Path(resume) if resume else (out_dir / LAST_CHECKPOINT)
     progress = Progress()
@@ -336,6 +360,10 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
         progress = restore_training_state(resume_path, net, optimizer, scheduler, scaler, config)
         if ctx.is_main:
             LOGGER.info("resumed from %s at epoch %d, step %d", resume_path, progress.epoch, progress.step)
+    elif config.init_from:
+        init_weights_from(config.init_from, net, config)
+        if ctx.is_main:
+            LOGGER.info("fine-tuning from the weights of %s", config.init_from)
     model: nn.Module = net
     if ctx.world_size > 1:
         model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -369,9 +397,10 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
                 raise ValueError(f"{len(dataset)} clips are fewer than one global batch of {config.batch_size}")
             bar = _progress_bar(loader, ctx, progress, steps_per_epoch)
             for batch in bar:
+                rig_of_batch, hints = batch_rig_and_hints(batch, device)
                 result = clip_step(model, optimizer, scaler, batch["left"].to(device, non_blocking=True),
                                    batch["right"].to(device, non_blocking=True), config.loss_weights,
-                                   config.siamese, amp_context)
+                                   config.siamese, amp_context, rig_of_batch, hints)
                 progress.step_in_epoch += 1
                 progress.step += 1
                 summary.losses.append(result.terms)

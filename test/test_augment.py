@@ -69,3 +69,25 @@ def test_bad_parameters_and_shapes_are_rejected():
     left, _ = _clip()
     with pytest.raises(ValueError, match="RGB"):
         StereoAugment()(left, left[:1], torch.Generator())
+
+
+def test_grayscale_makes_three_equal_luma_channels_in_both_views():
+    left, right = torch.rand(2, 3, 8, 12), torch.rand(2, 3, 8, 12)
+    out_left, out_right = StereoAugment(flip_prob=0.0, prob=0.0, grayscale_prob=1.0)(left, right,
+                                                                                     torch.Generator().manual_seed(0))
+    for original, out in ((left, out_left), (right, out_right)):
+        expected = 0.299 * original[:, 0] + 0.587 * original[:, 1] + 0.114 * original[:, 2]
+        for channel in range(3):
+            torch.testing.assert_close(out[:, channel], expected)
+
+
+def test_grayscale_draws_do_not_shift_the_other_draws():
+    # The same generator state gives the same flip and photometric choice with or without grayscale.
+    left, right = torch.rand(3, 8, 12), torch.rand(3, 8, 12)
+    plain = StereoAugment(grayscale_prob=0.0).draw(torch.Generator().manual_seed(5))
+    gray = StereoAugment(grayscale_prob=1.0).draw(torch.Generator().manual_seed(5))
+    assert (plain.flip, plain.photometric, plain.gamma) == (gray.flip, gray.photometric, gray.gamma)
+    assert not plain.grayscale and gray.grayscale
+    always_flip = StereoAugment(flip_prob=1.0)
+    hint_left, hint_right = always_flip.apply_geometric(always_flip.draw(torch.Generator()), left, right)
+    assert torch.equal(hint_left, right.flip(-1)) and torch.equal(hint_right, left.flip(-1))

@@ -1,4 +1,5 @@
-"""KittiClipDataset on the shared drives: clips stay inside one drive, T=1 works, resizing, augmentation seeding."""
+"""StereoClipDataset on the shared drives: clips stay inside one sequence, T=1 works, resizing, augmentation seeding,
+rig ratios, memory cache."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +10,8 @@ import pytest
 import torch
 
 from siam_depth_core.data.augment import StereoAugment
-from siam_depth_core.data.clips import KittiClipDataset, consecutive_runs
-from siam_depth_core.data.kitti import frame_path, load_image
-from siam_depth_core.data.splits import SplitEntry
+from siam_depth_core.data.clips import StereoClipDataset, consecutive_runs
+from siam_depth_core.data.kitti import frame_path, kitti_raw_sequence, load_image
 
 DRIVE_0009 = "2011_09_26/2011_09_26_drive_0009_sync"
 DRIVE_0023 = "2011_09_26/2011_09_26_drive_0023_sync"
@@ -23,8 +23,14 @@ def both_drives(drive_0009: Path, drive_0023: Path) -> list[str]:
     return [DRIVE_0009, DRIVE_0023]
 
 
+def kitti_clips(root: Path, drives: list[str], frames: dict[str, list[int]] | None = None, **options
+                ) -> StereoClipDataset:
+    sequences = [kitti_raw_sequence(root, d, None if frames is None else frames[d]) for d in drives]
+    return StereoClipDataset(sequences, **options)
+
+
 def test_clips_never_cross_drives(kitti_root: Path, both_drives: list[str]):
-    dataset = KittiClipDataset(kitti_root, drives=both_drives, clip_len=5, size=SIZE)
+    dataset = kitti_clips(kitti_root, both_drives, clip_len=5, size=SIZE)
     assert len(dataset) == (51 - 4) + (7 - 4)
     for drive, start in dataset.clips:
         last = 50 if drive == DRIVE_0009 else 6
@@ -35,7 +41,7 @@ def test_clips_never_cross_drives(kitti_root: Path, both_drives: list[str]):
 
 
 def test_single_frame_clips_and_resize_with_inter_area(kitti_root: Path, both_drives: list[str]):
-    dataset = KittiClipDataset(kitti_root, drives=both_drives, clip_len=1, size=SIZE)
+    dataset = kitti_clips(kitti_root, both_drives, clip_len=1, size=SIZE)
     assert len(dataset) == 51 + 7
     item = dataset[3]
     assert item["frames"].dtype == torch.long and item["frames"].tolist() == [3]
@@ -45,18 +51,40 @@ def test_single_frame_clips_and_resize_with_inter_area(kitti_root: Path, both_dr
     np.testing.assert_allclose(item["right"][0].permute(1, 2, 0).numpy(), expected / 255.0, atol=1e-6)
 
 
-def test_entries_define_the_frames_and_excluded_drives_are_dropped(kitti_root: Path, both_drives: list[str]):
-    entries = [SplitEntry(DRIVE_0009, f, "l") for f in (0, 1, 2, 5, 6)] + [SplitEntry(DRIVE_0009, 2, "r"),
-                                                                           SplitEntry(DRIVE_0023, 1, "l")]
-    dataset = KittiClipDataset(kitti_root, entries=entries, clip_len=2, size=SIZE)
+def test_given_frames_define_the_clips(kitti_root: Path, both_drives: list[str]):
+    dataset = kitti_clips(kitti_root, [DRIVE_0009], {DRIVE_0009: [0, 1, 2, 5, 6]}, clip_len=2, size=SIZE)
     assert dataset.clips == [(DRIVE_0009, 0), (DRIVE_0009, 1), (DRIVE_0009, 5)]
-    dataset = KittiClipDataset(kitti_root, drives=both_drives, clip_len=3, size=SIZE, exclude_drives={DRIVE_0009})
-    assert {drive for drive, _ in dataset.clips} == {DRIVE_0023} and len(dataset) == 5
+    assert dataset[2]["frames"].tolist() == [5, 6]
+
+
+def test_baseline_ratio_and_depth_scale_follow_each_rig(kitti_root: Path, drive_0009: Path, shared_data: Path):
+    from siam_depth_core.data.odometry import odometry_sequence
+
+    raw = kitti_raw_sequence(kitti_root, DRIVE_0009)
+    odometry = odometry_sequence(shared_data / "kitti_odometry", "06")
+    dataset = StereoClipDataset([raw, odometry], clip_len=1, size=SIZE)
+    first, last = dataset[0], dataset[len(dataset) - 1]
+    assert first["baseline_ratio"].item() == pytest.approx(1.0)
+    assert last["drive"] == "odometry/06"
+    assert last["baseline_ratio"].item() == pytest.approx(odometry.rig.baseline_m / raw.rig.baseline_m)
+    assert last["baseline_ratio"].item() > 1.005  # 0.537 m against 0.533 m
+    assert last["depth_per_disparity"].item() == pytest.approx(0.537 * 707.0912 / 1226, rel=1e-3)
+
+
+def test_memory_cache_returns_the_same_items_without_decoding_again(kitti_root: Path, drive_0023: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    from siam_depth_core.data import clips
+
+    dataset = kitti_clips(kitti_root, [DRIVE_0023], clip_len=2, size=SIZE, cache_in_memory=True)
+    first = dataset[0]
+    monkeypatch.setattr(clips, "load_image", lambda path: pytest.fail(f"decoded {path} again"))
+    again = dataset[0]
+    assert torch.equal(first["left"], again["left"]) and torch.equal(first["right"], again["right"])
 
 
 def test_augmentation_depends_on_seed_epoch_and_index_only(kitti_root: Path, drive_0023: Path):
-    dataset = KittiClipDataset(kitti_root, drives=[DRIVE_0023], clip_len=2, size=SIZE,
-                               augment=StereoAugment(flip_prob=0.5, prob=1.0))
+    dataset = kitti_clips(kitti_root, [DRIVE_0023], clip_len=2, size=SIZE,
+                          augment=StereoAugment(flip_prob=0.5, prob=1.0))
     first = dataset[0]["left"]
     assert torch.equal(first, dataset[0]["left"])
     epochs = []
@@ -68,10 +96,11 @@ def test_augmentation_depends_on_seed_epoch_and_index_only(kitti_root: Path, dri
 
 
 def test_bad_arguments_are_rejected(kitti_root: Path, drive_0023: Path):
-    with pytest.raises(ValueError, match="exactly one"):
-        KittiClipDataset(kitti_root)
     with pytest.raises(ValueError, match="no clip of 8 consecutive frames"):
-        KittiClipDataset(kitti_root, drives=[DRIVE_0023], clip_len=8)
+        kitti_clips(kitti_root, [DRIVE_0023], clip_len=8)
+    sequence = kitti_raw_sequence(kitti_root, DRIVE_0023)
+    with pytest.raises(ValueError, match="unique"):
+        StereoClipDataset([sequence, sequence])
     with pytest.raises(ValueError, match="clip_len"):
         consecutive_runs([1, 2], 0)
 

@@ -11,7 +11,7 @@ import torch
 from siam_depth_core import train as train_module
 from siam_depth_core.checkpoint import read_checkpoint
 from siam_depth_core.config import TrainConfig, load_config, save_config
-from siam_depth_core.losses import LossWeights, siamese_loss
+from siam_depth_core.losses import HintTargets, LossWeights, siamese_loss
 from siam_depth_core.model import SiamDepthNet, run_siamese
 from siam_depth_core.train import LAST_CHECKPOINT, clip_step, main, make_optimizer, train
 
@@ -120,6 +120,49 @@ def test_clip_step_carries_state_through_the_clip_and_sums_the_frame_losses() ->
                   train_module.nullcontext)
 
 
+def test_clip_step_scales_disparities_to_each_rig_and_adds_the_hint_term() -> None:
+    torch.manual_seed(0)
+    net = SiamDepthNet(width=0.125, max_disp=0.1)
+    clip_left, clip_right = torch.rand(2, 1, 3, 64, 64), torch.rand(2, 1, 3, 64, 64)
+    rig = train_module.ClipRig(baseline_ratio=torch.tensor([1.0, 2.0]), depth_per_disparity=torch.tensor([0.3, 0.3]))
+    hints = (torch.full((2, 1, 1, 64, 64), 0.05), torch.full((2, 1, 1, 64, 64), 0.05))
+    with torch.no_grad():
+        output, _ = run_siamese(net, clip_left[:, 0])
+        scaled = output.scaled(rig.baseline_ratio)
+        assert torch.allclose(scaled.disp_refined[0][1], 2 * output.disp_refined[0][1])
+        assert torch.equal(scaled.disp_direct[0][0], output.disp_direct[0][0])
+        targets = HintTargets(hints[0][:, 0], hints[1][:, 0], rig.depth_per_disparity)
+        expected, terms = siamese_loss(clip_left[:, 0], clip_right[:, 0], scaled, LossWeights(), targets)
+    assert terms["depth_hint"] > 0
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
+    result = clip_step(net, optimizer, torch.amp.GradScaler("cuda", enabled=False), clip_left, clip_right,
+                       LossWeights(), True, train_module.nullcontext, rig, hints)
+    assert result.terms["total"] == pytest.approx(float(expected), rel=1e-5)
+    assert result.terms["depth_hint"] == pytest.approx(float(terms["depth_hint"]), rel=1e-5)
+    with pytest.raises(ValueError, match="rig"):
+        clip_step(net, optimizer, torch.amp.GradScaler("cuda", enabled=False), clip_left, clip_right,
+                  LossWeights(), True, train_module.nullcontext, None, hints)
+
+
+def test_init_from_starts_from_the_weights_and_rejects_another_architecture(tmp_path: Path) -> None:
+    first = train(load_config(None, [*TINY_SYNTHETIC, "synthetic_clips=4", "clip_len=1", "batch_size=2",
+                                     "max_steps=1", f"out_dir={tmp_path / 'a'}"]))
+    source = tmp_path / "a" / LAST_CHECKPOINT
+    net = SiamDepthNet(width=0.125)
+    config = load_config(None, [*TINY_SYNTHETIC, f"init_from={source}"])
+    train_module.init_weights_from(source, net, config)
+    for name, tensor in _weights(source).items():
+        assert torch.equal(net.state_dict()[name], tensor), name
+    assert first.step == 1
+    fine_tuned = train(load_config(None, [*TINY_SYNTHETIC, "synthetic_clips=4", "clip_len=1", "batch_size=2",
+                                          "max_steps=1", f"init_from={source}", f"out_dir={tmp_path / 'b'}"]))
+    assert fine_tuned.step == 1  # a fresh run (step counter and optimiser start over)
+    with pytest.raises(ValueError, match=r"net_width 0.125 in the checkpoint vs 0.25 in the config.*size "
+                                         r"\(64, 128\) in the checkpoint vs \(64, 192\)"):
+        train_module.init_weights_from(source, SiamDepthNet(width=0.25), load_config(
+            None, [*TINY_SYNTHETIC, "net_width=0.25", "size=[64,192]"]))
+
+
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path)["model"]
 
@@ -198,10 +241,10 @@ def test_training_on_real_frames_lowers_the_loss_and_improves_lidar_depth(tmp_pa
     # The small config, shrunk to 64x192 single frames for 150 steps (about a minute on one core): the
     # photometric loss must fall and the metric depth on the held-out drive 0023 must approach the LiDAR.
     from siam_depth_core.checkpoint import ModelMeta
-    from siam_depth_core.data.clips import KittiClipDataset
+    from siam_depth_core.data.clips import StereoClipDataset
     from siam_depth_core.evaluate import EvalFrame
 
-    _load_each_item_once(monkeypatch, KittiClipDataset)
+    _load_each_item_once(monkeypatch, StereoClipDataset)
 
     # lr halved at epochs 8, 10, 12 (12 steps each) so the run ends annealed, not at a noisy point:
     # over seeds 0-3 the held-out abs_rel ratio trained/untrained was 0.50-0.61.

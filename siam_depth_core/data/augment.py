@@ -1,9 +1,14 @@
-"""Stereo training augmentation as in monodepth: flip with left/right swap, gamma, brightness, per-channel colour."""
+"""Stereo training augmentation as in monodepth: flip with left/right swap, gamma, brightness, per-channel colour,
+plus random grayscale so that colour and grayscale training sources mix."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
+
+#: ITU-R BT.601 luma weights (what OpenCV's RGB -> gray uses).
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
 def _check_range(name: str, bounds: tuple[float, float]) -> None:
@@ -13,13 +18,31 @@ def _check_range(name: str, bounds: tuple[float, float]) -> None:
 
 
 @dataclass(frozen=True)
+class AugmentDraw:
+    """One draw of augmentation parameters, shared by both views and every frame of a clip."""
+
+    flip: bool
+    grayscale: bool
+    photometric: bool
+    gamma: float
+    colour_factor: Tensor  # (3,) brightness * per-channel colour
+
+
+def to_grayscale(images: Tensor) -> Tensor:
+    """(...,3,H,W) RGB -> (...,3,H,W) with three equal luma channels."""
+    weights = images.new_tensor(LUMA_WEIGHTS).view(3, 1, 1)
+    return (images * weights).sum(dim=-3, keepdim=True).expand_as(images).contiguous()
+
+
+@dataclass(frozen=True)
 class StereoAugment:
     """Random augmentation of a stereo clip, one draw of parameters for the whole clip.
 
     flip_prob: probability of mirroring both images and swapping them (the mirrored right image becomes
-    the left one, so the pair stays a valid rectified stereo pair). prob: probability of the photometric
-    part, which applies image ** gamma, * brightness, * colour (one factor per RGB channel) with each
-    factor uniform in its range, then clamps to [0,1].
+    the left one, so the pair stays a valid rectified stereo pair). grayscale_prob: probability of
+    turning both views into 3 equal luma channels (as grayscale sources arrive). prob: probability of
+    the photometric part, which applies image ** gamma, * brightness, * colour (one factor per RGB
+    channel) with each factor uniform in its range, then clamps to [0,1].
     """
 
     flip_prob: float = 0.5
@@ -27,34 +50,47 @@ class StereoAugment:
     brightness: tuple[float, float] = (0.5, 2.0)
     colour: tuple[float, float] = (0.8, 1.2)
     prob: float = 0.5
+    grayscale_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("flip_prob", "prob"):
+        for name in ("flip_prob", "prob", "grayscale_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0,1], got {getattr(self, name)}")
         _check_range("gamma", self.gamma)
         _check_range("brightness", self.brightness)
         _check_range("colour", self.colour)
 
-    def __call__(self, left: torch.Tensor, right: torch.Tensor,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Augment (T,3,H,W) or (3,H,W) RGB images in [0,1]; returns new (left, right) in [0,1].
+    def draw(self, generator: torch.Generator) -> AugmentDraw:
+        """Draw the parameters; the same number of random values is drawn whatever is chosen."""
+        flip, photometric, gamma_u, brightness_u, gray_u = torch.rand(5, generator=generator,
+                                                                      dtype=torch.float64).tolist()
+        colour_u = torch.rand(3, generator=generator, dtype=torch.float64)
+        gamma = self.gamma[0] + (self.gamma[1] - self.gamma[0]) * gamma_u
+        brightness = self.brightness[0] + (self.brightness[1] - self.brightness[0]) * brightness_u
+        colour = self.colour[0] + (self.colour[1] - self.colour[0]) * colour_u
+        return AugmentDraw(flip=flip < self.flip_prob, grayscale=gray_u < self.grayscale_prob,
+                           photometric=photometric < self.prob, gamma=gamma, colour_factor=brightness * colour)
 
-        The same number of random values is drawn whatever happens, so the generator advances identically.
-        """
+    def apply_geometric(self, draw: AugmentDraw, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
+        """The geometric part only (flip + swap), for per-view maps such as left/right disparity hints."""
+        if draw.flip:
+            return right.flip(-1), left.flip(-1)
+        return left, right
+
+    def apply(self, draw: AugmentDraw, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
+        """Augment (T,3,H,W) or (3,H,W) RGB images in [0,1] with `draw`; returns new (left, right) in [0,1]."""
         if left.shape != right.shape or left.dim() not in (3, 4) or left.shape[-3] != 3:
             raise ValueError(f"left/right must both be (T,3,H,W) or (3,H,W) RGB, got {tuple(left.shape)} "
                              f"and {tuple(right.shape)}")
-        flip, photometric, gamma_u, brightness_u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
-        colour_u = torch.rand(3, generator=generator, dtype=torch.float64)
-
-        if flip < self.flip_prob:
-            left, right = right.flip(-1), left.flip(-1)
-        if photometric < self.prob:
-            gamma = self.gamma[0] + (self.gamma[1] - self.gamma[0]) * gamma_u
-            brightness = self.brightness[0] + (self.brightness[1] - self.brightness[0]) * brightness_u
-            colour = self.colour[0] + (self.colour[1] - self.colour[0]) * colour_u
-            factor = (brightness * colour).to(left.dtype).view(3, 1, 1)
-            left = left.clamp(0, 1) ** gamma * factor
-            right = right.clamp(0, 1) ** gamma * factor
+        left, right = self.apply_geometric(draw, left, right)
+        if draw.grayscale:
+            left, right = to_grayscale(left), to_grayscale(right)
+        if draw.photometric:
+            factor = draw.colour_factor.to(left.dtype).view(3, 1, 1)
+            left = left.clamp(0, 1) ** draw.gamma * factor
+            right = right.clamp(0, 1) ** draw.gamma * factor
         return left.clamp(0, 1), right.clamp(0, 1)
+
+    def __call__(self, left: Tensor, right: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Draw parameters from `generator` and apply them to (T,3,H,W) or (3,H,W) RGB in [0,1]."""
+        return self.apply(self.draw(generator), left, right)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from siam_depth_core.data.stereo import StereoRig
+
 
 def read_calib_file(path: str | Path) -> dict[str, np.ndarray]:
     """Parse a KITTI `key: v1 v2 ...` calibration file into float64 arrays (non-numeric lines skipped)."""
@@ -49,6 +51,11 @@ class StereoCalibration:
         """Distance between cameras 2 and 3 in metres (about 0.532 m for KITTI)."""
         fx = self.P_rect_02[0, 0]
         return float((self.P_rect_02[0, 3] - self.P_rect_03[0, 3]) / fx)
+
+    @property
+    def rig(self) -> StereoRig:
+        """The colour stereo pair (cameras 2 and 3) as a `StereoRig`."""
+        return StereoRig(baseline_m=self.baseline_m, camera_matrix=self.camera_matrix, image_size=self.image_size)
 
     @property
     def velo_to_image(self) -> np.ndarray:

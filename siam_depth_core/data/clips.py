@@ -1,13 +1,12 @@
-"""Clips of T consecutive stereo frames of one KITTI raw drive, resized to the training size, as tensors.
+"""Clips of T consecutive stereo frames of one `StereoSequence`, resized to the training size, as tensors.
 
-A clip never crosses drives: the recurrent state is reset at every clip start, so each item is one
+A clip never crosses sequences: the recurrent state is reset at every clip start, so each item is one
 independent (T,3,H,W) sequence. Augmentation draws are seeded from (seed, epoch, index), so an epoch
 is reproducible whatever the number of DataLoader workers; call `set_epoch` at each epoch start.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import cv2
@@ -16,8 +15,9 @@ import torch
 from torch.utils.data import Dataset
 
 from siam_depth_core.data.augment import StereoAugment
-from siam_depth_core.data.kitti import frame_path, list_frames, load_image
-from siam_depth_core.data.splits import SplitEntry
+from siam_depth_core.data.depth_hints import DepthHintCache
+from siam_depth_core.data.kitti import load_image
+from siam_depth_core.data.stereo import StereoRig, StereoSequence
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -47,53 +47,44 @@ def augment_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
 
 
-class KittiClipDataset(Dataset):
-    """All runs of `clip_len` consecutive frames of one drive, from split entries or whole drives.
+class StereoClipDataset(Dataset):
+    """All runs of `clip_len` consecutive frames of each sequence (sequences may come from different rigs).
 
-    entries: split entries; their frames (both sides merged, since every item is a stereo pair) define
-    which frames exist. drives: use every frame with both camera-2 and camera-3 images of `ext`. Give
-    exactly one of the two. exclude_drives: drives dropped from either (e.g. `eigen_test_drives()`).
-    Item: {"left", "right": (T,3,H,W) float32 RGB in [0,1] resized to size = (H,W), "drive": str,
-    "frames": (T,) int64 frame indices}.
+    reference_rig: the rig whose baseline the network's disparities refer to (the checkpoint's); None =
+    the first sequence's. A frame of a rig with baseline B is trained with disparity = network output *
+    B / B_reference, so sources with different baselines agree on metric depth at inference.
+    hints: Depth Hints cache; when given, items carry the fused SGBM disparities too.
+    cache_in_memory: keep every resized image and hint once loaded (for small data sets: the 173 pairs
+    of the KITTI excerpts take about 130 MB at 128x416), so later epochs decode nothing.
+    Item: {"left", "right": (T,3,H,W) float32 RGB in [0,1] resized to size = (H,W), "drive": sequence
+    name, "frames": (T,) int64 frame numbers, "baseline_ratio": () float32 B / B_reference,
+    "depth_per_disparity": () float32 metres (depth = it / disparity)}, and with hints "hint_left",
+    "hint_right": (T,1,H,W) float32 disparity as a fraction of width, 0 where SGBM found none.
     """
 
-    def __init__(self, root: str | Path, entries: list[SplitEntry] | None = None, drives: list[str] | None = None,
-                 clip_len: int = 1, size: tuple[int, int] = (256, 512), augment: StereoAugment | None = None,
-                 ext: str = ".png", exclude_drives: set[str] | None = None, seed: int = 0) -> None:
-        if (entries is None) == (drives is None):
-            raise ValueError("give exactly one of `entries` (split lines) or `drives` (whole drives)")
+    def __init__(self, sequences: Sequence[StereoSequence], clip_len: int = 1, size: tuple[int, int] = (256, 512),
+                 augment: StereoAugment | None = None, seed: int = 0, reference_rig: StereoRig | None = None,
+                 hints: DepthHintCache | None = None, cache_in_memory: bool = False) -> None:
         if len(size) != 2 or min(size) < 1:
             raise ValueError(f"size must be (height, width) in pixels, got {size}")
-        self.root = Path(root)
+        names = [s.name for s in sequences]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sequence names must be unique, got {names}")
+        self.sequences = {s.name: s for s in sequences}
         self.clip_len = clip_len
         self.size = (int(size[0]), int(size[1]))
         self.augment = augment
-        self.ext = ext
         self.seed = seed
         self.epoch = 0
-        excluded = exclude_drives or set()
-
-        frames_by_drive: dict[str, set[int]] = defaultdict(set)
-        if entries is not None:
-            for entry in entries:
-                frames_by_drive[entry.drive].add(entry.frame)
-        else:
-            for drive in drives:
-                frames_by_drive[drive] = self._frames_with_both_views(drive)
+        self.hints = hints
+        self._memory: dict[tuple[str, Path, Path | None], torch.Tensor] | None = {} if cache_in_memory else None
+        self.reference_rig = reference_rig or (sequences[0].rig if sequences else None)
         self.clips: list[tuple[str, int]] = [
-            (drive, start)
-            for drive in sorted(frames_by_drive) if drive not in excluded
-            for start in consecutive_runs(frames_by_drive[drive], clip_len)
+            (s.name, start) for s in sequences for start in consecutive_runs(s.frames, clip_len)
         ]
         if not self.clips:
-            raise ValueError(f"no clip of {clip_len} consecutive frames in {sorted(frames_by_drive)} "
-                             f"(excluding {sorted(excluded)}) under {self.root}")
-
-    def _frames_with_both_views(self, drive: str) -> set[int]:
-        drive_dir = self.root / drive
-        both = set(list_frames(drive_dir, camera=2)) & set(list_frames(drive_dir, camera=3))
-        return {f for f in both if frame_path(self.root, drive, f, 2, self.ext).is_file()
-                and frame_path(self.root, drive, f, 3, self.ext).is_file()}
+            raise ValueError(f"no clip of {clip_len} consecutive frames in {names}")
+        self._positions = {s.name: {f: i for i, f in enumerate(s.frames)} for s in sequences}
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of `epoch` (as DistributedSampler.set_epoch)."""
@@ -102,17 +93,47 @@ class KittiClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def _load_view(self, drive: str, frames: range, camera: int) -> torch.Tensor:
-        return torch.stack([
-            image_to_tensor(resize_image(load_image(frame_path(self.root, drive, f, camera, self.ext)), self.size))
-            for f in frames
-        ])
+    def _cached(self, key: tuple[str, Path, Path | None], load: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if self._memory is None:
+            return load()
+        if key not in self._memory:
+            self._memory[key] = load()
+        return self._memory[key]
+
+    def _image(self, path: Path) -> torch.Tensor:
+        """(3,H,W) float32 RGB in [0,1] at the training size."""
+        return self._cached(("image", path, None), lambda: image_to_tensor(resize_image(load_image(path), self.size)))
+
+    def _hints(self, left_path: Path, right_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1,H,W) float32 left and right hint at the training size (nearest neighbour: no mixed disparities)."""
+        def load() -> torch.Tensor:
+            hint = self.hints.get(left_path, right_path)
+            height, width = self.size
+            resized = [cv2.resize(h, (width, height), interpolation=cv2.INTER_NEAREST) for h in (hint.left, hint.right)]
+            return torch.from_numpy(np.stack(resized).astype(np.float32))
+
+        both = self._cached(("hints", left_path, right_path), load)
+        return both[0:1], both[1:2]
 
     def __getitem__(self, index: int) -> dict:
-        drive, start = self.clips[index]
-        frames = range(start, start + self.clip_len)
-        left = self._load_view(drive, frames, 2)
-        right = self._load_view(drive, frames, 3)
+        name, start = self.clips[index]
+        sequence = self.sequences[name]
+        positions = [self._positions[name][f] for f in range(start, start + self.clip_len)]
+        left = torch.stack([self._image(sequence.left[p]) for p in positions])
+        right = torch.stack([self._image(sequence.right[p]) for p in positions])
+        item = {"drive": name, "frames": torch.tensor([sequence.frames[p] for p in positions], dtype=torch.long),
+                "baseline_ratio": torch.tensor(sequence.rig.baseline_m / self.reference_rig.baseline_m),
+                "depth_per_disparity": torch.tensor(sequence.rig.depth_per_disparity, dtype=torch.float32)}
+        hint_pair = None
+        if self.hints is not None:
+            pairs = [self._hints(sequence.left[p], sequence.right[p]) for p in positions]
+            hint_pair = (torch.stack([h[0] for h in pairs]), torch.stack([h[1] for h in pairs]))
         if self.augment is not None:
-            left, right = self.augment(left, right, augment_generator(self.seed, self.epoch, index))
-        return {"left": left, "right": right, "drive": drive, "frames": torch.tensor(list(frames), dtype=torch.long)}
+            draw = self.augment.draw(augment_generator(self.seed, self.epoch, index))
+            left, right = self.augment.apply(draw, left, right)
+            if hint_pair is not None:
+                hint_pair = self.augment.apply_geometric(draw, *hint_pair)
+        item.update(left=left, right=right)
+        if hint_pair is not None:
+            item.update(hint_left=hint_pair[0], hint_right=hint_pair[1])
+        return item

@@ -6,12 +6,14 @@ and the calibration files in `<root>/<date>/`. Camera 2 is the left colour camer
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from siam_depth_core.data.calib import StereoCalibration, load_stereo_calibration
+from siam_depth_core.data.stereo import StereoSequence
 
 #: Image extensions `list_frames` recognises (KITTI PNGs, monodepth's JPEG conversion).
 IMAGE_EXTENSIONS = (".png", ".jpg")
@@ -57,6 +59,27 @@ def list_frames(drive_dir: str | Path, camera: int = 2) -> list[int]:
         raise FileNotFoundError(f"no image folder {data_dir} (is {drive_dir} a KITTI raw drive folder?)")
     frames = {int(p.stem) for p in data_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.stem.isdigit()}
     return sorted(frames)
+
+
+def frames_with_both_views(root: str | Path, drive: str, ext: str = ".png") -> list[int]:
+    """Sorted frames of `drive` that have both a camera-2 and a camera-3 image with extension `ext`."""
+    drive_dir = Path(root) / drive
+    both = set(list_frames(drive_dir, camera=2)) & set(list_frames(drive_dir, camera=3))
+    return sorted(f for f in both if frame_path(root, drive, f, 2, ext).is_file()
+                  and frame_path(root, drive, f, 3, ext).is_file())
+
+
+def kitti_raw_sequence(root: str | Path, drive: str, frames: Iterable[int] | None = None, ext: str = ".png"
+                       ) -> StereoSequence:
+    """One raw drive as a `StereoSequence` (cameras 2/3, the rig from the day's calibration).
+
+    frames: the frame numbers to use (e.g. from a split list); None = every frame with both views.
+    """
+    chosen = frames_with_both_views(root, drive, ext) if frames is None else sorted(set(frames))
+    rig = load_stereo_calibration(calib_dir(root, drive)).rig
+    return StereoSequence(name=drive, frames=tuple(chosen),
+                          left=tuple(frame_path(root, drive, f, 2, ext) for f in chosen),
+                          right=tuple(frame_path(root, drive, f, 3, ext) for f in chosen), rig=rig)
 
 
 def load_velodyne_points(path: str | Path) -> np.ndarray:

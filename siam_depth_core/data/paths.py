@@ -19,6 +19,19 @@ def kitti_raw_root() -> Path:
     return Path(override) if override else shared_data_dir() / "kitti_raw"
 
 
+def kitti_odometry_root() -> Path:
+    """KITTI odometry root (holds `sequences/NN/...`): `$KITTI_ODOMETRY_ROOT`, else `<shared data>/kitti_odometry`."""
+    override = os.environ.get("KITTI_ODOMETRY_ROOT")
+    return Path(override) if override else shared_data_dir() / "kitti_odometry"
+
+
+def depth_hints_cache_dir() -> Path:
+    """Where Depth Hints are cached: `$SIAM_DEPTH_CACHE/depth_hints`, else `~/.cache/siam_depth/depth_hints`."""
+    base = os.environ.get("SIAM_DEPTH_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"),
+                                                               "siam_depth")
+    return Path(base) / "depth_hints"
+
+
 def splits_dir() -> Path:
     """Folder of split lists in monodepth2 layout (`<split>/test_files.txt`, ...)."""
     override = os.environ.get("SIAM_DEPTH_SPLITS")
