@@ -102,3 +102,59 @@ def kitti_d1(disp_gt_px: np.ndarray, disp_pred_px: np.ndarray) -> float:
     error = np.abs(disp_gt_px[valid] - disp_pred_px[valid])
     bad = (error > 3.0) & (error > 0.05 * disp_gt_px[valid])
     return float(bad.mean())
+
+
+#: Below this spread (natural-log units) a frame's prediction is treated as not varying with the image.
+_CONSTANT_SPREAD = 1e-9
+
+
+def leave_one_out_median(gt_depths: np.ndarray, valid: np.ndarray, frame: int, min_samples: int = 2) -> np.ndarray:
+    """Per-pixel median of the other frames' valid ground truth at the pixels valid in `frame`.
+
+    gt_depths: (F,H,W) metres; valid: (F,H,W) bool. Returns a (P,) float64 array for the P pixels of
+    `valid[frame]` (row-major order), NaN where fewer than `min_samples` other frames have a value.
+    """
+    pixels = valid[frame]
+    others = np.delete(np.arange(len(gt_depths)), frame)
+    samples = np.where(valid[others][:, pixels], gt_depths[others][:, pixels], np.nan).astype(np.float64)
+    enough = np.count_nonzero(np.isfinite(samples), axis=0) >= min_samples
+    median = np.full(samples.shape[1], np.nan)
+    if enough.any():
+        median[enough] = np.nanmedian(samples[:, enough], axis=0)
+    return median
+
+
+def frame_correlation(pred_depths: np.ndarray, gt_depths: np.ndarray, min_depth: float = 1e-3,
+                      max_depth: float = 80.0, garg_crop: bool = True) -> dict[str, float | list[float]]:
+    """Whether a prediction follows what changes from frame to frame (`frame_corr`), not the average scene.
+
+    pred_depths, gt_depths: (F,H,W) metres on one pixel grid (GT 0 = none). Per frame f, over its valid
+    GT pixels (min_depth < gt < max_depth, Garg crop) where at least 2 other frames have GT: the Pearson
+    correlation between log pred_f - mean_g(log pred_g) (the prediction's departure from its own
+    average) and log gt_f - log M_f, M_f the per-pixel median of the other frames' GT (the scene's
+    departure from the typical scene; leave-one-out). A prediction that does not change with the image
+    scores exactly 0; one that predicts each frame's own departures scores 1.
+    Returns {"frame_corr": mean over frames, "per_frame": [...]}.
+    """
+    pred_depths = np.asarray(pred_depths, dtype=np.float64)
+    gt_depths = np.asarray(gt_depths, dtype=np.float64)
+    if pred_depths.ndim != 3 or pred_depths.shape != gt_depths.shape:
+        raise ValueError(f"need (F,H,W) predictions and ground truth of one shape, got {pred_depths.shape} and "
+                         f"{gt_depths.shape}")
+    if len(pred_depths) < 3:
+        raise ValueError(f"frame_corr needs at least 3 frames (a leave-one-out median of 2), got {len(pred_depths)}")
+    log_pred = np.log(np.clip(np.nan_to_num(pred_depths, nan=max_depth, posinf=max_depth), PRED_MIN_DEPTH_M,
+                              max_depth))
+    departure_pred = log_pred - log_pred.mean(axis=0)
+    valid = np.stack([eigen_eval_mask(gt, min_depth, max_depth, garg_crop) for gt in gt_depths])
+    scores = []
+    for frame in range(len(gt_depths)):
+        median = leave_one_out_median(gt_depths, valid, frame)
+        usable = np.isfinite(median)
+        x = departure_pred[frame][valid[frame]][usable]
+        y = np.log(gt_depths[frame][valid[frame]][usable]) - np.log(median[usable])
+        if x.size < 2 or x.std() < _CONSTANT_SPREAD or y.std() < _CONSTANT_SPREAD:
+            scores.append(0.0)
+            continue
+        scores.append(float(np.corrcoef(x, y)[0, 1]))
+    return {"frame_corr": float(np.mean(scores)), "per_frame": scores}

@@ -407,6 +407,10 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
                 if writer is not None:
                     _log_step(writer, config, progress, result, optimizer)
                     bar.set_postfix(loss=f"{result.terms['total']:.4f}")
+                    if bar.disable and progress.step % config.log_interval == 0:  # no terminal: plain lines
+                        LOGGER.info("epoch %d step %d (%d/%d) lr %.3g %s", progress.epoch, progress.step,
+                                    progress.step_in_epoch, steps_per_epoch, optimizer.param_groups[0]["lr"],
+                                    " ".join(f"{k} {v:.4f}" for k, v in result.terms.items()))
                 stop = interrupted.requested or (config.max_steps is not None and progress.step >= config.max_steps)
                 if stop or progress.step % config.checkpoint_interval == 0:
                     summary.checkpoint = save(out_dir / LAST_CHECKPOINT)

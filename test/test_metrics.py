@@ -106,3 +106,70 @@ def test_kitti_d1_on_kitti_2015_frame(shared_data: Path):
     expected = np.mean(disp[valid] > 37.5)
     assert 0.1 < expected < 0.9
     assert kitti_d1(disp, disp * 1.08) == pytest.approx(expected)
+
+
+def _random_scenes(frames: int = 8, height: int = 60, width: int = 80, seed: int = 0):
+    """Dense, frame-independent log-normal depth fields (metres) and sparse LiDAR-like GT (40 % of pixels)."""
+    rng = np.random.default_rng(seed)
+    depth = np.exp(rng.normal(2.5, 0.5, (frames, height, width)))
+    gt = np.where(rng.random(depth.shape) < 0.4, depth, 0.0)
+    return depth, gt
+
+
+def test_frame_corr_is_zero_for_an_output_that_ignores_the_image():
+    from siam_depth_core.metrics import frame_correlation
+
+    depth, gt = _random_scenes()
+    constant = np.broadcast_to(depth.mean(axis=0), depth.shape)
+    result = frame_correlation(constant, gt)
+    assert result["frame_corr"] == 0.0 and result["per_frame"] == [0.0] * len(depth)
+
+
+def test_frame_corr_is_high_for_the_truth_and_near_zero_when_scrambled():
+    from siam_depth_core.metrics import frame_correlation
+
+    depth, gt = _random_scenes()
+    assert frame_correlation(depth, gt)["frame_corr"] > 0.8  # 0.90: mean and median departures differ a little
+    scrambled = np.roll(depth, 1, axis=0)  # each frame scored with another frame's prediction
+    assert abs(frame_correlation(scrambled, gt)["frame_corr"]) < 0.1
+
+
+def test_leave_one_out_median_uses_only_the_other_frames():
+    from siam_depth_core.metrics import leave_one_out_median
+
+    gt = np.array([[[10.0, 5.0]], [[20.0, 0.0]], [[40.0, 7.0]], [[30.0, 9.0]]])
+    valid = gt > 0
+    np.testing.assert_allclose(leave_one_out_median(gt, valid, 0), [30.0, 8.0])  # pixel 2: 7, 9
+    np.testing.assert_allclose(leave_one_out_median(gt, valid, 2), [20.0, 7.0])  # pixel 2: 5, 9
+    only_one = leave_one_out_median(gt[:2], valid[:2], 0)
+    assert np.isnan(only_one).all()  # one other frame is fewer than 2 samples
+
+
+def test_frame_corr_rejects_mismatched_or_too_few_frames():
+    from siam_depth_core.metrics import frame_correlation
+
+    depth, gt = _random_scenes(frames=2)
+    with pytest.raises(ValueError, match="at least 3 frames"):
+        frame_correlation(depth, gt)
+    with pytest.raises(ValueError, match="one shape"):
+        frame_correlation(depth[:, :10], gt)
+
+
+def test_own_mean_control_is_the_per_pixel_geometric_mean():
+    from siam_depth_core.baselines import own_mean_control
+
+    first = np.array([[2.0, 10.0]], np.float32)
+    second = np.array([[8.0, np.nan]], np.float32)  # NaN = far: counts as max_depth
+    np.testing.assert_allclose(own_mean_control([first, second], max_depth=40.0), [[4.0, 20.0]], rtol=1e-6)
+
+
+def test_street_prior_is_the_median_with_holes_filled_from_the_nearest_pixel():
+    from siam_depth_core.baselines import street_prior
+
+    frames = [np.array([[0.0, 0.0, 0.0], [10.0, 20.0, 0.0]]), np.array([[0.0, 0.0, 0.0], [30.0, 0.0, 6.0]]),
+              np.array([[0.0, 0.0, 0.0], [20.0, 40.0, 0.0]])]
+    prior = street_prior(frames)
+    np.testing.assert_allclose(prior[1], [20.0, 30.0, 6.0])
+    np.testing.assert_allclose(prior[0], [20.0, 30.0, 6.0])  # the row above takes the nearest covered pixel
+    with pytest.raises(ValueError, match="no frame has a valid depth"):
+        street_prior([np.zeros((2, 2))])
