@@ -128,10 +128,12 @@ def test_frame_corr_is_zero_for_an_output_that_ignores_the_image():
 def test_frame_corr_is_high_for_the_truth_and_near_zero_when_scrambled():
     from siam_depth_core.metrics import frame_correlation
 
-    depth, gt = _random_scenes()
-    assert frame_correlation(depth, gt)["frame_corr"] > 0.8  # 0.90: mean and median departures differ a little
-    scrambled = np.roll(depth, 1, axis=0)  # each frame scored with another frame's prediction
-    assert abs(frame_correlation(scrambled, gt)["frame_corr"]) < 0.1
+    depth, gt = _random_scenes(frames=30)
+    assert frame_correlation(depth, gt)["frame_corr"] > 0.8  # mean and median departures differ a little
+    # Each frame scored with another frame's prediction: about 0 (a small negative bias, about -1/F,
+    # because the other frame's GT is part of the leave-one-out median).
+    scrambled = np.roll(depth, 1, axis=0)
+    assert abs(frame_correlation(scrambled, gt)["frame_corr"]) < 0.08
 
 
 def test_leave_one_out_median_uses_only_the_other_frames():
