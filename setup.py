@@ -47,7 +47,7 @@ setup(
         ],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "trt": ["tensorrt>=10"],
-        "train": ["tensorboard"],
+        "train": ["tensorboard", "rosbags"],  # rosbags: training from a stereo rig's rosbag2
         "dev": ["pytest", "pytest-timeout", "ruff", "hypothesis", "scikit-image", "colcon-core", "colcon-ros",
                 "tensorrt-rtx"],
     },

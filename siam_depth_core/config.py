@@ -48,9 +48,11 @@ class TrainConfig:
                                    "used; overrides `split`")
     exclude_eigen_test: bool = _field(True, "drop drives of the Eigen test split from training (required when "
                                             "reporting Eigen numbers)")
-    sources: list[SourceSpec] = _field([], "stereo sources to mix, each a mapping {kind: kitti_raw | kitti_odometry, "
-                                           "root, drives | split | sequences} (sequences: [all] = every odometry "
-                                           "sequence); empty = the KITTI raw data of data_root/split/drives")
+    sources: list[SourceSpec] = _field([], "stereo sources to mix, each a mapping {kind: kitti_raw | kitti_odometry | "
+                                           "rosbag2 | stereo_folder, root, ...}: kitti_raw takes drives or split, "
+                                           "kitti_odometry sequences ([all] = every sequence), rosbag2 left_topic, "
+                                           "right_topic (+ left_info_topic, right_info_topic, stamp_tolerance_s); "
+                                           "empty = the KITTI raw data of data_root/split/drives")
     image_ext: str = _field(".png", "image file extension on disk ('.png' as in KITTI raw, '.jpg' if converted)")
     size: tuple[int, int] = _field((256, 512), "training input size (H, W) in pixels, multiples of 32")
     clip_len: int = _field(3, "frames T per clip (truncated BPTT: state reset at clip start); 1 = no recurrence "

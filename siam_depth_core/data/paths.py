@@ -25,11 +25,16 @@ def kitti_odometry_root() -> Path:
     return Path(override) if override else shared_data_dir() / "kitti_odometry"
 
 
+def cache_dir() -> Path:
+    """Computed data kept between runs (Depth Hints, frames decoded from bags): `$SIAM_DEPTH_CACHE`, else
+    `$XDG_CACHE_HOME/siam_depth` or `~/.cache/siam_depth`."""
+    override = os.environ.get("SIAM_DEPTH_CACHE")
+    return Path(override) if override else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "siam_depth"
+
+
 def depth_hints_cache_dir() -> Path:
-    """Where Depth Hints are cached: `$SIAM_DEPTH_CACHE/depth_hints`, else `~/.cache/siam_depth/depth_hints`."""
-    base = os.environ.get("SIAM_DEPTH_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"),
-                                                               "siam_depth")
-    return Path(base) / "depth_hints"
+    """Where Depth Hints are cached: `<cache_dir()>/depth_hints`."""
+    return cache_dir() / "depth_hints"
 
 
 def splits_dir() -> Path:

@@ -1,8 +1,10 @@
 """Training sources: the `sources:` entries of a training config turned into `StereoSequence`s.
 
-Kinds: `kitti_raw` (KITTI raw drives, listed or from a split) and `kitti_odometry` (sequences of the
-odometry benchmark, `[all]` for every sequence under the root — with the full download, all 22).
-Each sequence keeps its own rig (intrinsics, baseline), so sources from different rigs mix.
+Kinds: `kitti_raw` (KITTI raw drives, listed or from a split), `kitti_odometry` (sequences of the
+odometry benchmark, `[all]` for every sequence under the root — with the full download, all 22),
+`rosbag2` (a bag of one's own stereo rig: left/right image topics and their camera_info) and
+`stereo_folder` (left/, right/ and stereo.yaml). Each sequence keeps its own rig (intrinsics,
+baseline), so sources from different rigs mix.
 """
 from __future__ import annotations
 
@@ -12,7 +14,11 @@ from pathlib import Path
 from siam_depth_core.data import paths
 from siam_depth_core.data.stereo import StereoSequence
 
-SOURCE_KINDS = ("kitti_raw", "kitti_odometry")
+SOURCE_KINDS = ("kitti_raw", "kitti_odometry", "rosbag2", "stereo_folder")
+#: The keys each kind takes besides `kind` and `root`.
+_KIND_KEYS = {"kitti_raw": ("drives", "split"), "kitti_odometry": ("sequences",),
+              "rosbag2": ("left_topic", "right_topic", "left_info_topic", "right_info_topic", "stamp_tolerance_s"),
+              "stereo_folder": ()}
 ALL_SEQUENCES = "all"
 
 
@@ -20,10 +26,13 @@ ALL_SEQUENCES = "all"
 class SourceSpec:
     """One training source as written in a config.
 
-    kind: 'kitti_raw' or 'kitti_odometry'. root: the data root (KITTI raw root holding <date>/...,
-    or the odometry root holding sequences/); null = $KITTI_ROOT / $KITTI_ODOMETRY_ROOT, else the
-    excerpts in ../shared/data. drives / split (kitti_raw): explicit drives, or a split whose
-    train_files.txt lists the frames. sequences (kitti_odometry): names such as "02", or ["all"].
+    kind: one of SOURCE_KINDS. root: the data (KITTI raw root holding <date>/..., odometry root
+    holding sequences/, the bag folder or file, the stereo folder); for the KITTI kinds null means
+    $KITTI_ROOT / $KITTI_ODOMETRY_ROOT, else the excerpts in ../shared/data. drives / split
+    (kitti_raw): explicit drives, or a split whose train_files.txt lists the frames. sequences
+    (kitti_odometry): names such as "02", or ["all"]. left_topic / right_topic (rosbag2): image
+    topics (Image or CompressedImage); left_info_topic / right_info_topic: their camera_info (null
+    = the sibling `camera_info` topic); stamp_tolerance_s: largest left/right stamp difference of a pair.
     """
 
     kind: str
@@ -31,6 +40,11 @@ class SourceSpec:
     drives: list[str] = field(default_factory=list)
     split: str | None = None
     sequences: list[str] = field(default_factory=list)
+    left_topic: str | None = None
+    right_topic: str | None = None
+    left_info_topic: str | None = None
+    right_info_topic: str | None = None
+    stamp_tolerance_s: float = 0.01
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -39,8 +53,15 @@ class SourceSpec:
             raise ValueError("a kitti_raw source needs `drives` or `split`")
         if self.kind == "kitti_odometry" and not self.sequences:
             raise ValueError(f"a kitti_odometry source needs `sequences` (e.g. [\"02\"] or [{ALL_SEQUENCES}])")
-        misplaced = ([name for name in ("drives", "split") if getattr(self, name)] if self.kind == "kitti_odometry"
-                     else ["sequences"] if self.sequences else [])
+        if self.kind in ("rosbag2", "stereo_folder") and not self.root:
+            raise ValueError(f"a {self.kind} source needs `root` (the {'bag' if self.kind == 'rosbag2' else 'folder'})")
+        if self.kind == "rosbag2" and not (self.left_topic and self.right_topic):
+            raise ValueError("a rosbag2 source needs `left_topic` and `right_topic` (the image topics)")
+        if self.stamp_tolerance_s < 0:
+            raise ValueError(f"stamp_tolerance_s must be >= 0, got {self.stamp_tolerance_s}")
+        defaults = SourceSpec.__dataclass_fields__
+        misplaced = [name for name in (n for keys in _KIND_KEYS.values() for n in keys)
+                     if name not in _KIND_KEYS[self.kind] and getattr(self, name) != _default(defaults[name])]
         if misplaced:
             raise ValueError(f"a {self.kind} source does not take {', '.join(misplaced)}")
 
@@ -51,13 +72,26 @@ class SourceSpec:
         return paths.kitti_raw_root() if self.kind == "kitti_raw" else paths.kitti_odometry_root()
 
 
+def _default(spec_field) -> object:
+    return spec_field.default_factory() if callable(spec_field.default_factory) else spec_field.default
+
+
 def load_source(spec: SourceSpec, excluded_drives: set[str] = frozenset(), splits_dir: str | None = None,
                 image_ext: str = ".png") -> list[StereoSequence]:
     """The sequences of one source; KITTI raw drives in `excluded_drives` (Eigen test drives) are dropped."""
     root = spec.data_root()
+    if spec.kind == "rosbag2":
+        from siam_depth_core.data.rosbag_source import BagStereoTopics, bag_stereo_sequence
+
+        topics = BagStereoTopics(spec.left_topic, spec.right_topic, spec.left_info_topic, spec.right_info_topic)
+        return [bag_stereo_sequence(root, topics, paths.cache_dir() / "bag_frames", spec.stamp_tolerance_s)]
     if not root.is_dir():
         raise FileNotFoundError(f"{spec.kind} root {root} does not exist; set `root` in the source or the "
                                 "environment variable (see training/README.md)")
+    if spec.kind == "stereo_folder":
+        from siam_depth_core.data.stereo_folder import stereo_folder_sequence
+
+        return [stereo_folder_sequence(root)]
     if spec.kind == "kitti_odometry":
         from siam_depth_core.data.odometry import list_sequences, odometry_sequence
 

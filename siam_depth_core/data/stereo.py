@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq would compare the numpy K elementwise
 class StereoRig:
     """A rectified stereo pair of cameras.
 
