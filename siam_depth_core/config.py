@@ -101,6 +101,8 @@ class TrainConfig:
     out_dir: str = _field("runs/paper", "run folder: last.pt, epoch_NNN.pt, TensorBoard events, config.yaml")
     log_interval: int = _field(50, "optimiser steps between TensorBoard scalar summaries")
     image_interval: int = _field(500, "optimiser steps between image summaries (disparity, warps); 0 = never")
+    keep_checkpoints: int = _field(3, "epoch_NNN.pt weight files kept (the newest; 0 = none); best.pt (lowest mean "
+                                      "epoch loss) and last.pt (for resuming) are always written")
     checkpoint_interval: int = _field(1000, "optimiser steps between last.pt saves (also saved every epoch)")
 
     def __post_init__(self) -> None:
@@ -117,7 +119,7 @@ class TrainConfig:
                      "synthetic_clips"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_workers", "image_interval", "lr_decay_start"):
+        for name in ("num_workers", "image_interval", "lr_decay_start", "keep_checkpoints"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:

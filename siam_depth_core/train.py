@@ -40,6 +40,7 @@ from siam_depth_core.model import SiameseOutput, run_siamese
 
 LOGGER = logging.getLogger("siam_depth.train")
 LAST_CHECKPOINT = "last.pt"
+BEST_CHECKPOINT = "best.pt"
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -181,11 +182,14 @@ def batch_rig_and_hints(batch: dict[str, Any], device: torch.device
 # ---------------------------------------------------------------------------------- checkpoint I/O
 @dataclass
 class Progress:
-    """Where training stands: epoch, optimiser steps done inside it and in total."""
+    """Where training stands: epoch, optimiser steps done inside it and in total, the summed total loss of
+    this epoch's steps so far, and the best (lowest) mean epoch loss of the run (what `best.pt` holds)."""
 
     epoch: int = 0
     step_in_epoch: int = 0
     step: int = 0
+    epoch_loss_sum: float = 0.0
+    best_epoch_loss: float = float("inf")
 
 
 def rng_states() -> dict[str, Any]:
@@ -221,7 +225,18 @@ def save_training_checkpoint(path: Path, net: nn.Module, meta: ModelMeta, config
     """Atomically write everything `restore_training_state` needs to continue exactly."""
     return save_checkpoint(path, net, meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                            scaler=scaler.state_dict(), epoch=progress.epoch, step_in_epoch=progress.step_in_epoch,
-                           step=progress.step, config=config.to_dict(), rng=rng_states())
+                           step=progress.step, epoch_loss_sum=progress.epoch_loss_sum,
+                           best_epoch_loss=progress.best_epoch_loss, config=config.to_dict(), rng=rng_states())
+
+
+def architecture_mismatch(meta: ModelMeta, config: TrainConfig) -> list[str]:
+    """What differs between a checkpoint's network/size and `config`'s, as "<field> <theirs> in the checkpoint
+    vs <ours> in the config" phrases (empty when they match)."""
+    theirs = {"net_width": meta.net_width, "recurrent": meta.recurrent, "max_disp": meta.max_disp,
+              "size": (meta.height, meta.width)}
+    ours = {"net_width": config.net_width, "recurrent": config.recurrent, "max_disp": config.max_disp,
+            "size": tuple(config.size)}
+    return [f"{k} {theirs[k]} in the checkpoint vs {ours[k]} in the config" for k in ours if theirs[k] != ours[k]]
 
 
 def init_weights_from(path: str | Path, net: nn.Module, config: TrainConfig) -> None:
@@ -230,14 +245,9 @@ def init_weights_from(path: str | Path, net: nn.Module, config: TrainConfig) -> 
     from siam_depth_core.checkpoint import load_model
 
     source, meta = load_model(path)
-    theirs = {"net_width": meta.net_width, "recurrent": meta.recurrent, "max_disp": meta.max_disp,
-              "size": (meta.height, meta.width)}
-    ours = {"net_width": config.net_width, "recurrent": config.recurrent, "max_disp": config.max_disp,
-            "size": tuple(config.size)}
-    differ = [k for k in ours if theirs[k] != ours[k]]
+    differ = architecture_mismatch(meta, config)
     if differ:
-        raise ValueError(f"init_from {path} does not fit this config: "
-                         + ", ".join(f"{k} {theirs[k]} in the checkpoint vs {ours[k]} in the config" for k in differ))
+        raise ValueError(f"init_from {path} does not fit this config: {', '.join(differ)}")
     net.load_state_dict(source.state_dict())
 
 
@@ -245,6 +255,10 @@ def restore_training_state(path: Path, net: nn.Module, optimizer: torch.optim.Op
                            scaler: torch.amp.GradScaler, config: TrainConfig) -> Progress:
     """Load a `save_training_checkpoint` file into the live objects; returns the saved progress."""
     payload = read_checkpoint(path)
+    differ = architecture_mismatch(ModelMeta.from_dict(payload["meta"]), config)
+    if differ:
+        raise ValueError(f"{path} holds a run of another network ({', '.join(differ)}); choose a new out_dir "
+                         "or pass the same settings")
     missing = [k for k in ("optimizer", "scheduler", "epoch", "step", "step_in_epoch") if k not in payload]
     if missing:
         raise ValueError(f"{path} is a weights-only checkpoint (no {', '.join(missing)}); cannot resume from it")
@@ -261,7 +275,34 @@ def restore_training_state(path: Path, net: nn.Module, optimizer: torch.optim.Op
     if "rng" in payload:
         set_rng_states(payload["rng"])
     return Progress(epoch=int(payload["epoch"]), step_in_epoch=int(payload["step_in_epoch"]),
-                    step=int(payload["step"]))
+                    step=int(payload["step"]), epoch_loss_sum=float(payload.get("epoch_loss_sum", 0.0)),
+                    best_epoch_loss=float(payload.get("best_epoch_loss", float("inf"))))
+
+
+def check_writable(out_dir: Path) -> None:
+    """Create `out_dir` and write a probe file there; PermissionError/OSError naming the folder if that fails,
+    before any long preparation (hints, data) is spent."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise OSError(f"cannot write to out_dir {out_dir} ({error.strerror or error}); choose a writable out_dir "
+                      "(--set out_dir=...)") from error
+
+
+def save_epoch_checkpoints(out_dir: Path, net: nn.Module, meta: ModelMeta, epoch: int, epoch_loss: float,
+                           is_best: bool, keep: int) -> None:
+    """Weights after `epoch` as epoch_NNN.pt, keeping only the newest `keep` of them (0 = none), and as
+    best.pt when this epoch's mean training loss is the lowest so far."""
+    if keep > 0:
+        save_checkpoint(out_dir / f"epoch_{epoch:03d}.pt", net, meta, epoch=epoch, epoch_loss=epoch_loss)
+    for old in sorted(out_dir.glob("epoch_[0-9][0-9][0-9].pt"))[:-keep or None]:
+        old.unlink()
+    if is_best:
+        save_checkpoint(out_dir / BEST_CHECKPOINT, net, meta, epoch=epoch, epoch_loss=epoch_loss)
+        LOGGER.info("epoch %d: mean loss %.4f, the lowest so far -> %s", epoch, epoch_loss, out_dir / BEST_CHECKPOINT)
 
 
 # ------------------------------------------------------------------------------------- the loop
@@ -342,6 +383,8 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
         raise ValueError(f"batch_size {config.batch_size} (global) is not divisible by the {ctx.world_size} "
                          "processes")
     local_batch = config.batch_size // ctx.world_size
+    if ctx.is_main:
+        check_writable(Path(config.out_dir))
     if config.deterministic:
         torch.use_deterministic_algorithms(True)
     random.seed(config.seed)
@@ -403,6 +446,7 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
                                    config.siamese, amp_context, rig_of_batch, hints)
                 progress.step_in_epoch += 1
                 progress.step += 1
+                progress.epoch_loss_sum += result.terms["total"]
                 summary.losses.append(result.terms)
                 if writer is not None:
                     _log_step(writer, config, progress, result, optimizer)
@@ -420,11 +464,15 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
                     summary.step, summary.epoch = progress.step, progress.epoch
                     return _finish(summary, writer)
             scheduler.step()
+            epoch_loss = progress.epoch_loss_sum / max(progress.step_in_epoch, 1)
+            is_best = epoch_loss < progress.best_epoch_loss
+            progress.best_epoch_loss = min(progress.best_epoch_loss, epoch_loss)
             progress.epoch += 1
             progress.step_in_epoch = 0
+            progress.epoch_loss_sum = 0.0
             summary.checkpoint = save(out_dir / LAST_CHECKPOINT)
             if ctx.is_main:
-                save_checkpoint(out_dir / f"epoch_{progress.epoch:03d}.pt", net, meta)
+                save_epoch_checkpoints(out_dir, net, meta, progress.epoch, epoch_loss, is_best, config.keep_checkpoints)
     summary.step, summary.epoch = progress.step, progress.epoch
     return _finish(summary, writer)
 
@@ -512,7 +560,8 @@ def _parser() -> argparse.ArgumentParser:
     fields = "\n".join(f"  {name:<20} {help} (default: {default})" for name, help, default in field_help())
     parser = argparse.ArgumentParser(
         prog="siam-depth-train", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train the Siamese ConvLSTM depth network on KITTI raw stereo clips (or synthetic data).",
+        description="Train the Siamese ConvLSTM depth network on stereo video (KITTI raw or odometry, a rosbag2 of "
+                    "your own rig, a stereo folder) or synthetic data.",
         epilog=f"config fields (YAML keys and --set names):\n{fields}\n\n"
                "examples:\n  siam-depth-train --config training/configs/paper.yaml\n"
                "  siam-depth-train --config training/configs/small.yaml --set max_steps=100 --set out_dir=runs/try\n"
@@ -530,10 +579,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     try:
         config = load_config(args.config, args.overrides)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"siam-depth-train: bad configuration: {error}", file=sys.stderr)
+        summary = train(config, resume=args.resume)
+    except (ValueError, OSError, RuntimeError) as error:  # CheckpointError is a RuntimeError
+        message = " ".join(str(error).split())  # one line, whatever the exception text holds
+        print(f"siam-depth-train: error: {message}", file=sys.stderr)
         return 2
-    summary = train(config, resume=args.resume)
     if summary.losses and int(os.environ.get("RANK", "0")) == 0:
         LOGGER.info("stopped at epoch %d, step %d, last loss %.4f; checkpoint %s", summary.epoch, summary.step,
                     summary.losses[-1]["total"], summary.checkpoint)

@@ -298,3 +298,78 @@ def test_depth_learned_on_synthetic_stereo_correlates_with_the_exact_depth(tmp_p
     train(config)
     trained = _depth_rank_correlation(tmp_path / LAST_CHECKPOINT, None, unseen)
     assert abs(untrained) < 0.3 and trained > 0.7, f"rank correlation {untrained:.2f} untrained, {trained:.2f} trained"
+
+
+def test_only_the_newest_epoch_checkpoints_are_kept_plus_the_best(tmp_path: Path) -> None:
+    config = load_config(None, [*TINY_SYNTHETIC, "synthetic_clips=2", "clip_len=1", "batch_size=2", "epochs=4",
+                                "keep_checkpoints=2", f"out_dir={tmp_path}"])
+    train(config)
+    assert sorted(p.name for p in tmp_path.glob("epoch_*.pt")) == ["epoch_003.pt", "epoch_004.pt"]
+    best = read_checkpoint(tmp_path / train_module.BEST_CHECKPOINT)
+    last = read_checkpoint(tmp_path / LAST_CHECKPOINT)
+    assert 1 <= best["epoch"] <= 4 and best["epoch_loss"] == pytest.approx(last["best_epoch_loss"])
+    train(load_config(None, [*TINY_SYNTHETIC, "synthetic_clips=2", "clip_len=1", "batch_size=2", "epochs=5",
+                             "keep_checkpoints=0", f"out_dir={tmp_path}"]))  # resumes; keeps no epoch file
+    assert not list(tmp_path.glob("epoch_*.pt"))
+
+
+def test_an_unreadable_image_skips_its_clips_with_one_warning(tmp_path: Path, kitti_root: Path, drive_0023: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    import dataclasses
+    import shutil
+
+    from siam_depth_core.data.clips import StereoClipDataset
+    from siam_depth_core.data.kitti import kitti_raw_sequence
+
+    sequence = kitti_raw_sequence(kitti_root, "2011_09_26/2011_09_26_drive_0023_sync")
+    left = []
+    for path in sequence.left:
+        copy = tmp_path / path.name
+        shutil.copy(path, copy)
+        left.append(copy)
+    left[2].write_bytes(b"not a png")
+    damaged = dataclasses.replace(sequence, left=tuple(left))
+    dataset = StereoClipDataset([damaged], clip_len=2, size=(32, 64))
+    frames = [dataset[i]["frames"].tolist() for i in range(len(dataset))]
+    assert [1, 2] not in frames and [2, 3] not in frames
+    assert frames[1] == frames[2] == [3, 4]  # clips 1 and 2 hold frame 2: the next readable clip instead
+    assert dataset.skipped_files == {left[2]}
+    warnings = [r for r in caplog.records if "unreadable image" in r.getMessage()]
+    assert len(warnings) == 1 and str(left[2]) in warnings[0].getMessage()
+
+
+def test_an_out_dir_of_another_network_is_refused(tmp_path: Path) -> None:
+    options = [*TINY_SYNTHETIC, "synthetic_clips=2", "clip_len=1", "batch_size=2", "max_steps=1",
+               f"out_dir={tmp_path}"]
+    train(load_config(None, options))
+    with pytest.raises(ValueError, match=r"holds a run of another network \(net_width 0.125 in the checkpoint vs "
+                                         r"0.25 in the config\); choose a new out_dir"):
+        train(load_config(None, [*options, "net_width=0.25"]))
+
+
+@pytest.mark.parametrize("case", ["missing config", "bad override", "missing data root", "corrupt resume",
+                                  "unwritable out_dir", "init_from of another size", "negative count"])
+def test_train_cli_errors_are_one_line_with_exit_code_2(case: str, tmp_path: Path, capsys: pytest.CaptureFixture
+                                                        ) -> None:
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00" * 64)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    small = [*TINY_SYNTHETIC, "synthetic_clips=2", "batch_size=2", "max_steps=1"]
+    arguments = {
+        "missing config": ["--config", str(tmp_path / "none.yaml")],
+        "bad override": ["--set", "size=[60,128]"],
+        "missing data root": ["--set", f"data_root={tmp_path / 'no_kitti'}", "--set", "drives=[a/b]",
+                              "--set", f"out_dir={tmp_path / 'run'}"],
+        "corrupt resume": [*(f"--set={o}" for o in small), "--set", f"out_dir={tmp_path / 'run'}", "--resume",
+                           str(corrupt)],
+        "unwritable out_dir": [*(f"--set={o}" for o in small), "--set", f"out_dir={blocker / 'run'}"],
+        "init_from of another size": [*(f"--set={o}" for o in small), "--set", "size=[64,192]", "--set",
+                                      f"init_from={Path(__file__).resolve().parents[1] / 'models' / 'siam_depth_small.pt'}",
+                                      "--set", f"out_dir={tmp_path / 'run'}"],
+        "negative count": ["--set", "keep_checkpoints=-1"],
+    }[case]
+    assert main(arguments) == 2
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("siam-depth-train: error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr

@@ -6,6 +6,7 @@ is reproducible whatever the number of DataLoader workers; call `set_epoch` at e
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -18,6 +19,17 @@ from siam_depth_core.data.augment import StereoAugment
 from siam_depth_core.data.depth_hints import DepthHintCache
 from siam_depth_core.data.kitti import load_image
 from siam_depth_core.data.stereo import StereoRig, StereoSequence
+
+LOGGER = logging.getLogger(__name__)
+
+
+class UnreadableImageError(Exception):
+    """A training image (or its hint) that cannot be read: path and reason."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -84,6 +96,7 @@ class StereoClipDataset(Dataset):
         ]
         if not self.clips:
             raise ValueError(f"no clip of {clip_len} consecutive frames in {names}")
+        self.skipped_files: set[Path] = set()
         self._positions = {s.name: {f: i for i, f in enumerate(s.frames)} for s in sequences}
 
     def set_epoch(self, epoch: int) -> None:
@@ -116,20 +129,43 @@ class StereoClipDataset(Dataset):
         return both[0:1], both[1:2]
 
     def __getitem__(self, index: int) -> dict:
+        """Clip `index`; a clip with an unreadable image is skipped (one warning naming the file, counted in
+        `skipped_files`) and the next readable clip is returned instead."""
+        for offset in range(len(self.clips)):
+            candidate = (index + offset) % len(self.clips)
+            try:
+                return self._load_clip(candidate, index)
+            except UnreadableImageError as error:
+                if error.path not in self.skipped_files:
+                    LOGGER.warning("skipping the clips with unreadable image %s (%s)", error.path, error.reason)
+                self.skipped_files.add(error.path)
+        raise RuntimeError(f"no readable clip: every clip has an unreadable image ({len(self.skipped_files)} files, "
+                           f"e.g. {sorted(self.skipped_files)[0]})")
+
+    def _read(self, load: Callable[[], torch.Tensor], path: Path) -> torch.Tensor:
+        try:
+            return load()
+        except (OSError, ValueError) as error:  # missing, corrupt or undecodable file
+            raise UnreadableImageError(path, str(error)) from error
+
+    def _load_clip(self, index: int, augment_index: int) -> dict:
         name, start = self.clips[index]
         sequence = self.sequences[name]
         positions = [self._positions[name][f] for f in range(start, start + self.clip_len)]
-        left = torch.stack([self._image(sequence.left[p]) for p in positions])
-        right = torch.stack([self._image(sequence.right[p]) for p in positions])
+        left = torch.stack([self._read(lambda p=p: self._image(sequence.left[p]), sequence.left[p])
+                            for p in positions])
+        right = torch.stack([self._read(lambda p=p: self._image(sequence.right[p]), sequence.right[p])
+                             for p in positions])
         item = {"drive": name, "frames": torch.tensor([sequence.frames[p] for p in positions], dtype=torch.long),
                 "baseline_ratio": torch.tensor(sequence.rig.baseline_m / self.reference_rig.baseline_m),
                 "depth_per_disparity": torch.tensor(sequence.rig.depth_per_disparity, dtype=torch.float32)}
         hint_pair = None
         if self.hints is not None:
-            pairs = [self._hints(sequence.left[p], sequence.right[p]) for p in positions]
+            pairs = [self._read(lambda p=p: self._hints(sequence.left[p], sequence.right[p]), sequence.left[p])
+                     for p in positions]
             hint_pair = (torch.stack([h[0] for h in pairs]), torch.stack([h[1] for h in pairs]))
         if self.augment is not None:
-            draw = self.augment.draw(augment_generator(self.seed, self.epoch, index))
+            draw = self.augment.draw(augment_generator(self.seed, self.epoch, augment_index))
             left, right = self.augment.apply(draw, left, right)
             if hint_pair is not None:
                 hint_pair = self.augment.apply_geometric(draw, *hint_pair)

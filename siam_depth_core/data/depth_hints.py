@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,8 @@ import torch
 from siam_depth_core.data.kitti import load_image
 from siam_depth_core.losses import photometric_error
 from siam_depth_core.warp import warp_horizontal
+
+LOGGER = logging.getLogger(__name__)
 
 #: Bump when the way hints are computed changes: old cache files are then ignored.
 HINT_VERSION = 1
@@ -162,13 +165,25 @@ class DepthHintCache:
                 os.unlink(tmp_name)
         return hint
 
+    def _cached(self, left_path: str | Path, right_path: str | Path) -> bool:
+        try:
+            return self.path(left_path, right_path).is_file()
+        except OSError:  # an image is missing: `get` reports it
+            return False
+
     def fill(self, pairs: Iterable[tuple[Path, Path]], progress: bool = True) -> int:
-        """Compute every missing hint of `pairs` (with a progress bar); returns how many were computed."""
+        """Compute every missing hint of `pairs` (with a progress bar); returns how many were computed.
+
+        A pair whose images cannot be read is left out with a warning (training skips its clips)."""
         from tqdm import tqdm
 
-        pairs = list(pairs)
-        missing = [p for p in pairs if not self.path(*p).is_file()]
+        computed = 0
+        missing = [pair for pair in pairs if not self._cached(*pair)]
         for left_path, right_path in tqdm(missing, desc="depth hints (SGBM)", disable=not progress or None,
                                           dynamic_ncols=True):
-            self.get(left_path, right_path)
-        return len(missing)
+            try:
+                self.get(left_path, right_path)
+                computed += 1
+            except (OSError, ValueError) as error:
+                LOGGER.warning("no depth hint for %s: %s", left_path, error)
+        return computed
