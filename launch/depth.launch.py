@@ -4,22 +4,24 @@
     ros2 launch siam_depth_ros depth.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info
     ros2 launch siam_depth_ros depth.launch.py use_sim_time:=true rviz:=true checkpoint:=/path/model.pt
     ros2 launch siam_depth_ros depth.launch.py backend:=tensorrt engine:=/path/model.engine
+    ros2 launch siam_depth_ros depth.launch.py num_threads:=1 image_transport:=compressed
 
-`backend`, `engine` and `checkpoint` override the params file only when given (non-empty).
+`backend`, `engine`, `checkpoint`, `qos`, `num_threads` and `image_transport` override the params file only
+when given (non-empty). With rviz:=true but no RViz2 installed, the node starts alone and a warning says so.
+The decisions are plain functions in `siam_depth_ros.launch_support` (tested without launch).
 """
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from siam_depth_ros.launch_support import PARAMETER_OVERRIDES, find_rviz2, parameter_overrides, parse_bool
+
 PACKAGE = "siam_depth_ros"
-#: Launch arguments that override the params file when non-empty.
-#: Launch arguments that override config/depth.yaml when non-empty.
-YAML_OVERRIDES = ("backend", "engine", "checkpoint", "qos")
-_TRUE = ("true", "1", "yes", "on")
 
 
 def _share_file(*parts: str) -> str:
@@ -42,21 +44,31 @@ def _arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument("checkpoint", default_value="", description="override the checkpoint (.pt)"),
         DeclareLaunchArgument("qos", default_value="",
                               description="override the input QoS: sensor_data or reliable (bag replay)"),
+        DeclareLaunchArgument("num_threads", default_value="",
+                              description="override the model's CPU threads (0 = the library's default)"),
+        DeclareLaunchArgument("image_transport", default_value="",
+                              description="override the input transport: raw (image) or compressed "
+                                          "(image/compressed, sensor_msgs/CompressedImage)"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start RViz2 with config/depth.rviz"),
     ]
 
 
 def _nodes(context: LaunchContext) -> list[Node]:
-    """The depth node (and RViz2 when rviz:=true) for the evaluated launch arguments."""
+    """The depth node (and RViz2 when rviz:=true and installed) for the evaluated launch arguments."""
     def value(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
-    use_sim_time = value("use_sim_time").lower() in _TRUE
-    overrides = {name: value(name) for name in YAML_OVERRIDES if value(name)}
+    use_sim_time = parse_bool("use_sim_time", value("use_sim_time"))
+    overrides = parameter_overrides({name: value(name) for name in PARAMETER_OVERRIDES})
     nodes = [Node(package=PACKAGE, executable="depth_node", name="siam_depth", output="screen", emulate_tty=True,
                   parameters=[value("params_file"), {**overrides, "use_sim_time": use_sim_time}],
                   remappings=[("image", value("image")), ("camera_info", value("camera_info"))])]
-    if value("rviz").lower() in _TRUE:
+    if not parse_bool("rviz", value("rviz")):
+        return nodes
+    rviz, reason = find_rviz2()
+    if rviz is None:  # warn and go on: failing here would leave the node started above running orphaned
+        get_logger("depth.launch.py").warning(f"rviz:=true but {reason}; starting the depth node without RViz")
+    else:
         nodes.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                           arguments=["-d", _share_file("config", "depth.rviz")],
                           parameters=[{"use_sim_time": use_sim_time}]))

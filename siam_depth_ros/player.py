@@ -5,6 +5,12 @@ or re-encoded. Timing follows the bag's receive times scaled by `rate`. Topics r
 transient-local offered QoS (and `/tf_static` always) are published latched (reliable, transient
 local); the other topics reliable and volatile by default. Looping replays the bag unchanged, so
 stamps jump back at every pass (the depth node resets its recurrent state on that, as intended).
+Any message type whose ROS package is importable is replayed, e.g. sensor_msgs/CompressedImage on the
+`.../image_raw/compressed` topics of `siam-depth-kitti2bag --compressed`.
+
+The command line (`siam-depth-play`) points Fast DDS at the package's shared-memory profile
+(`config/fastdds_shm.xml`, see `siam_depth_ros.dds_profile`) unless the user has set a profile, and logs
+which profile it uses: without it, KITTI-sized images go over fragmented UDP and are often lost.
 """
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ from rosbags.interfaces import Connection, QosDurability
 from rosbags.rosbag2 import Reader
 from rosgraph_msgs.msg import Clock
 from std_srvs.srv import Trigger
+
+from siam_depth_ros.dds_profile import apply_default_profile
 
 TF_STATIC_TOPIC = "/tf_static"
 CLOCK_TOPIC = "/clock"
@@ -302,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(remove_ros_args(["siam-depth-play", *argv])[1:])
 
+    # Before rclpy.init: Fast DDS reads its profile once, when the first participant is created.
+    profile = apply_default_profile()
     # Ctrl-C / SIGTERM end playback through stop_event, so the publishers close normally.
     rclpy.init(args=["siam-depth-play", *argv], signal_handler_options=SignalHandlerOptions.NO)
     stop_event, paused = threading.Event(), threading.Event()
@@ -316,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     service_thread = threading.Thread(target=executor.spin, daemon=True)
     service_thread.start()
     logger = node.get_logger()
+    (logger.warning if profile.warning else logger.info)(profile.message)
     try:
         logger.info(f"playing {args.bag} at rate {args.rate}{' in a loop' if args.loop else ''}"
                     f"{' (paused: call ~/resume)' if args.start_paused else ''}")

@@ -1,7 +1,9 @@
-"""launch/depth.launch.py and the shipped configuration (depth.yaml, depth.rviz, fastdds_shm.xml).
+"""launch/depth.launch.py, launch/kitti_replay.launch.py and the shipped configuration (depth.yaml, depth.rviz,
+fastdds_shm.xml).
 
-The launch file is checked with `launch`'s own API where launch_ros is installed (a ROS 2 install);
-its syntax, arguments and referenced files are checked everywhere.
+The launch files are checked with `launch`'s own API where launch_ros is installed (a ROS 2 install);
+their syntax, arguments, referenced files and use of `siam_depth_ros.launch_support` (whose decisions
+test_launch_support.py checks) are checked everywhere.
 """
 from __future__ import annotations
 
@@ -27,7 +29,10 @@ from sensor_msgs.msg import PointCloud2  # noqa: E402
 from siam_depth_ros.parameters import PARAMETER_DOCS, NodeSettings  # noqa: E402
 
 LAUNCH_FILE = REPO_ROOT / "launch" / "depth.launch.py"
+REPLAY_LAUNCH_FILE = REPO_ROOT / "launch" / "kitti_replay.launch.py"
 CONFIG = REPO_ROOT / "config"
+EXPECTED_REPLAY_ARGUMENTS = {"bag", "rate", "loop", "clock", "rviz", "checkpoint", "num_threads", "image_transport",
+                             "shm"}
 EXPECTED_ARGUMENTS = {
     "image": "/kitti/camera_color_left/image_raw",
     "camera_info": "/kitti/camera_color_left/camera_info",
@@ -36,6 +41,8 @@ EXPECTED_ARGUMENTS = {
     "engine": "",
     "checkpoint": "",
     "qos": "",
+    "num_threads": "",  # empty: config/depth.yaml's value
+    "image_transport": "",
     "rviz": "false",
     "params_file": None,  # the installed config/depth.yaml, found through the ament index
 }
@@ -61,6 +68,40 @@ def test_launch_file_parses_declares_its_arguments_and_references_shipped_files(
     strings = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
     assert {"siam_depth_ros", "depth_node", "siam_depth", "rviz2", "config", "depth.yaml", "depth.rviz"} <= strings
     assert (CONFIG / "depth.yaml").is_file() and (CONFIG / "depth.rviz").is_file()
+
+
+def _calls_in(tree: ast.AST, function: str) -> set[str]:
+    """Names of the functions/methods called inside the top-level function `function`."""
+    definition = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == function)
+    return {call.func.id if isinstance(call.func, ast.Name) else call.func.attr
+            for call in ast.walk(definition) if isinstance(call, ast.Call)
+            and isinstance(call.func, (ast.Name, ast.Attribute))}
+
+
+def test_depth_launch_checks_for_rviz2_and_types_its_overrides():
+    """rviz:=true without RViz2 must warn, not fail after the node has started (leaving it orphaned): the node
+    list asks `find_rviz2` (tested in test_launch_support.py) and logs a warning when it is absent."""
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    calls = _calls_in(tree, "_nodes")
+    assert {"find_rviz2", "parameter_overrides", "warning", "Node"} <= calls
+    rviz_branch = next(node for node in ast.walk(tree) if isinstance(node, ast.If)
+                       and ast.unparse(node.test) == "rviz is None")
+    assert "warning" in ast.unparse(rviz_branch.body[0]) and "rviz2" in ast.unparse(rviz_branch.orelse[0])
+
+
+def test_replay_launch_declares_its_arguments_and_delegates_its_decisions():
+    source = REPLAY_LAUNCH_FILE.read_text()
+    tree = ast.parse(source, filename=str(REPLAY_LAUNCH_FILE))
+    compile(tree, str(REPLAY_LAUNCH_FILE), "exec")
+    arguments = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                     and ast.unparse(node.targets[0]) == "ARGUMENTS")
+    assert {key.value for key in arguments.keys} == EXPECTED_REPLAY_ARGUMENTS
+    assert {"plan_replay", "bag_topics", "shipped_profile_path"} <= _calls_in(tree, "_plan")
+    assert {"SetEnvironmentVariable", "IncludeLaunchDescription", "Node"} <= _calls_in(tree, "_replay")
+    # which profile variable(s) to set is dds_profile's decision, by distro: none is hard-coded here any more
+    code_strings = [constant.value for node in tree.body[1:] for constant in ast.walk(node)  # body[0]: the docstring
+                    if isinstance(constant, ast.Constant) and isinstance(constant.value, str)]
+    assert not [text for text in code_strings if "PROFILES_FILE" in text]
 
 
 def test_depth_yaml_sets_every_parameter_to_the_node_default():
@@ -196,5 +237,12 @@ def test_launch_description_with_the_launch_api(tmp_path, monkeypatch):
         assert value == (default if default is not None else str(share / "config" / "depth.yaml")), name
     (depth_node,) = nodes_for()
     assert (depth_node.node_package, depth_node.node_executable) == ("siam_depth_ros", "depth_node")
-    depth_node, rviz = nodes_for(rviz="true", backend="tensorrt")
-    assert (rviz.node_package, rviz.node_executable) == ("rviz2", "rviz2")
+    from siam_depth_ros.launch_support import find_rviz2
+
+    with_rviz = nodes_for(rviz="true", backend="tensorrt", num_threads="1")
+    if find_rviz2()[0] is None:  # warned about, not failed on
+        assert [node.node_executable for node in with_rviz] == ["depth_node"]
+    else:
+        assert [(node.node_package, node.node_executable) for node in with_rviz][1] == ("rviz2", "rviz2")
+    with pytest.raises(ValueError, match="num_threads"):
+        nodes_for(num_threads="many")
