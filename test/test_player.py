@@ -328,29 +328,132 @@ def test_command_line_plays_and_reports(tiny_bag, tmp_path: Path):
     assert missing.returncode == 2 and "not a rosbag2 folder" in missing.stderr
 
 
-def test_replay_launch_file_declares_its_arguments_and_processes():
+def test_compressed_kitti_images_are_replayed(drive_0023: Path, tmp_path: Path, executor, make_node):
+    """A `--compressed` bag: JPEG sensor_msgs/CompressedImage on image_transport's `.../image_raw/compressed`."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    bag_path = tmp_path / "kitti_jpeg"
+    convert_drive(drive_0023, bag_path, with_right=False, with_velodyne=False, with_gps=False, with_imu=False,
+                  with_pose=False, compressed=True, progress=False)
+    listener = make_node("listener")
+    received: list[CompressedImage] = []
+    listener.create_subscription(CompressedImage, NAMESPACE + LEFT_CAMERA.compressed_topic, received.append, 10)
+    executor.add_node(listener)
+    player = make_node("player", (LEFT_CAMERA.compressed_topic, LEFT_CAMERA.info_topic, TF_STATIC_TOPIC))
+    thread, result = play_in_thread(path=bag_path, node=player, wait_for=[LEFT_CAMERA.compressed_topic],
+                                    wait_timeout_s=20.0)
+    spin_while(executor, thread, timeout=30.0)
+    stamps = read_timestamps(drive_0023 / "image_02" / "timestamps.txt")[:7]
+    assert [stamp_ns(msg) for msg in received] == stamps.tolist()
+    assert all(msg.format == "rgb8; jpeg compressed bgr8" for msg in received)
+    decoded = cv2.imdecode(np.frombuffer(bytes(received[0].data), np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == (375, 1242, 3)
+    assert result["stats"].published[LEFT_CAMERA.compressed_topic] == 7
+    assert LEFT_CAMERA.image_topic not in result["stats"].published
+
+
+def _environment_without_profile() -> dict[str, str]:
+    environment = configure_dds()
+    for variable in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE", "SIAM_DEPTH_SHM_PROFILE"):
+        environment.pop(variable, None)
+    return environment
+
+
+def test_command_line_uses_the_shipped_profile_when_none_is_set(drive_0009: Path, tmp_path: Path, executor,
+                                                                 make_node):
+    """Replay as the README documents it: the user exported no Fast DDS profile. The player must use the
+    shipped shared-memory profile (and say so), so that a best-effort subscriber with the profile (as the
+    node) gets every 1.4 MB KITTI image; without it they go over fragmented UDP and many are lost."""
+    from rclpy.qos import qos_profile_sensor_data
+
+    bag_path = tmp_path / "kitti"
+    frames = 20
+    convert_drive(drive_0009, bag_path, frame_range=(0, frames), with_right=False, with_velodyne=False,
+                  with_gps=False, with_imu=False, with_pose=False, progress=False)
+    topic = f"{NAMESPACE}/shm{LEFT_CAMERA.image_topic}"
+    listener = make_node("listener")
+    received: list[Image] = []
+    best_effort = QoSProfile(depth=2 * frames, reliability=ReliabilityPolicy.BEST_EFFORT)
+    assert best_effort.reliability == qos_profile_sensor_data.reliability
+    listener.create_subscription(Image, topic, received.append, best_effort)
+    executor.add_node(listener)
+    environment = _environment_without_profile()
+    command = [sys.executable, "-m", "siam_depth_ros.player", str(bag_path), "--wait-for", LEFT_CAMERA.image_topic,
+               "--topics", LEFT_CAMERA.image_topic, "--ros-args", "-r", f"{LEFT_CAMERA.image_topic}:={topic}"]
+    player = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        spin_until(executor, lambda: player.poll() is not None, 60.0, "the player to finish")
+        spin_until(executor, lambda: len(received) >= frames, 5.0, f"{frames} images")
+    finally:
+        if player.poll() is None:
+            player.kill()
+        output = player.communicate(timeout=30)[0]
+    assert player.returncode == 0, output
+    assert "using the shipped shared-memory Fast DDS profile" in output and "fastdds_shm.xml" in output
+    stamps = read_timestamps(drive_0009 / "image_02" / "timestamps.txt")[:frames]
+    assert [stamp_ns(msg) for msg in received] == stamps.tolist()
+
+
+def test_command_line_keeps_a_profile_the_user_set(tiny_bag, tmp_path: Path):
+    profile = Path(__file__).resolve().parents[1] / "config" / "fastdds_shm.xml"
+    users_copy = tmp_path / "my_profile.xml"
+    users_copy.write_bytes(profile.read_bytes())
+    environment = _environment_without_profile()
+    environment["FASTDDS_DEFAULT_PROFILES_FILE"] = str(users_copy)
+    done = subprocess.run([sys.executable, "-m", "siam_depth_ros.player", str(tiny_bag[0]), "--rate", "4",
+                           "--ros-args", "-r", f"{IMAGE_TOPIC}:={NAMESPACE}/users{IMAGE_TOPIC}"],
+                          capture_output=True, text=True, env=environment, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"using the Fast DDS profile set in FASTDDS_DEFAULT_PROFILES_FILE: {users_copy}" in done.stderr
+    assert "shipped" not in done.stderr
+    opted_out = dict(_environment_without_profile(), SIAM_DEPTH_SHM_PROFILE="0")
+    done = subprocess.run([sys.executable, "-m", "siam_depth_ros.player", str(tiny_bag[0]), "--rate", "4",
+                           "--ros-args", "-r", f"{IMAGE_TOPIC}:={NAMESPACE}/off{IMAGE_TOPIC}"],
+                          capture_output=True, text=True, env=opted_out, timeout=60)
+    assert done.returncode == 0 and "SIAM_DEPTH_SHM_PROFILE=0: Fast DDS uses its built-in transports" in done.stderr
+
+
+def test_replay_launch_file_with_the_launch_api(drive_0023: Path, tmp_path: Path, monkeypatch):
     pytest.importorskip("launch_ros", reason="launch_ros not installed (it comes with a full ROS 2 install)")
     import importlib.util
 
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable
     from launch.launch_context import LaunchContext
+    from launch.utilities import perform_substitutions
 
-    try:
-        get_package_share_directory("siam_depth_ros")
-    except PackageNotFoundError:
-        pytest.skip("siam_depth_ros is not installed in an ament index (build it with colcon)")
-    path = Path(__file__).resolve().parents[1] / "launch" / "kitti_replay.launch.py"
-    spec = importlib.util.spec_from_file_location("kitti_replay_launch", path)
+    repo = Path(__file__).resolve().parents[1]
+    prefix = tmp_path / "prefix"
+    share = prefix / "share" / "siam_depth_ros"
+    share.mkdir(parents=True)
+    for folder in ("launch", "config"):
+        (share / folder).symlink_to(repo / folder)
+    marker = prefix / "share" / "ament_index" / "resource_index" / "packages" / "siam_depth_ros"
+    marker.parent.mkdir(parents=True)
+    marker.touch()
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    monkeypatch.setenv("ROS_DISTRO", "kilted")
+    for variable in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+    bag_path = tmp_path / "kitti"
+    convert_drive(drive_0023, bag_path, frame_range=(0, 1), with_right=False, compressed=True, progress=False)
+
+    spec = importlib.util.spec_from_file_location("kitti_replay_launch", repo / "launch" / "kitti_replay.launch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
-    assert {"bag", "rate", "loop", "clock", "rviz", "checkpoint"} <= {
-        arg.name for arg in description.get_launch_arguments()}
+    assert {arg.name for arg in description.get_launch_arguments()} == {
+        "bag", "rate", "loop", "clock", "rviz", "checkpoint", "num_threads", "image_transport", "shm"}
     context = LaunchContext()
-    context.launch_configurations.update(bag="/tmp/bag", rate="2.0", loop="true", clock="false", rviz="false",
-                                         checkpoint="", shm="true")
-    (player,) = module._player(context)
+    context.launch_configurations.update(bag=str(bag_path), rate="2.0", loop="true", clock="false", rviz="false",
+                                         checkpoint="", num_threads="1", image_transport="auto", shm="true")
+    actions = module._replay(context)
+    variables = [perform_substitutions(context, action.name) for action in actions
+                 if isinstance(action, SetEnvironmentVariable)]
+    assert variables == ["FASTDDS_DEFAULT_PROFILES_FILE"]  # not the deprecated FASTRTPS_ name on Kilted
+    assert any(isinstance(action, IncludeLaunchDescription) for action in actions)
+    player = actions[-1]
     assert player.node_executable == "siam-depth-play"
     context.launch_configurations["bag"] = ""
-    with pytest.raises(RuntimeError, match="needs bag"):
-        module._player(context)
+    with pytest.raises(ValueError, match="needs bag"):
+        module._replay(context)
