@@ -48,8 +48,10 @@ setup(
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "trt": ["tensorrt>=10"],
         "train": ["tensorboard", "rosbags"],  # rosbags: training from a stereo rig's rosbag2
+        # colcon-package-selection (--packages-select) and colcon-bash (install/setup.bash): the README's
+        # `colcon build --packages-select siam_depth_ros && source install/setup.bash` needs both.
         "dev": ["pytest", "pytest-timeout", "ruff", "hypothesis", "scikit-image", "colcon-core", "colcon-ros",
-                "tensorrt-rtx"],
+                "colcon-package-selection", "colcon-bash", "tensorrt-rtx"],
     },
     zip_safe=True,
     maintainer="siam_depth developers",
