@@ -1,8 +1,11 @@
-"""Packaging the ROS way: `colcon build` of the package into a fresh workspace gives the ament layout that
-`ros2 run` / `ros2 launch` rely on, and the installed `depth_node` (with the installed config) serves depth."""
+"""Packaging the ROS way: the README's `colcon build --packages-select siam_depth_ros && source install/setup.bash`,
+run as it is in a fresh workspace with the colcon that `make install` installs, gives the ament layout that
+`ros2 run` / `ros2 launch` rely on and an environment in which the installed `depth_node` (with the installed
+config) serves depth."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,17 +32,35 @@ from siam_depth_ros.conversions import image_to_numpy  # noqa: E402
 pytestmark = pytest.mark.timeout(300)
 
 PACKAGE = "siam_depth_ros"
+#: The build command of the README's "Running the depth node" section, run verbatim by this test.
+README_BUILD_COMMAND = f"colcon build --packages-select {PACKAGE} && source install/setup.bash"
 #: What the package's setup.py reads or installs (everything else in the repo is not part of the package).
 PACKAGE_FILES = ("package.xml", "setup.py", "setup.cfg", "resource", "siam_depth_core", "siam_depth_ros", "launch",
                  "config", "models")
 
 
+def readme_build_commands() -> list[str]:
+    """The `colcon build ...` lines of the README's shell blocks."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("colcon build")]
+
+
+def test_readme_shows_the_command_this_test_runs():
+    assert readme_build_commands() == [README_BUILD_COMMAND]
+
+
 @pytest.fixture(scope="module")
-def colcon_install(tmp_path_factory) -> Path:
-    """`colcon build` of a copy of the package in src/ of a temporary workspace; returns install/<package>."""
-    colcon = shutil.which("colcon", path=str(Path(sys.executable).parent)) or shutil.which("colcon")
-    if colcon is None:
-        pytest.skip("colcon not installed (pip install colcon-core colcon-ros)")
+def colcon_workspace(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The README's build command run by bash in a temporary workspace holding a copy of the package in src/;
+    returns (install/<package>, the environment after `source install/setup.bash`)."""
+    venv_bin = str(Path(sys.executable).parent)
+    if shutil.which("colcon", path=venv_bin) is None and shutil.which("colcon") is None:
+        pytest.skip("colcon not installed (pip install -e '.[dev]' installs colcon and the extensions the README's "
+                    "command needs)")
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash not installed (the README's command sources install/setup.bash)")
     workspace = tmp_path_factory.mktemp("colcon_ws")
     source = workspace / "src" / PACKAGE
     source.mkdir(parents=True)
@@ -50,19 +71,34 @@ def colcon_install(tmp_path_factory) -> Path:
             shutil.copytree(path, source / name, ignore=ignore)
         elif path.is_file():
             shutil.copy2(path, source / name)
-    result = subprocess.run([colcon, "build", "--event-handlers", "console_direct+"], cwd=workspace,
-                            capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, f"colcon build failed:\n{result.stdout}\n{result.stderr}"
-    return workspace / "install" / PACKAGE
-
-
-def installed_environment(prefix: Path) -> dict[str, str]:
-    """What `source install/setup.bash` sets for this package: AMENT_PREFIX_PATH and PYTHONPATH."""
     environment = configure_dds()
-    site_packages = next(prefix.glob("lib/python3*/site-packages"))
-    environment["AMENT_PREFIX_PATH"] = os.pathsep.join(filter(None, [str(prefix), environment.get("AMENT_PREFIX_PATH")]))
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site_packages), environment.get("PYTHONPATH")]))
-    return environment
+    environment["PATH"] = os.pathsep.join([venv_bin, environment.get("PATH", "")])  # the venv's colcon first
+    sourced = workspace / "sourced.env"
+    result = subprocess.run([bash, "-c", f"{README_BUILD_COMMAND} && env -0 > {sourced}"], cwd=workspace,
+                            env=environment, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, (
+        f"the README's `{README_BUILD_COMMAND}` failed (colcon-package-selection gives --packages-select, "
+        f"colcon-bash gives install/setup.bash; both are in the dev extra):\n{result.stdout}\n{result.stderr}")
+    variables = dict(entry.split("=", 1) for entry in sourced.read_text().split("\0") if "=" in entry)
+    return workspace / "install" / PACKAGE, variables
+
+
+@pytest.fixture(scope="module")
+def colcon_install(colcon_workspace) -> Path:
+    return colcon_workspace[0]
+
+
+@pytest.fixture(scope="module")
+def installed_environment(colcon_workspace) -> dict[str, str]:
+    """What `source install/setup.bash` left in the shell (measured, not assumed)."""
+    return colcon_workspace[1]
+
+
+def test_sourcing_the_setup_script_puts_the_package_on_the_paths(colcon_install, installed_environment):
+    site_packages = next(colcon_install.glob("lib/python3*/site-packages"))
+    assert str(colcon_install) in installed_environment["AMENT_PREFIX_PATH"].split(os.pathsep)
+    assert str(site_packages) in installed_environment["PYTHONPATH"].split(os.pathsep)
+    assert installed_environment["COLCON_PREFIX_PATH"].split(os.pathsep)[0] == str(colcon_install.parent)
 
 
 def test_colcon_build_installs_the_ament_layout(colcon_install):
@@ -76,18 +112,18 @@ def test_colcon_build_installs_the_ament_layout(colcon_install):
     assert depth_node.is_file() and os.access(depth_node, os.X_OK)
 
 
-def test_installed_package_is_what_runs_and_finds_its_share_directory(colcon_install):
+def test_installed_package_is_what_runs_and_finds_its_share_directory(colcon_install, installed_environment):
     probe = ("import siam_depth_ros.node as node; from ament_index_python.packages import get_package_share_directory;"
              f" print(node.__file__); print(get_package_share_directory('{PACKAGE}'))")
-    result = subprocess.run([sys.executable, "-c", probe], env=installed_environment(colcon_install), cwd=colcon_install,
+    result = subprocess.run([sys.executable, "-c", probe], env=installed_environment, cwd=colcon_install,
                             capture_output=True, text=True, timeout=120, check=True)
     module_file, share_dir = result.stdout.split()
     assert Path(module_file).is_relative_to(colcon_install)
     assert Path(share_dir) == colcon_install / "share" / PACKAGE
 
 
-def test_installed_depth_node_with_installed_config_publishes_depth(colcon_install, tmp_path):
-    environment = installed_environment(colcon_install)
+def test_installed_depth_node_with_installed_config_publishes_depth(colcon_install, installed_environment, tmp_path):
+    environment = installed_environment
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("colcon_package_test", context=context)
