@@ -2,7 +2,11 @@
 rosbags and rclpy; grayscale and JPEG cameras, MCAP chunk compression, warnings, no bag left after a failure."""
 from __future__ import annotations
 
+import signal
 import struct
+import subprocess
+import sys
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -472,3 +476,18 @@ def test_command_line_options_for_the_new_topics(gray_drive: Path, tmp_path: Pat
     assert set(mcap_chunk_compressions(next(out.glob("*.mcap")))) == {""}
     assert main([str(gray_drive), str(tmp_path / "bad"), "--compressed", "--jpeg-quality", "0", "--quiet"]) == 2
     assert "jpeg_quality must be in 1..100" in capsys.readouterr().err
+
+
+def test_interrupted_conversion_removes_its_partial_bag(drive_0009: Path, tmp_path: Path):
+    """Ctrl-C while the bag is being written (all 51 frames with every sensor take several seconds)."""
+    bag = tmp_path / "bag"
+    process = subprocess.Popen([sys.executable, "-m", "siam_depth_ros.kitti2bag", str(drive_0009), str(bag), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(bag.glob("*.mcap")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the conversion ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and not bag.exists()
