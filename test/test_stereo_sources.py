@@ -65,7 +65,7 @@ def test_a_bag_of_the_kitti_drive_gives_the_same_batches_as_the_kitti_folders(ba
 def test_decoded_frames_are_reused_without_opening_the_bag(bag_0023: Path, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch):
     first = bag_stereo_sequence(bag_0023, TOPICS, tmp_path / "cache")
-    monkeypatch.setattr(rosbag_source, "_open_reader", lambda bag: pytest.fail("the bag was decoded again"))
+    monkeypatch.setattr(rosbag_source, "open_bag", lambda bag: pytest.fail("the bag was decoded again"))
     again = bag_stereo_sequence(bag_0023, TOPICS, tmp_path / "cache")
     assert again.left == first.left and again.rig.baseline_m == first.rig.baseline_m
     assert len(list((tmp_path / "cache").iterdir())) == 1  # no staging folder left behind

@@ -61,7 +61,8 @@ class BagStereoTopics:
                                self.right_info or self.sibling_info(self.right_image))
 
 
-def _stamp_s(message: Any) -> float:
+def stamp_s(message: Any) -> float:
+    """Header stamp of a message in seconds."""
     return message.header.stamp.sec + message.header.stamp.nanosec * 1e-9
 
 
@@ -139,7 +140,8 @@ def _bag_identity(bag: Path) -> list[dict]:
     return [{"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in files]
 
 
-def _open_reader(bag: Path) -> Any:
+def open_bag(bag: Path) -> Any:
+    """An unopened rosbags AnyReader of `bag` (use it in a `with` block) with the ROS 2 Kilted message types."""
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import Stores, get_typestore
 
@@ -151,7 +153,8 @@ def _open_reader(bag: Path) -> Any:
         raise ValueError(f"cannot read {bag} as a rosbag2 ({type(error).__name__}: {error})") from error
 
 
-def _connections(reader: Any, topic: str, types: tuple[str, ...], bag: Path) -> list[Any]:
+def bag_connections(reader: Any, topic: str, types: tuple[str, ...], bag: Path) -> list[Any]:
+    """The connections of `topic`; ValueError listing the bag's topics when it is absent or of another type."""
     found = [c for c in reader.connections if c.topic == topic]
     if not found:
         available = sorted({c.topic for c in reader.connections})
@@ -169,7 +172,7 @@ def _first_message(reader: Any, connections: list[Any]) -> Any:
 
 def _topic_stamps(reader: Any, connections: list[Any]) -> np.ndarray:
     """Header stamps (seconds) of one topic's messages, in the bag's order (pass 1: nothing is kept)."""
-    return np.array([_stamp_s(reader.deserialize(raw, connection.msgtype))
+    return np.array([stamp_s(reader.deserialize(raw, connection.msgtype))
                      for connection, _, raw in reader.messages(connections=connections)])
 
 
@@ -182,7 +185,7 @@ def _write_frames(reader: Any, connections: list[Any], wanted: dict[int, int], f
         message = reader.deserialize(raw, connection.msgtype)
         rgb = decode_image_message(message, connection.msgtype)
         if (rgb.shape[1], rgb.shape[0]) != image_size:
-            raise ValueError(f"{connection.topic} image at {_stamp_s(message):.3f} s is {rgb.shape[1]}x{rgb.shape[0]}, "
+            raise ValueError(f"{connection.topic} image at {stamp_s(message):.3f} s is {rgb.shape[1]}x{rgb.shape[0]}, "
                              f"its camera_info says {image_size[0]}x{image_size[1]}")
         cv2.imwrite(str(folder / f"{wanted[index]:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
@@ -219,13 +222,13 @@ def _decode_bag_to(bag: Path, topics: BagStereoTopics, tolerance_s: float, folde
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:
-        with _open_reader(bag) as reader:
+        with open_bag(bag) as reader:
             image_types = (IMAGE_TYPE, COMPRESSED_TYPE)
-            left_conn = _connections(reader, topics.left_image, image_types, bag)
-            right_conn = _connections(reader, topics.right_image, image_types, bag)
+            left_conn = bag_connections(reader, topics.left_image, image_types, bag)
+            right_conn = bag_connections(reader, topics.right_image, image_types, bag)
             rig = rig_from_camera_info(
-                _first_message(reader, _connections(reader, topics.left_info, (CAMERA_INFO_TYPE,), bag)),
-                _first_message(reader, _connections(reader, topics.right_info, (CAMERA_INFO_TYPE,), bag)))
+                _first_message(reader, bag_connections(reader, topics.left_info, (CAMERA_INFO_TYPE,), bag)),
+                _first_message(reader, bag_connections(reader, topics.right_info, (CAMERA_INFO_TYPE,), bag)))
             left_s, right_s = _topic_stamps(reader, left_conn), _topic_stamps(reader, right_conn)
             left_order, right_order = np.argsort(left_s, kind="stable"), np.argsort(right_s, kind="stable")
             pairs = match_stamps(left_s[left_order], right_s[right_order], tolerance_s)
