@@ -9,12 +9,14 @@ import os
 import subprocess
 import tempfile
 import zipfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from siam_depth_core.geometry import ImageSize
 from siam_depth_core.model import DEFAULT_MAX_DISP, SiamDepthNet
 
 FORMAT = "siam_depth/1"
@@ -32,9 +34,10 @@ class CheckpointError(RuntimeError):
 class ModelMeta:
     """What a checkpoint says about its network and the rig it was trained on.
 
-    net_width: channel multiplier; recurrent: ConvLSTM (True) or plain-conv skips; siamese: trained
-    with the refinement pass; height/width: training input size in pixels; baseline_m: stereo baseline
-    in metres (turns disparity into metric depth).
+    net_width: channel multiplier of the network (`SiamDepthNet(width=...)`), not an image width;
+    recurrent: ConvLSTM (True) or plain-conv skips; siamese: trained with the refinement pass;
+    height/width: training input size in pixels (`input_size`); baseline_m: stereo baseline in metres
+    (turns disparity into metric depth).
     """
 
     net_width: float = 1.0
@@ -46,6 +49,17 @@ class ModelMeta:
     baseline_m: float = KITTI_BASELINE_M
     git_revision: str = "unknown"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ModelMeta:
+        """The ModelMeta stored in a checkpoint or sidecar (`asdict` form); keys of newer versions are ignored."""
+        known = {item.name for item in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    @property
+    def input_size(self) -> ImageSize:
+        """The training input size (height, width) in pixels: the network size used unless another is asked for."""
+        return ImageSize(int(self.height), int(self.width))
 
     def build_network(self) -> SiamDepthNet:
         """A freshly initialised network with this architecture."""
@@ -86,11 +100,16 @@ def save_checkpoint(path: str | Path, net: torch.nn.Module, meta: ModelMeta, hal
     return path
 
 
+def require_checkpoint_file(path: Path) -> None:
+    """Raise CheckpointError unless `path` is a file."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+
+
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and validate a checkpoint dict; raises CheckpointError naming the file and the problem."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    require_checkpoint_file(path)
     _check_zip_records(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=False)
@@ -123,8 +142,7 @@ def _check_zip_records(path: Path) -> None:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SiamDepthNet, ModelMeta]:
     """Build the network a checkpoint describes and load its weights (fp32, eval mode)."""
     payload = read_checkpoint(path)
-    known = set(ModelMeta.__dataclass_fields__)
-    meta = ModelMeta(**{k: v for k, v in payload["meta"].items() if k in known})
+    meta = ModelMeta.from_dict(payload["meta"])
     net = meta.build_network()
     weights = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["model"].items()}
     try:

@@ -1,15 +1,50 @@
-"""Disparity <-> metric depth, intrinsics under resizing, and back-projection to 3-D points.
+"""Image sizes, disparity <-> metric depth, intrinsics (fallback, resizing), back-projection to 3-D points.
 
-Conventions: disparity is a fraction of the image width (monodepth); depth is in metres along the
-camera's optical axis (z); points are in the camera optical frame (x right, y down, z forward,
-REP 103). K is the 3x3 pinhole matrix [[fx,0,cx],[0,fy,cy],[0,0,1]] in pixels.
+Conventions: an image size is (height, width) in pixels and is written `WxH` (`512x256`); disparity
+is a fraction of the image width (monodepth); depth is in metres along the camera's optical axis (z);
+points are in the camera optical frame (x right, y down, z forward, REP 103). K is the 3x3 pinhole
+matrix [[fx,0,cx],[0,fy,cy],[0,0,1]] in pixels.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
 #: Smallest disparity (fraction of width) turned into a depth; below it depth is invalid (NaN).
 MIN_DISPARITY = 1e-6
+#: fx / image width of the KITTI colour cameras (721.5 px / 1242 px): the intrinsics assumed without calibration.
+FALLBACK_FX_PER_WIDTH = 0.58
+
+
+class ImageSize(NamedTuple):
+    """An image or network input size in pixels, (height, width) like numpy shapes; written `WxH`."""
+
+    height: int
+    width: int
+
+    @classmethod
+    def parse(cls, text: str) -> ImageSize:
+        """`"512x256"` (width x height, as cameras and the command lines write it) -> ImageSize(256, 512)."""
+        try:
+            width, height = (int(part) for part in text.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"image size must look like 512x256 (width x height in pixels), got {text!r}") from None
+        if width <= 0 or height <= 0:
+            raise ValueError(f"image size must be positive, got {text!r}")
+        return cls(height, width)
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+def fallback_camera_matrix(size: ImageSize, fx_per_width: float = FALLBACK_FX_PER_WIDTH) -> np.ndarray:
+    """(3,3) float64 K of a camera without calibration: fx = fy = fx_per_width * width (pixels), principal
+    point at the image centre ((W-1)/2, (H-1)/2); metric depth is right only for a camera like KITTI's."""
+    height, width = size
+    _check_positive(fx_per_width=fx_per_width, width=width, height=height)
+    focal = fx_per_width * width
+    return np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0.0, 0.0, 1.0]])
 
 
 def disparity_to_depth(disp: np.ndarray, baseline_m: float, fx_px: float, width_px: int) -> np.ndarray:

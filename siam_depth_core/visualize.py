@@ -1,8 +1,21 @@
-"""Colour maps for humans: values or metric depth -> RGB images (evaluation PNGs, TensorBoard, demo, node)."""
+"""Pictures for humans: colour maps of values and metric depth, LiDAR over the image, labelled panels, PNG and GIF.
+
+One colour convention for every depth picture (evaluation panels, the demo, the node's `depth/colored`):
+inverse depth from 1/FAR_DEPTH_M (dark) to 1/NEAR_DEPTH_M (bright) through magma; nearer than
+NEAR_DEPTH_M is saturated, invalid pixels are black. Images are (H,W,3) uint8 RGB.
+"""
 from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
+
+#: Near end of the depth colour scale, metres (KITTI depths from 2 m span the whole map).
+NEAR_DEPTH_M = 2.0
+#: Far end of the depth colour scale, metres (the Eigen evaluation cap).
+FAR_DEPTH_M = 80.0
 
 
 def colorize(values: np.ndarray, vmin: float, vmax: float, colormap: int = cv2.COLORMAP_MAGMA) -> np.ndarray:
@@ -17,7 +30,7 @@ def colorize(values: np.ndarray, vmin: float, vmax: float, colormap: int = cv2.C
     return colored
 
 
-def colorize_depth(depth_m: np.ndarray, min_depth: float, max_depth: float,
+def colorize_depth(depth_m: np.ndarray, min_depth: float = NEAR_DEPTH_M, max_depth: float = FAR_DEPTH_M,
                    colormap: int = cv2.COLORMAP_MAGMA) -> np.ndarray:
     """(H,W) depth in metres -> (H,W,3) uint8 RGB: inverse depth mapped over [1/max_depth, 1/min_depth]
     (near = bright, nearer than min_depth saturated); NaN, inf and non-positive depth are black."""
@@ -29,3 +42,64 @@ def colorize_depth(depth_m: np.ndarray, min_depth: float, max_depth: float,
     valid = np.isfinite(depth_m) & (depth_m > 0)
     inverse = np.divide(1.0, depth_m, out=np.full_like(depth_m, np.nan), where=valid)
     return colorize(inverse, 1.0 / max_depth, 1.0 / min_depth, colormap)
+
+
+def colorize_sparse_depth(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse (H,W) depth in metres (0 = no point, e.g. projected LiDAR), each point grown to 3x3 pixels
+    (the nearest wins) so that it can be seen -> ((H,W,3) uint8 RGB in the depth colours, (H,W) bool
+    mask of the coloured pixels); pixels without a point are black."""
+    inverse = np.where(depth_m > 0, 1.0 / np.maximum(depth_m, 1e-6), 0.0).astype(np.float32)
+    inverse = cv2.dilate(inverse, np.ones((3, 3), np.uint8))
+    has_point = inverse > 0
+    colours = colorize(np.where(has_point, inverse, np.nan), 1.0 / FAR_DEPTH_M, 1.0 / NEAR_DEPTH_M)
+    return colours, has_point
+
+
+def side_by_side(image: np.ndarray, depth_pred: np.ndarray, depth_gt: np.ndarray) -> np.ndarray:
+    """(H,3W,3) uint8: image | predicted depth (metres, NaN invalid) | sparse ground truth (0 = none)."""
+    lidar, _ = colorize_sparse_depth(depth_gt)
+    return np.concatenate([image, colorize_depth(depth_pred), lidar], axis=1)
+
+
+def lidar_overlay(image: np.ndarray, depth_gt: np.ndarray) -> np.ndarray:
+    """(H,W,3) uint8: the image dimmed to grey with the ground-truth points (0 = none) in depth colours."""
+    grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    colours, has_point = colorize_sparse_depth(depth_gt)
+    overlay = (grey * 0.5).astype(np.uint8)
+    overlay[has_point] = colours[has_point]
+    return overlay
+
+
+def labelled(panel: np.ndarray, text: str) -> np.ndarray:
+    """`panel` with `text` written in its top-left corner (white on a dark outline)."""
+    panel = np.ascontiguousarray(panel)
+    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(panel, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, thickness, cv2.LINE_AA)
+    return panel
+
+
+def triptych(image: np.ndarray, depth_m: np.ndarray, depth_gt: np.ndarray, labels: Sequence[str],
+             scale: float = 0.5) -> np.ndarray:
+    """(h, 3w, 3) uint8 at `scale` of the image size: image | predicted depth | ground truth over the image,
+    each panel labelled with the matching entry of `labels`."""
+    height, width = image.shape[:2]
+    size = (round(width * scale), round(height * scale))
+    panels = (image, colorize_depth(depth_m), lidar_overlay(image, depth_gt))
+    return np.concatenate([labelled(cv2.resize(panel, size, interpolation=cv2.INTER_AREA), text)
+                           for panel, text in zip(panels, labels, strict=True)], axis=1)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> Path:
+    """Write an (H,W,3) uint8 RGB image as PNG; OSError naming the path if it cannot be written."""
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
+
+
+def write_gif(path: Path, frames: Sequence[np.ndarray], frame_duration_ms: int) -> Path:
+    """Animated GIF (looping) of (H,W,3) uint8 RGB frames with Pillow."""
+    from PIL import Image as PilImage
+
+    pictures = [PilImage.fromarray(frame) for frame in frames]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=frame_duration_ms, loop=0)
+    return path

@@ -41,6 +41,14 @@ class StereoCalibration:
     velo_to_cam: np.ndarray
     image_size: tuple[int, int]
 
+    def projection(self, camera: int) -> np.ndarray:
+        """(3,4) rectified projection P_rect_0{camera} of colour camera 2 (left) or 3 (right), pixels."""
+        if camera == 2:
+            return self.P_rect_02
+        if camera == 3:
+            return self.P_rect_03
+        raise ValueError(f"camera must be 2 (left colour) or 3 (right colour), got {camera}")
+
     @property
     def camera_matrix(self) -> np.ndarray:
         """3x3 intrinsics K of the rectified left colour camera (cam 2), pixels."""

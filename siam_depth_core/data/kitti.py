@@ -7,12 +7,14 @@ and the calibration files in `<root>/<date>/`. Camera 2 is the left colour camer
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from siam_depth_core.data.calib import StereoCalibration, load_stereo_calibration
+from siam_depth_core.data.calib import StereoCalibration, load_stereo_calibration, read_timestamps
 from siam_depth_core.data.stereo import StereoSequence
 
 #: Image extensions `list_frames` recognises (KITTI PNGs, monodepth's JPEG conversion).
@@ -69,6 +71,80 @@ def frames_with_both_views(root: str | Path, drive: str, ext: str = ".png") -> l
                   and frame_path(root, drive, f, 3, ext).is_file())
 
 
+@dataclass(frozen=True)
+class KittiDrive:
+    """One KITTI raw drive: the paths of its files and its day's calibration (read once, then kept).
+
+    root: the KITTI raw root (holds `<date>/`); name: `<date>/<date>_drive_<nnnn>_sync`, as in split lists.
+    Sensor folders: `image_0{2,3}` (colour cameras), `velodyne_points`, `oxts`, each with `data/` and
+    `timestamps.txt`; stored LiDAR depth maps (drives without scans) under `proj_depth/velodyne/image_0{c}`.
+    """
+
+    root: Path
+    name: str
+
+    @classmethod
+    def from_dir(cls, drive_dir: str | Path) -> KittiDrive:
+        """The drive of a folder `<root>/<date>/<date>_drive_<nnnn>_sync`."""
+        drive_dir = Path(drive_dir)
+        return cls(drive_dir.parents[1], f"{drive_dir.parent.name}/{drive_dir.name}")
+
+    @property
+    def path(self) -> Path:
+        """`<root>/<date>/<date>_drive_<nnnn>_sync`."""
+        return Path(self.root) / self.name
+
+    @property
+    def calib_dir(self) -> Path:
+        """The date folder holding the calibration files (`<root>/<date>`)."""
+        return calib_dir(self.root, self.name)
+
+    def exists(self) -> bool:
+        """Whether the left colour camera's images and the day's camera calibration are on disk."""
+        return (self.path / "image_02" / "data").is_dir() and (self.calib_dir / "calib_cam_to_cam.txt").is_file()
+
+    @cached_property
+    def calibration(self) -> StereoCalibration:
+        """The day's `StereoCalibration`, read on first use."""
+        return load_stereo_calibration(self.calib_dir)
+
+    def frames(self, camera: int = 2) -> list[int]:
+        """Sorted frame indices with an image (.png or .jpg) of `camera`."""
+        return list_frames(self.path, camera)
+
+    def image_path(self, frame: int, camera: int = 2, ext: str = ".png") -> Path:
+        """`image_0{camera}/data/{frame:010d}{ext}`."""
+        return frame_path(self.root, self.name, frame, camera, ext)
+
+    def find_image(self, frame: int, camera: int = 2) -> Path | None:
+        """The image of `frame` in whichever of IMAGE_EXTENSIONS is on disk, or None."""
+        return next((path for ext in IMAGE_EXTENSIONS
+                     if (path := self.image_path(frame, camera, ext)).is_file()), None)
+
+    def velodyne_path(self, frame: int) -> Path:
+        """`velodyne_points/data/{frame:010d}.bin`."""
+        return velodyne_path(self.root, self.name, frame)
+
+    def oxts_path(self, frame: int) -> Path:
+        """`oxts/data/{frame:010d}.txt` (GPS/IMU record)."""
+        return self.path / "oxts" / "data" / f"{int(frame):010d}.txt"
+
+    def stored_depth_path(self, frame: int, camera: int = 2) -> Path:
+        """`proj_depth/velodyne/image_0{camera}/{frame:010d}.npz` (key `velodyne_depth`, metres, 0 = none)."""
+        return self.path / "proj_depth" / "velodyne" / f"image_0{camera}" / f"{int(frame):010d}.npz"
+
+    def timestamps_path(self, sensor: str = "image_02") -> Path:
+        """`<sensor>/timestamps.txt`; sensor: `image_02`, `image_03`, `velodyne_points` or `oxts`."""
+        return self.path / sensor / "timestamps.txt"
+
+    def timestamps_ns(self, sensor: str = "image_02") -> np.ndarray:
+        """(N,) int64 ns since the epoch of `sensor`'s frames (line i = frame i)."""
+        path = self.timestamps_path(sensor)
+        if not path.is_file():
+            raise FileNotFoundError(f"missing KITTI timestamp file: {path}")
+        return read_timestamps(path)
+
+
 def kitti_raw_sequence(root: str | Path, drive: str, frames: Iterable[int] | None = None, ext: str = ".png"
                        ) -> StereoSequence:
     """One raw drive as a `StereoSequence` (cameras 2/3, the rig from the day's calibration).
@@ -107,10 +183,7 @@ def velodyne_depth_map(points: np.ndarray, calib: StereoCalibration, camera: int
     points = np.asarray(points)
     if points.ndim != 2 or points.shape[1] < 3:
         raise ValueError(f"points must be (N,3) or (N,4) Velodyne x, y, z[, reflectance], got {points.shape}")
-    if camera not in (2, 3):
-        raise ValueError(f"camera must be 2 (left) or 3 (right), got {camera}")
-    projection = calib.P_rect_02 if camera == 2 else calib.P_rect_03
-    velo_to_image = projection @ calib.R_rect_00 @ calib.velo_to_cam
+    velo_to_image = calib.projection(camera) @ calib.R_rect_00 @ calib.velo_to_cam
     width, height = calib.image_size
 
     xyz = points[points[:, 0] >= 0, :3].astype(np.float64)

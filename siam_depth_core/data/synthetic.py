@@ -11,16 +11,23 @@ exact z of the surface seen through each pixel centre, finite everywhere (a back
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from siam_depth_core.data.kitti import KittiDrive
+from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize, fallback_camera_matrix
+
 #: Height of the cameras above the road, metres (KITTI's rig).
 CAMERA_HEIGHT_M = 1.65
 #: Sub-pixel samples per axis used for antialiasing the images.
 SUPERSAMPLE = 2
+#: Name of a synthetic drive written in the KITTI raw layout (`write_synthetic_drive`).
+SYNTHETIC_DRIVE = "2000_01_01/2000_01_01_drive_0000_sync"
+SYNTHETIC_FIRST_STAMP = "2000-01-01 00:00:00"
 
 _ROAD, _WALL_LEFT, _WALL_RIGHT, _BACKDROP, _FIRST_BOX = 0, 1, 2, 3, 4
 _NOISE_CELLS = 32
@@ -55,12 +62,6 @@ class _Scene:
     colours: np.ndarray  # (4 + B, 3) base RGB per surface id
     noise: np.ndarray  # (_NOISE_CELLS,)*3 periodic value-noise lattice in [0,1]
     lane_x: tuple[float, ...]
-
-
-def synthetic_camera_matrix(height: int, width: int, fx_ratio: float = 0.58) -> np.ndarray:
-    """(3,3) K with fx = fy = fx_ratio * width and the principal point at the image centre."""
-    focal = fx_ratio * width
-    return np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0.0, 0.0, 1.0]])
 
 
 def _make_scene(rng: np.random.Generator, travel_m: float) -> _Scene:
@@ -190,7 +191,8 @@ def _render_view(scene: _Scene, origin: np.ndarray, height: int, width: int,
 
 
 def render_synthetic_sequence(num_frames: int, height: int, width: int, seed: int = 0, baseline_m: float = 0.54,
-                              fx_ratio: float = 0.58, speed_mps: float = 10.0, fps: float = 10.0) -> SyntheticSequence:
+                              fx_ratio: float = FALLBACK_FX_PER_WIDTH, speed_mps: float = 10.0, fps: float = 10.0
+                              ) -> SyntheticSequence:
     """Render `num_frames` stereo frames (H,W) of a random scene (from `seed`) driven through at `speed_mps`."""
     if num_frames < 1 or height < 1 or width < 1:
         raise ValueError(f"need num_frames, height, width >= 1, got {num_frames}, {height}, {width}")
@@ -198,7 +200,7 @@ def render_synthetic_sequence(num_frames: int, height: int, width: int, seed: in
         raise ValueError("baseline_m, fx_ratio and fps must be > 0 and speed_mps >= 0")
     stamps_s = np.arange(num_frames) / fps
     scene = _make_scene(np.random.default_rng(seed), travel_m=speed_mps * stamps_s[-1])
-    camera_matrix = synthetic_camera_matrix(height, width, fx_ratio)
+    camera_matrix = fallback_camera_matrix(ImageSize(height, width), fx_ratio)
     left, right, depth_left, depth_right = [], [], [], []
     for stamp in stamps_s:
         origin = np.array([0.0, 0.0, speed_mps * stamp])
@@ -221,7 +223,7 @@ class SyntheticClipDataset(Dataset):
     """
 
     def __init__(self, num_clips: int, clip_len: int, size: tuple[int, int] = (256, 512), seed: int = 0,
-                 baseline_m: float = 0.54, fx_ratio: float = 0.58) -> None:
+                 baseline_m: float = 0.54, fx_ratio: float = FALLBACK_FX_PER_WIDTH) -> None:
         if num_clips < 1 or clip_len < 1:
             raise ValueError(f"num_clips and clip_len must be >= 1, got {num_clips}, {clip_len}")
         self.num_clips = num_clips
@@ -230,7 +232,7 @@ class SyntheticClipDataset(Dataset):
         self.seed = seed
         self.baseline_m = baseline_m
         self.fx_ratio = fx_ratio
-        self.camera_matrix = synthetic_camera_matrix(*self.size, fx_ratio)
+        self.camera_matrix = fallback_camera_matrix(ImageSize(*self.size), fx_ratio)
 
     def __len__(self) -> int:
         return self.num_clips
@@ -248,3 +250,39 @@ class SyntheticClipDataset(Dataset):
         return {"left": to_tensor(sequence.left), "right": to_tensor(sequence.right), "drive": f"synthetic_{index:04d}",
                 "frames": torch.arange(self.clip_len, dtype=torch.long),
                 "depth_m": torch.from_numpy(sequence.depth_m).unsqueeze(1)}
+
+
+def write_synthetic_drive(root: Path, num_frames: int, size: ImageSize, seed: int = 0) -> KittiDrive:
+    """Render a synthetic drive and write it in the KITTI raw layout under `root` (as SYNTHETIC_DRIVE).
+
+    Writes rectified left/right PNGs, timestamps at 10 Hz, calibration files and the exact left depth
+    as `proj_depth/velodyne/image_02/<frame>.npz` (key `velodyne_depth`, metres), so that the bag
+    converter and the LiDAR evaluation read it like a KITTI drive.
+    """
+    height, width = size
+    sequence = render_synthetic_sequence(num_frames, height, width, seed=seed)
+    drive = KittiDrive(Path(root), SYNTHETIC_DRIVE)
+    k = sequence.camera_matrix
+    projection = np.hstack([k, np.zeros((3, 1))])
+    right_projection = projection.copy()
+    right_projection[0, 3] = -k[0, 0] * sequence.baseline_m
+
+    def numbers(values: np.ndarray) -> str:
+        return " ".join(f"{v:.12e}" for v in np.ravel(values))
+
+    drive.calib_dir.mkdir(parents=True, exist_ok=True)
+    (drive.calib_dir / "calib_cam_to_cam.txt").write_text(
+        f"P_rect_02: {numbers(projection)}\nP_rect_03: {numbers(right_projection)}\n"
+        f"R_rect_00: {numbers(np.eye(3))}\nS_rect_02: {width} {height}\n")
+    for name in ("calib_velo_to_cam.txt", "calib_imu_to_velo.txt"):
+        (drive.calib_dir / name).write_text(f"R: {numbers(np.eye(3))}\nT: 0 0 0\n")
+    stamps = "".join(f"{SYNTHETIC_FIRST_STAMP}.{int(round(s * 1e9)):09d}\n" for s in sequence.stamps_s)
+    for camera, images in ((2, sequence.left), (3, sequence.right)):
+        drive.image_path(0, camera).parent.mkdir(parents=True)
+        drive.timestamps_path(f"image_0{camera}").write_text(stamps)
+        for index, rgb in enumerate(images):
+            cv2.imwrite(str(drive.image_path(index, camera)), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    drive.stored_depth_path(0).parent.mkdir(parents=True)
+    for index, depth in enumerate(sequence.depth_m):
+        np.savez_compressed(drive.stored_depth_path(index), velodyne_depth=depth.astype(np.float32))
+    return drive

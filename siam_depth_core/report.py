@@ -1,0 +1,109 @@
+"""Scores and reports of depth predictions: Eigen scores per frame, tables laid out like the paper's, CSV and PLY.
+
+Depths are metres. A frame is scored with the Eigen metrics inside Garg's crop for each depth range
+(min GT depth, max depth = GT bound and prediction cap); a run's summary is the mean over frames, as
+monodepth averages the Eigen test images. Tables put one row per method under the paper's column titles.
+"""
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from siam_depth_core.metrics import METRIC_NAMES, eigen_eval_mask, evaluate_depth_map
+
+#: Evaluation ranges as (min GT depth, max depth = GT bound and prediction cap), metres: the paper's two tables.
+DEPTH_RANGES: dict[str, tuple[float, float]] = {"0-80m": (1e-3, 80.0), "1-50m": (1.0, 50.0)}
+#: Column titles of the paper's Table 2, in METRIC_NAMES order.
+TABLE_TITLES = ("ARD", "SRD", "RMSE", "RMSE(log)", "d<1.25", "d<1.25^2", "d<1.25^3")
+#: The paper's Table 2 row "Ours, K, Stereo" (trained on KITTI only), for comparison.
+PAPER_RESULTS: dict[str, dict[str, float]] = {
+    "0-80m": dict(zip(METRIC_NAMES, (0.131, 1.075, 5.318, 0.212, 0.846, 0.947, 0.976), strict=True)),
+    "1-50m": dict(zip(METRIC_NAMES, (0.109, 0.634, 3.636, 0.182, 0.882, 0.962, 0.983), strict=True)),
+}
+PAPER_LABEL = "paper: Siamese convLSTM (K)"
+#: Label of the constant-depth control row.
+CONSTANT_LABEL = "constant depth (median GT per frame)"
+
+
+def range_scores(depth_gt: np.ndarray, depth_pred: np.ndarray, depth_range: tuple[float, float]) -> dict[str, float]:
+    """Eigen metrics of one (H,W) prediction against (H,W) ground truth (0 = none) within `depth_range`
+    (Garg crop; predictions clamped, NaN = far) and "gt_points", the number of GT pixels scored."""
+    min_depth, max_depth = depth_range
+    points = int(np.count_nonzero(eigen_eval_mask(depth_gt, min_depth, max_depth, garg_crop=True)))
+    return {"gt_points": points, **evaluate_depth_map(depth_gt, depth_pred, min_depth, max_depth, garg_crop=True)}
+
+
+def median_gt_depth(depth_gt: np.ndarray, depth_range: tuple[float, float]) -> float:
+    """The median of the GT depths scored in `depth_range` (Garg crop): the best constant-depth prediction's value.
+
+    Raises ValueError when no GT pixel lies inside the crop and the range.
+    """
+    mask = eigen_eval_mask(depth_gt, *depth_range, garg_crop=True)
+    if not mask.any():
+        raise ValueError(f"no ground-truth depth inside the Garg crop and {depth_range[0]:g}-{depth_range[1]:g} m")
+    return float(np.median(depth_gt[mask]))
+
+
+def mean_metrics(scores: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Per-frame metrics averaged over frames (every name in METRIC_NAMES)."""
+    scores = list(scores)
+    if not scores:
+        raise ValueError("no scored frames to average")
+    return {name: float(np.mean([score[name] for score in scores])) for name in METRIC_NAMES}
+
+
+def format_rows(rows: Sequence[tuple[str, Mapping[str, float]]], first_column: str = "") -> list[str]:
+    """A header of the paper's column titles and one line per (label, metrics) row, values to 3 decimals."""
+    label_width = max(len(first_column), *(len(label) for label, _ in rows)) + 2
+    lines = [f"{first_column:<{label_width}}" + "".join(f"{title:>10}" for title in TABLE_TITLES)]
+    lines += [f"{label:<{label_width}}" + "".join(f"{values[name]:>10.3f}" for name in METRIC_NAMES)
+              for label, values in rows]
+    return lines
+
+
+def format_paper_table(summary: Mapping[str, Mapping[str, float]], label: str = "this checkpoint",
+                       compare_paper: bool = True) -> str:
+    """A run's summary laid out like the paper's Table 2: one block per depth range ("0-80m", ...), with
+    the paper's row below ours when `compare_paper`. summary: range -> metrics and "images"."""
+    lines = []
+    for name, metrics in summary.items():
+        low, high = name.removesuffix("m").split("-")
+        rows = [(label, metrics)]
+        if compare_paper and name in PAPER_RESULTS:
+            rows.append((PAPER_LABEL, PAPER_RESULTS[name]))
+        lines += [f"Depth range: {low}-{high} meters ({int(metrics.get('images', 0))} images)",
+                  *format_rows(rows, "Method"), ""]
+    return "\n".join(lines)
+
+
+def write_metrics_csv(rows: Iterable[Mapping[str, Any]], path: Path) -> Path:
+    """Per-image metrics as CSV: drive, frame, range, gt_points and METRIC_NAMES, one row per image and range."""
+    rows = list(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["drive", "frame", "range", "gt_points", *METRIC_NAMES])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_ply(path: Path, points: np.ndarray, colors: np.ndarray, comment: str = "camera optical frame, metres"
+              ) -> Path:
+    """Binary little-endian PLY of (N,3) float32 points (metres) with (N,3) uint8 RGB colours."""
+    points, colors = np.asarray(points), np.asarray(colors)
+    if points.ndim != 2 or points.shape[1] != 3 or colors.shape != points.shape or colors.dtype != np.uint8:
+        raise ValueError(f"need (N,3) points and (N,3) uint8 colours, got {points.shape} and {colors.dtype} "
+                         f"{colors.shape}")
+    vertices = np.empty(points.shape[0], dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3)])
+    vertices["xyz"], vertices["rgb"] = points, colors
+    header = (f"ply\nformat binary_little_endian 1.0\ncomment {comment}\nelement vertex {vertices.shape[0]}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    with path.open("wb") as handle:
+        handle.write(header.encode("ascii"))
+        handle.write(vertices.tobytes())
+    return path
