@@ -5,7 +5,8 @@ ConvLSTM state tensor (`state_in.<layer>.h`, `state_in.<layer>.c`, batch 2: dire
 stream), outputs `disparity` (1,1,H,W) — the refined full-scale left disparity, a fraction of width —
 and every next state tensor (`state_out.<layer>.h|c`). The image flip, the 2N batch and the
 refinement live inside the graph. A JSON sidecar (`<onnx>.json`) records size, state layout,
-baseline, ModelMeta, the checkpoint's sha256 and the ONNX file's sha256 (checked by the backends at load).
+ModelMeta (with the rig baseline), the checkpoint's sha256 and the ONNX file's sha256 (checked by the
+backends at load).
 
     siam-depth-export --checkpoint model.pt --height 256 --width 512 --onnx model.onnx \\
         [--engine model.engine --fp16]
@@ -90,7 +91,7 @@ def export_onnx(net: SiamDepthNet, meta: ModelMeta, size: tuple[int, int], onnx_
                           output_names=[DISPARITY_OUTPUT, *[s.output_name for s in layout]],
                           opset_version=opset, do_constant_folding=True, dynamo=False)
     onnx.checker.check_model(str(onnx_path), full_check=True)
-    sidecar = ModelSidecar(height=height, width=width, baseline_m=float(meta.baseline_m), meta=asdict(meta),
+    sidecar = ModelSidecar(height=height, width=width, meta=asdict(meta),
                            state=layout, checkpoint_sha256=checkpoint_sha256, opset=opset,
                            onnx_sha256=file_sha256(onnx_path))
     sidecar.write(sidecar_path(onnx_path))
@@ -103,7 +104,7 @@ def export_checkpoint(checkpoint: str | Path, onnx_path: str | Path, size: tuple
                       opset: int = DEFAULT_OPSET) -> ModelSidecar:
     """Load a checkpoint and export it (size (H, W) defaults to the checkpoint's training size)."""
     net, meta = load_model(checkpoint)
-    size = size if size is not None else (meta.height, meta.width)
+    size = size if size is not None else meta.input_size
     return export_onnx(net, meta, size, onnx_path, checkpoint_sha256=file_sha256(checkpoint), opset=opset)
 
 

@@ -1,35 +1,34 @@
 """Streaming depth estimation: camera frames in, metric depth out, ConvLSTM state carried across frames.
 
-`DepthEstimator.step(image, stamp)` preprocesses one camera frame (colour order, resize to the
-network size, [0,1]), runs the Siamese pair with the state of the previous frame through a backend
-(torch, onnxruntime or tensorrt), takes the refined full-scale left disparity, resizes it back to the
-camera resolution and converts it to metres. The state is reset when time goes backwards (a bag
-loop), when the gap between frames exceeds `max_gap_s`, when the image size changes, or on `reset()`.
+`DepthEstimator` is the one way to run a model: it opens a model source (checkpoint, network in
+memory, ONNX model or TensorRT engine; `siam_depth_core.backends.source`) with runtime options through
+the backend that runs it. `step(image, stamp)` preprocesses one camera frame (colour order, resize to
+the network size, [0,1]), runs the Siamese pair with the state of the previous frame, takes the refined
+full-scale left disparity, resizes it back to the camera resolution and converts it to metres. The state
+is reset when time goes backwards (a bag loop), when the gap between frames exceeds `max_gap_s`, when the
+image size changes, or on `reset()`. `predict_sequence(images)` scores frames one by one from a fresh
+state (evaluation).
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
-from siam_depth_core.backends import Backend, create_backend
-from siam_depth_core.checkpoint import CheckpointError, ModelMeta, load_model
-from siam_depth_core.geometry import disparity_to_depth
+from siam_depth_core.backends import Backend, open_backend
+from siam_depth_core.backends.source import ModelSource, RuntimeOptions
+from siam_depth_core.checkpoint import ModelMeta
+from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize, disparity_to_depth
 
-__all__ = ["CheckpointError", "DepthEstimator", "DepthResult", "FALLBACK_FX_PER_WIDTH", "SUPPORTED_ENCODINGS",
-           "preprocess"]
+__all__ = ["DepthEstimator", "DepthResult", "SUPPORTED_ENCODINGS", "preprocess"]
 
 LOGGER = logging.getLogger(__name__)
 
-#: fx / image width of the KITTI colour cameras (721.5 px / 1242 px); used when no camera fx is given.
-FALLBACK_FX_PER_WIDTH = 0.58
-#: Width multiplier of the randomly initialised network used when no checkpoint is given.
-UNTRAINED_NET_WIDTH = 0.25
 #: Encodings `step` accepts (sensor_msgs/Image names) and their channel count.
 SUPPORTED_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 _TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
@@ -42,10 +41,10 @@ class DepthResult:
 
     disparity: (H,W) float32 refined left disparity, fraction of width.
     depth_m: (H,W) float32 metres, NaN where invalid (outside [min_depth, max_depth]).
-    stamp: seconds, as given to `step`.
+    stamp: seconds, as given to `step` (0.0 from `predict_sequence`).
     reset_reason: why the state was reset before this frame (None if the state was carried, or
     for the very first frame, which starts from zeros without a reset).
-    timings: seconds spent in "preprocess", "model" and "postprocess".
+    timings: seconds spent in "preprocess", "model" (the backend's step) and "postprocess".
     """
 
     disparity: np.ndarray
@@ -92,43 +91,26 @@ def _check_image(image: Any, encoding: str) -> int:
 class DepthEstimator:
     """Streaming monocular depth with the Siamese ConvLSTM network; see the module docstring.
 
-    checkpoint: a siam_depth checkpoint (torch backend); None builds a randomly initialised
-    width-0.25 network (logged) so that a pipeline can start without a trained model.
-    backend: "torch", "onnxruntime" (needs `onnx`) or "tensorrt" (needs `engine`, built from `onnx`
-    when missing or stale). device: "cpu" or "cuda[:i]". size: network (H, W), default the
-    checkpoint's training size (ONNX/engine models fix their own size).
-    max_gap_s: a longer gap between frame stamps resets the state. min_depth/max_depth: metres;
-    depth outside is NaN. baseline_m: stereo baseline that scales depth, default the model's.
-    fp16/channels_last/cuda_graph: GPU speed options of the torch/tensorrt backends.
-    num_threads: intra-op CPU threads, 0 = the library's default. For the torch backend this is
-    torch.set_num_threads, which applies to the whole process; for onnxruntime it is the session's
-    intra_op_num_threads; tensorrt ignores it. On a small shared CPU, 1 thread can be much faster.
+    source: the model (`CheckpointSource`, `NetworkSource`, `OnnxSource`, `EngineSource`); options:
+    device, threads, network size and speed options, each honoured by the backend or refused with a
+    BackendError (`RuntimeOptions`). max_gap_s: a longer gap between frame stamps resets the state.
+    min_depth/max_depth: metres; depth outside is NaN. baseline_m: stereo baseline that scales depth,
+    default the model's. Raises CheckpointError/BackendError/ValueError naming what cannot be loaded.
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, backend: str = "torch", device: str = "cpu",
-                 size: tuple[int, int] | None = None, onnx: str | Path | None = None,
-                 engine: str | Path | None = None, max_gap_s: float = 0.5, min_depth: float = 0.1,
-                 max_depth: float = 80.0, baseline_m: float | None = None, fp16: bool = False,
-                 channels_last: bool = False, cuda_graph: bool = False, num_threads: int = 0) -> None:
+    def __init__(self, source: ModelSource, options: RuntimeOptions | None = None, *, max_gap_s: float = 0.5,
+                 min_depth: float = 0.1, max_depth: float = 80.0, baseline_m: float | None = None) -> None:
         if not 0 < min_depth < max_depth:
             raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth} and {max_depth}")
         if max_gap_s <= 0:
             raise ValueError(f"max_gap_s must be positive, got {max_gap_s}")
-        if num_threads < 0:
-            raise ValueError(f"num_threads must be >= 0 (0 = the library's default), got {num_threads}")
-        net, meta = None, None
-        if backend == "torch":
-            net, meta = self._load_torch_model(checkpoint)
-            size = tuple(size) if size is not None else (meta.height, meta.width)
-        self.backend: Backend = create_backend(backend, net=net, meta=meta, size=size, onnx=onnx, engine=engine,
-                                               device=device, fp16=fp16, channels_last=channels_last,
-                                               cuda_graph=cuda_graph, num_threads=num_threads)
-        if backend != "torch" and size is not None and tuple(size) != self.backend.input_size:
-            h, w = self.backend.input_size
-            raise ValueError(f"requested network size {size[1]}x{size[0]} but the {backend} model was exported "
-                             f"for {w}x{h} (width x height); re-export it or drop the size")
+        if baseline_m is not None and not baseline_m > 0:
+            raise ValueError(f"baseline_m must be a positive number of metres, got {baseline_m}")
+        self.source = source
+        self.options = options if options is not None else RuntimeOptions()
+        self.backend: Backend = open_backend(source, self.options)
         self.meta: ModelMeta = self.backend.meta
-        self.input_size: tuple[int, int] = self.backend.input_size
+        self.input_size: ImageSize = self.backend.input_size
         self.baseline_m = float(baseline_m) if baseline_m is not None else float(self.meta.baseline_m)
         self.max_gap_s = max_gap_s
         self.min_depth = min_depth
@@ -138,15 +120,6 @@ class DepthEstimator:
         self._last_stamp: float | None = None
         self._last_shape: tuple[int, int] | None = None
         self._pending_reset_reason: str | None = None
-
-    @staticmethod
-    def _load_torch_model(checkpoint: str | Path | None) -> tuple[Any, ModelMeta]:
-        if checkpoint is None:
-            meta = ModelMeta(net_width=UNTRAINED_NET_WIDTH)
-            LOGGER.warning("no checkpoint given: using a randomly initialised width-%s network; "
-                           "its depth is meaningless until a trained checkpoint is loaded", UNTRAINED_NET_WIDTH)
-            return meta.build_network().eval(), meta
-        return load_model(checkpoint)
 
     def warmup(self, frames: int = 3) -> None:
         """Run `frames` blank steps so that lazy initialisation (kernel selection, allocation) is paid
@@ -179,34 +152,63 @@ class DepthEstimator:
 
     def step(self, image: np.ndarray, stamp: float, encoding: str = "rgb8", fx_px: float | None = None
              ) -> DepthResult:
-        """Estimate depth for one frame. image: (H,W,3) uint8 rgb8/bgr8 (also rgba8/bgra8 (H,W,4)) or
-        (H,W) mono8; stamp: seconds; fx_px: the camera's fx in pixels of this image (None: 0.58 * W,
-        the KITTI ratio). Raises ValueError on a bad image without touching the state.
+        """Estimate depth for one frame of a stream. image: (H,W,3) uint8 rgb8/bgr8 (also rgba8/bgra8
+        (H,W,4)) or (H,W) mono8; stamp: seconds; fx_px: the camera's fx in pixels of this image (None:
+        FALLBACK_FX_PER_WIDTH * W, the KITTI ratio). Raises ValueError on a bad image without touching the state.
         """
         start = time.perf_counter()
         network_input = preprocess(image, encoding, self.input_size)
         stamp = float(stamp)
         if not np.isfinite(stamp):
             raise ValueError(f"stamp must be finite, got {stamp}")
-        camera_height, camera_width = image.shape[:2]
-        if fx_px is None:
-            fx_px = FALLBACK_FX_PER_WIDTH * camera_width
-        elif not np.isfinite(fx_px) or fx_px <= 0:
-            raise ValueError(f"fx_px must be a positive number of pixels, got {fx_px}")
-        self._reset_if_discontinuous(stamp, (camera_height, camera_width))
+        fx_px = self._focal_length(fx_px, image.shape[1])
+        shape = (image.shape[0], image.shape[1])
+        self._reset_if_discontinuous(stamp, shape)
         reset_reason, self._pending_reset_reason = self._pending_reset_reason, None
+        result, self._state = self._run(network_input, self._state, shape, fx_px, start)
+        self._last_stamp, self._last_shape = stamp, shape
+        result.stamp, result.reset_reason = stamp, reset_reason
+        return result
+
+    def predict_sequence(self, images: Sequence[np.ndarray], encoding: str = "rgb8", fx_px: float | None = None
+                         ) -> DepthResult:
+        """Depth of the last of `images`, run from a zero state with the earlier images only warming the
+        ConvLSTM state up (per-image evaluation, optionally with preceding frames). Ends a stream in
+        progress: the next `step` starts from zeros too. stamp of the result: 0.0.
+        """
+        if len(images) == 0:
+            raise ValueError("predict_sequence needs at least one image")
+        self._state = self._last_stamp = self._last_shape = self._pending_reset_reason = None
+        state = result = None
+        for image in images:
+            start = time.perf_counter()
+            network_input = preprocess(image, encoding, self.input_size)
+            result, state = self._run(network_input, state, (image.shape[0], image.shape[1]),
+                                      self._focal_length(fx_px, image.shape[1]), start)
+        return result
+
+    @staticmethod
+    def _focal_length(fx_px: float | None, camera_width: int) -> float:
+        if fx_px is None:
+            return FALLBACK_FX_PER_WIDTH * camera_width
+        if not np.isfinite(fx_px) or fx_px <= 0:
+            raise ValueError(f"fx_px must be a positive number of pixels, got {fx_px}")
+        return float(fx_px)
+
+    def _run(self, network_input: np.ndarray, state: Any | None, camera_shape: tuple[int, int], fx_px: float,
+             start: float) -> tuple[DepthResult, Any]:
+        """The model on one preprocessed frame, then disparity and depth at the camera resolution."""
         preprocessed = time.perf_counter()
-
-        network_disparity, self._state = self.backend.run(network_input, self._state)
-        self._last_stamp, self._last_shape = stamp, (camera_height, camera_width)
+        network_disparity, next_state = self.backend.run(network_input, state)
         modelled = time.perf_counter()
-
+        camera_height, camera_width = camera_shape
         disparity = cv2.resize(network_disparity[0, 0], (camera_width, camera_height),
                                interpolation=cv2.INTER_LINEAR)
         depth_m = disparity_to_depth(disparity, self.baseline_m, fx_px, camera_width)
         with np.errstate(invalid="ignore"):
             depth_m[(depth_m < self.min_depth) | (depth_m > self.max_depth)] = np.nan
         done = time.perf_counter()
-        return DepthResult(disparity=disparity, depth_m=depth_m, stamp=stamp, reset_reason=reset_reason,
-                           timings={"preprocess": preprocessed - start, "model": modelled - preprocessed,
-                                    "postprocess": done - modelled})
+        result = DepthResult(disparity=disparity, depth_m=depth_m, stamp=0.0, reset_reason=None,
+                             timings={"preprocess": preprocessed - start, "model": modelled - preprocessed,
+                                      "postprocess": done - modelled})
+        return result, next_state

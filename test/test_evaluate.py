@@ -10,54 +10,45 @@ import numpy as np
 import pytest
 import torch
 
+from siam_depth_core.backends.source import NetworkSource, RuntimeOptions
 from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
-from siam_depth_core.data.calib import load_stereo_calibration
-from siam_depth_core.evaluate import (
-    DEPTH_RANGES,
-    EvalFrame,
-    NetworkPredictor,
-    evaluate_depth,
-    evaluate_stereo2015,
-    format_table,
-    ground_truth_depth,
-    has_ground_truth,
-    main,
-    warmup_frames,
-)
+from siam_depth_core.data.ground_truth import EvalFrame, ground_truth_depth, has_ground_truth
+from siam_depth_core.data.kitti import KittiDrive
+from siam_depth_core.evaluate import evaluate_depth, evaluate_stereo2015, main, warmup_frames
+from siam_depth_core.export import export_onnx
+from siam_depth_core.inference import DepthEstimator, DepthResult
 from siam_depth_core.metrics import METRIC_NAMES
 from siam_depth_core.refine import flip_horizontal, refine_disparity
+from siam_depth_core.report import DEPTH_RANGES, format_paper_table
 
 DRIVE_0009 = "2011_09_26/2011_09_26_drive_0009_sync"
 DRIVE_0023 = "2011_09_26/2011_09_26_drive_0023_sync"
 
 
-def _oracle(root: Path, scale: float, baseline_m: float, fx_px: float):
-    """A predictor whose disparity is the LiDAR depth (x scale) turned back into a disparity."""
-    calib = load_stereo_calibration(root / "2011_09_26")
-    frames = iter([])
+class _Oracle:
+    """A predictor whose disparity is the LiDAR depth (x scale) of the next of `frames` turned back into a
+    disparity with `baseline_m` and the fx it is given."""
 
-    def predict(image: np.ndarray, state):
-        depth = ground_truth_depth(root, next(frames), calib) * scale
+    def __init__(self, root: Path, frames: list[EvalFrame], scale: float, baseline_m: float) -> None:
+        self.drive = KittiDrive(root, DRIVE_0009)
+        self.frames = iter(frames)
+        self.scale = scale
+        self.baseline_m = baseline_m
+
+    def predict_sequence(self, images, encoding="rgb8", fx_px=None) -> DepthResult:
+        depth = ground_truth_depth(self.drive, next(self.frames).frame) * self.scale
         with np.errstate(divide="ignore"):
-            disp = np.where(depth > 0, baseline_m * fx_px / (np.maximum(depth, 1e-6) * image.shape[1]), 0.01)
-        return disp.astype(np.float32), state
-
-    def feed(sequence):
-        nonlocal frames
-        frames = iter(sequence)
-
-    return predict, feed
+            disp = np.where(depth > 0, self.baseline_m * fx_px / (np.maximum(depth, 1e-6) * images[-1].shape[1]),
+                            0.01)
+        return DepthResult(disp.astype(np.float32), depth, 0.0, None)
 
 
 @pytest.mark.parametrize(("scale", "abs_rel"), [(1.0, 0.0), (1.1, 0.1)])
 def test_lidar_consistent_disparity_gives_the_expected_metrics(kitti_root: Path, drive_0009: Path, scale: float,
                                                                abs_rel: float) -> None:
-    calib = load_stereo_calibration(kitti_root / "2011_09_26")
-    baseline, fx = 0.54, float(calib.P_rect_02[0, 0])  # a baseline unlike the rig's: it must be the one used
     frames = [EvalFrame(DRIVE_0009, 0), EvalFrame(DRIVE_0009, 16)]
-    predict, feed = _oracle(kitti_root, scale, baseline, fx)
-    feed(frames)
-    result = evaluate_depth(predict, frames, kitti_root, baseline)
+    # a baseline unlike the rig's: it must be the one used
+    result = evaluate_depth(_Oracle(kitti_root, frames, scale, 0.54), frames, kitti_root)
     assert len(result.rows) == len(frames) * len(DEPTH_RANGES)
     assert all(row["gt_points"] > 1000 for row in result.rows)
     for name in DEPTH_RANGES:
@@ -68,26 +59,24 @@ def test_lidar_consistent_disparity_gives_the_expected_metrics(kitti_root: Path,
 
 
 def test_eval_ranges_mask_the_ground_truth(kitti_root: Path, drive_0009: Path) -> None:
-    calib = load_stereo_calibration(kitti_root / "2011_09_26")
     frames = [EvalFrame(DRIVE_0009, 0)]
-    predict, feed = _oracle(kitti_root, 1.0, 0.54, float(calib.P_rect_02[0, 0]))
-    feed(frames)
-    rows = {row["range"]: row for row in evaluate_depth(predict, frames, kitti_root, 0.54).rows}
+    rows = {row["range"]: row for row in evaluate_depth(_Oracle(kitti_root, frames, 1.0, 0.54), frames,
+                                                        kitti_root).rows}
     assert rows["1-50m"]["gt_points"] < rows["0-80m"]["gt_points"]
 
 
 def test_ground_truth_from_scans_or_stored_maps(kitti_root: Path, drive_0009: Path, drive_0023: Path) -> None:
-    calib = load_stereo_calibration(kitti_root / "2011_09_26")
-    from_scan = ground_truth_depth(kitti_root, EvalFrame(DRIVE_0009, 0), calib)
-    stored = ground_truth_depth(kitti_root, EvalFrame(DRIVE_0023, 0), calib)  # drive 0023 has only .npz maps
+    drive_9, drive_23 = KittiDrive(kitti_root, DRIVE_0009), KittiDrive(kitti_root, DRIVE_0023)
+    from_scan = ground_truth_depth(drive_9, 0)
+    stored = ground_truth_depth(drive_23, 0)  # drive 0023 has only .npz maps
     for depth in (from_scan, stored):
         assert depth.shape == (375, 1242) and depth.dtype == np.float32
         valid = depth[depth > 0]
         assert valid.size > 10_000 and 1.0 < valid.min() and valid.max() < 130.0
-    assert has_ground_truth(kitti_root, EvalFrame(DRIVE_0023, 6))
-    assert not has_ground_truth(kitti_root, EvalFrame(DRIVE_0023, 7))
+    assert has_ground_truth(drive_23, 6)
+    assert not has_ground_truth(drive_23, 7)
     with pytest.raises(FileNotFoundError, match="no LiDAR ground truth"):
-        ground_truth_depth(kitti_root, EvalFrame(DRIVE_0023, 7), calib)
+        ground_truth_depth(drive_23, 7)
 
 
 def test_d1_all_of_exact_and_shifted_disparities(shared_data: Path) -> None:
@@ -96,21 +85,26 @@ def test_d1_all_of_exact_and_shifted_disparities(shared_data: Path) -> None:
     folder = shared_data / "kitti_stereo_2015" / "training"
     gt_px = load_disparity_png(folder / "disp_occ_0" / "000046_10.png")
 
-    def exact(image: np.ndarray, state):
-        return gt_px / image.shape[1], state
+    class Disparity:
+        baseline_m = 0.54
 
-    def shifted(image: np.ndarray, state):
-        return (gt_px + 10.0) / image.shape[1], state
+        def __init__(self, shift_px: float) -> None:
+            self.shift_px = shift_px
 
-    assert evaluate_stereo2015(exact, folder)["d1_all"] == pytest.approx(0.0)
-    assert evaluate_stereo2015(shifted, folder)["d1_all"] > 0.5
+        def predict_sequence(self, images, encoding="rgb8", fx_px=None) -> DepthResult:
+            disparity = (gt_px + self.shift_px) / images[-1].shape[1]
+            return DepthResult(disparity, np.zeros_like(disparity), 0.0, None)
+
+    assert evaluate_stereo2015(Disparity(0.0), folder)["d1_all"] == pytest.approx(0.0)
+    assert evaluate_stereo2015(Disparity(10.0), folder)["d1_all"] > 0.5
 
 
 def test_warmup_uses_preceding_frames_present_on_disk(kitti_root: Path, drive_0009: Path) -> None:
-    assert warmup_frames(kitti_root, EvalFrame(DRIVE_0009, 16), 3) == [13, 14, 15]
-    assert warmup_frames(kitti_root, EvalFrame(DRIVE_0009, 1), 3) == [0]
-    assert warmup_frames(kitti_root, EvalFrame(DRIVE_0009, 0), 3) == []
-    assert warmup_frames(kitti_root, EvalFrame(DRIVE_0009, 16), 0) == []
+    drive = KittiDrive(kitti_root, DRIVE_0009)
+    assert warmup_frames(drive, EvalFrame(DRIVE_0009, 16), 3) == [13, 14, 15]
+    assert warmup_frames(drive, EvalFrame(DRIVE_0009, 1), 3) == [0]
+    assert warmup_frames(drive, EvalFrame(DRIVE_0009, 0), 3) == []
+    assert warmup_frames(drive, EvalFrame(DRIVE_0009, 16), 0) == []
 
 
 def _tiny(recurrent: bool = True, siamese: bool = True) -> tuple[torch.nn.Module, ModelMeta]:
@@ -124,10 +118,9 @@ def test_warm_state_changes_a_recurrent_prediction_only(kitti_root: Path, drive_
 
     images = [load_image(frame_path(kitti_root, DRIVE_0009, f)) for f in (14, 15)]
     for recurrent in (True, False):
-        predictor = NetworkPredictor(*_tiny(recurrent=recurrent))
-        fresh, _ = predictor(images[1], None)
-        _, state = predictor(images[0], None)
-        warm, _ = predictor(images[1], state)
+        estimator = DepthEstimator(NetworkSource(*_tiny(recurrent=recurrent)))
+        fresh = estimator.predict_sequence(images[1:]).disparity
+        warm = estimator.predict_sequence(images).disparity
         assert fresh.shape == images[1].shape[:2]
         assert np.array_equal(fresh, warm) != recurrent
 
@@ -138,8 +131,9 @@ def test_post_process_blends_the_flipped_pass_for_a_non_siamese_model(kitti_root
 
     image = load_image(frame_path(kitti_root, DRIVE_0009, 0))
     net, meta = _tiny(siamese=False)
-    plain, _ = NetworkPredictor(net, meta)(image)
-    blended, _ = NetworkPredictor(net, meta, post_process=True)(image)
+    plain = DepthEstimator(NetworkSource(net, meta)).predict_sequence([image]).disparity
+    blended = DepthEstimator(NetworkSource(net, meta), RuntimeOptions(post_process=True)).predict_sequence([image]
+                                                                                                        ).disparity
     with torch.no_grad():
         x = torch.from_numpy(preprocess(image, "rgb8", (64, 192)))
         direct, flipped = net(x)[0][0], net(flip_horizontal(x))[0][0]
@@ -147,9 +141,10 @@ def test_post_process_blends_the_flipped_pass_for_a_non_siamese_model(kitti_root
     expected = cv2.resize(expected, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
     assert not np.allclose(plain, blended)
     np.testing.assert_allclose(blended, expected, rtol=1e-5, atol=1e-6)
-    siamese_net, siamese_meta = _tiny(siamese=True)
-    np.testing.assert_array_equal(NetworkPredictor(siamese_net, siamese_meta)(image)[0],
-                                  NetworkPredictor(siamese_net, siamese_meta, post_process=True)(image)[0])
+    siamese = NetworkSource(*_tiny(siamese=True))
+    np.testing.assert_array_equal(DepthEstimator(siamese).predict_sequence([image]).disparity,
+                                  DepthEstimator(siamese, RuntimeOptions(post_process=True)).predict_sequence(
+                                      [image]).disparity)
 
 
 def test_cli_writes_csv_summary_table_and_side_by_side(tmp_path: Path, kitti_root: Path, drive_0009: Path,
@@ -189,7 +184,7 @@ def test_cli_writes_csv_summary_table_and_side_by_side(tmp_path: Path, kitti_roo
 
 def test_table_is_laid_out_like_the_paper() -> None:
     summary = {"0-80m": {**dict.fromkeys(METRIC_NAMES, 0.5), "images": 3.0}}
-    text = format_table(summary, label="mine")
+    text = format_paper_table(summary, label="mine")
     lines = text.splitlines()
     assert lines[0] == "Depth range: 0-80 meters (3 images)"
     assert lines[1].split() == ["Method", "ARD", "SRD", "RMSE", "RMSE(log)", "d<1.25", "d<1.25^2", "d<1.25^3"]
@@ -209,3 +204,37 @@ def test_eigen_split_on_a_partial_download_skips_the_missing_frames(tmp_path: Pa
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["depth"]["0-80m"]["images"] == 4  # Eigen test frames 0, 16, 32, 48 of drive 0009
     assert "kitti2015" not in summary
+
+
+def test_onnx_export_scores_the_same_metrics_as_its_checkpoint(tmp_path: Path, kitti_root: Path,
+                                                                drive_0009: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (onnx extra)")
+    net, meta = _tiny()
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", net, meta)
+    export_onnx(net, meta, meta.input_size, tmp_path / "tiny.onnx")
+    common = ["--drives", DRIVE_0009, "--frames", "0,16", "--data-root", str(kitti_root), "--stereo2015", "none",
+              "--vis", "0", "--warmup-frames", "2"]
+    assert main(["--checkpoint", str(checkpoint), *common, "--out-dir", str(tmp_path / "pt")]) == 0
+    assert main(["--onnx", str(tmp_path / "tiny.onnx"), *common, "--out-dir", str(tmp_path / "onnx")]) == 0
+    from_checkpoint = json.loads((tmp_path / "pt" / "summary.json").read_text())
+    from_onnx = json.loads((tmp_path / "onnx" / "summary.json").read_text())
+    assert (from_checkpoint["backend"], from_onnx["backend"]) == ("torch", "onnxruntime")
+    assert from_onnx["model"] == str(tmp_path / "tiny.onnx") and from_onnx["baseline_m"] == meta.baseline_m
+    for name in DEPTH_RANGES:
+        for metric in METRIC_NAMES:
+            assert from_onnx["depth"][name][metric] == pytest.approx(from_checkpoint["depth"][name][metric],
+                                                                     rel=1e-4, abs=1e-5), (name, metric)
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--checkpoint", "/nonexistent/model.pt"], "siam-depth-eval: error: checkpoint not found: /nonexistent/model.pt"),
+    (["--onnx", "/nonexistent/model.onnx"], "siam-depth-eval: error: ONNX model not found: /nonexistent/model.onnx"),
+    ([], "siam-depth-eval: error: no model given: use --checkpoint"),
+    (["--checkpoint", "a.pt", "--onnx", "a.onnx"], "siam-depth-eval: error: give one model"),
+])
+def test_cli_reports_a_model_it_cannot_load_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                              arguments: list[str], message: str) -> None:
+    assert main([*arguments, "--out-dir", str(tmp_path / "eval")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(message) and "Traceback" not in error
+    assert not (tmp_path / "eval").exists()

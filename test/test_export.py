@@ -10,8 +10,9 @@ import onnx
 import pytest
 import torch
 
-from siam_depth_core.backends import BackendError, create_backend
+from siam_depth_core.backends import BackendError, open_backend
 from siam_depth_core.backends.sidecar import ModelSidecar, file_sha256, sidecar_path
+from siam_depth_core.backends.source import CheckpointSource, OnnxSource, RuntimeOptions
 from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
 from siam_depth_core.export import export_onnx, main
 from siam_depth_core.inference import DepthEstimator, preprocess
@@ -61,7 +62,7 @@ def test_export_cli_run_and_reload(checkpoint: Path, tmp_path: Path, height: int
 
     sidecar_json = json.loads(sidecar_path(onnx_path).read_text())
     assert (sidecar_json["height"], sidecar_json["width"]) == (height, width)
-    assert sidecar_json["baseline_m"] == pytest.approx(0.54)
+    assert sidecar_json["meta"]["baseline_m"] == pytest.approx(0.54) and "baseline_m" not in sidecar_json
     assert sidecar_json["checkpoint_sha256"] == file_sha256(checkpoint)
     assert sidecar_json["onnx_sha256"] == file_sha256(onnx_path)  # what the backends check at load
     assert sidecar_json["meta"]["net_width"] == NET_WIDTH
@@ -69,7 +70,7 @@ def test_export_cli_run_and_reload(checkpoint: Path, tmp_path: Path, height: int
     assert skip1["shape"] == [2, 4, height, width]  # Siamese pair: batch 2; 32 * 0.125 channels
     assert sidecar_json["state"][-1]["shape"] == [2, 64, height // 32, width // 32]
 
-    estimator = DepthEstimator(backend="onnxruntime", onnx=onnx_path)
+    estimator = DepthEstimator(OnnxSource(onnx_path))
     assert estimator.input_size == (height, width) and estimator.meta.net_width == NET_WIDTH
     assert estimator.baseline_m == pytest.approx(0.54)
     camera = np.random.default_rng(0).integers(0, 256, (100, 330, 3), dtype=np.uint8)
@@ -83,8 +84,8 @@ def test_onnxruntime_matches_torch_on_real_frames(checkpoint: Path, tmp_path: Pa
     size = (256, 512)
     onnx_path = tmp_path / "model.onnx"
     assert main(["--checkpoint", str(checkpoint), "--height", "256", "--width", "512", "--onnx", str(onnx_path)]) == 0
-    torch_estimator = DepthEstimator(checkpoint, size=size)
-    ort_estimator = DepthEstimator(backend="onnxruntime", onnx=onnx_path)
+    torch_estimator = DepthEstimator(CheckpointSource(checkpoint), RuntimeOptions(input_size=size))
+    ort_estimator = DepthEstimator(OnnxSource(onnx_path))
     torch_state = ort_state = None
     previous = None
     for frame in _real_frames(drive_0009, PARITY_FRAMES):
@@ -101,11 +102,11 @@ def test_onnxruntime_matches_torch_on_real_frames(checkpoint: Path, tmp_path: Pa
 
 def test_size_mismatch_names_both_sizes(small_onnx: Path) -> None:
     onnx_path = small_onnx
-    backend = create_backend("onnxruntime", onnx=onnx_path)
+    backend = open_backend(OnnxSource(onnx_path))
     with pytest.raises(BackendError, match=r"built for input 128x64.*got an image of 160x96"):
         backend.run(np.zeros((1, 3, 96, 160), np.float32), None)
     with pytest.raises(ValueError, match=r"160x96.*128x64"):
-        DepthEstimator(backend="onnxruntime", onnx=onnx_path, size=(96, 160))
+        DepthEstimator(OnnxSource(onnx_path), RuntimeOptions(input_size=(96, 160)))
 
 
 def test_corrupt_or_incomplete_onnx_gives_clear_error(small_onnx: Path, tmp_path: Path) -> None:
@@ -114,15 +115,15 @@ def test_corrupt_or_incomplete_onnx_gives_clear_error(small_onnx: Path, tmp_path
     truncated.write_bytes(onnx_path.read_bytes()[:5000])
     sidecar_path(truncated).write_text(sidecar_path(onnx_path).read_text())
     with pytest.raises(BackendError, match=r"truncated.onnx cannot be loaded"):
-        create_backend("onnxruntime", onnx=truncated)
+        open_backend(OnnxSource(truncated))
     no_sidecar = tmp_path / "no_sidecar.onnx"
     no_sidecar.write_bytes(onnx_path.read_bytes())
     with pytest.raises(BackendError, match=r"sidecar not found: .*no_sidecar.onnx.json"):
-        create_backend("onnxruntime", onnx=no_sidecar)
+        open_backend(OnnxSource(no_sidecar))
     with pytest.raises(BackendError, match=r"not found: .*missing.onnx"):
-        create_backend("onnxruntime", onnx=tmp_path / "missing.onnx")
-    with pytest.raises(BackendError, match="unknown backend"):
-        create_backend("tflite")
+        open_backend(OnnxSource(tmp_path / "missing.onnx"))
+    with pytest.raises(TypeError, match="not a model source"):
+        open_backend(tmp_path / "missing.onnx")  # type: ignore[arg-type]
 
 
 def test_non_recurrent_model_exports_without_state(tmp_path: Path) -> None:
@@ -131,7 +132,7 @@ def test_non_recurrent_model_exports_without_state(tmp_path: Path) -> None:
     sidecar = export_onnx(net, meta, (64, 128), tmp_path / "plain.onnx")
     assert sidecar.state == []
     assert ModelSidecar.read(sidecar_path(tmp_path / "plain.onnx")).model_meta().recurrent is False
-    backend = create_backend("onnxruntime", onnx=tmp_path / "plain.onnx")
+    backend = open_backend(OnnxSource(tmp_path / "plain.onnx"))
     image = np.random.default_rng(1).random((1, 3, 64, 128), dtype=np.float32)
     disparity, _ = backend.run(image, None)
     with torch.no_grad():
@@ -142,3 +143,11 @@ def test_non_recurrent_model_exports_without_state(tmp_path: Path) -> None:
 def test_cli_reports_missing_checkpoint_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["--checkpoint", str(tmp_path / "absent.pt"), "--onnx", str(tmp_path / "out.onnx")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err and not (tmp_path / "out.onnx").exists()
+
+
+def test_sidecar_of_an_older_export_with_a_top_level_baseline_still_loads(small_onnx: Path, tmp_path: Path) -> None:
+    older = tmp_path / "older.onnx"
+    older.write_bytes(small_onnx.read_bytes())
+    fields = json.loads(sidecar_path(small_onnx).read_text())
+    sidecar_path(older).write_text(json.dumps({**fields, "baseline_m": 0.54}))
+    assert ModelSidecar.read(sidecar_path(older)).model_meta().baseline_m == pytest.approx(0.54)

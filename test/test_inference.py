@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from siam_depth_core.backends import BackendError
+from siam_depth_core.backends.source import CheckpointSource, OnnxSource, RuntimeOptions, untrained_source
 from siam_depth_core.checkpoint import CheckpointError, ModelMeta, load_model, save_checkpoint
 from siam_depth_core.export import export_onnx
-from siam_depth_core.geometry import disparity_to_depth
-from siam_depth_core.inference import FALLBACK_FX_PER_WIDTH, DepthEstimator, preprocess
+from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, disparity_to_depth
+from siam_depth_core.inference import DepthEstimator, preprocess
 from siam_depth_core.model import run_siamese
 
 NET_SIZE = (64, 128)  # (H, W)
@@ -29,7 +30,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def estimator(tiny_checkpoint: Path) -> DepthEstimator:
-    return DepthEstimator(tiny_checkpoint, max_gap_s=0.5)
+    return DepthEstimator(CheckpointSource(tiny_checkpoint), max_gap_s=0.5)
 
 
 def _camera_image(seed: int = 0, shape: tuple[int, int] = CAMERA_SHAPE) -> np.ndarray:
@@ -114,7 +115,7 @@ def test_state_carried_across_frames(estimator: DepthEstimator) -> None:
 ])
 def test_discontinuity_resets_state(tiny_checkpoint: Path, estimator: DepthEstimator, second_stamp: float,
                                     second_shape: tuple[int, int], reason: str) -> None:
-    fresh = DepthEstimator(tiny_checkpoint)
+    fresh = DepthEstimator(CheckpointSource(tiny_checkpoint))
     first_image = _camera_image(shape=CAMERA_SHAPE)
     second_image = _camera_image(seed=1, shape=second_shape)
     estimator.step(first_image, 10.0)
@@ -146,7 +147,7 @@ def test_output_at_camera_resolution_and_matches_network(tiny_checkpoint: Path, 
 
 
 def test_depth_formula_and_range_on_known_disparity(tiny_checkpoint: Path) -> None:
-    estimator = DepthEstimator(tiny_checkpoint, baseline_m=0.54, min_depth=1.0, max_depth=50.0)
+    estimator = DepthEstimator(CheckpointSource(tiny_checkpoint), baseline_m=0.54, min_depth=1.0, max_depth=50.0)
     width = NET_SIZE[1]
     disparity = np.full((1, 1, *NET_SIZE), 0.02, np.float32)
     disparity[..., :, : width // 2] = 0.2    # near: 0.54 * 700 / (0.2 * 700) = 2.7 m
@@ -164,16 +165,16 @@ def test_depth_formula_and_range_on_known_disparity(tiny_checkpoint: Path) -> No
 def test_missing_and_corrupt_checkpoint(tmp_path: Path) -> None:
     missing = tmp_path / "missing.pt"
     with pytest.raises(CheckpointError, match="not found.*missing.pt"):
-        DepthEstimator(missing)
+        DepthEstimator(CheckpointSource(missing))
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match="corrupt.pt"):
-        DepthEstimator(corrupt)
+        DepthEstimator(CheckpointSource(corrupt))
 
 
 def test_no_checkpoint_builds_untrained_network(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="siam_depth_core.inference"):
-        estimator = DepthEstimator(size=NET_SIZE)
+    with caplog.at_level(logging.WARNING, logger="siam_depth_core.backends.source"):
+        estimator = DepthEstimator(untrained_source(), RuntimeOptions(input_size=NET_SIZE))
     assert "randomly initialised" in caplog.text
     assert estimator.meta.net_width == 0.25 and estimator.input_size == NET_SIZE
     result = estimator.step(_camera_image(), 0.0)
@@ -182,18 +183,20 @@ def test_no_checkpoint_builds_untrained_network(caplog: pytest.LogCaptureFixture
 
 def test_bad_settings_raise() -> None:
     with pytest.raises(ValueError, match="multiple of 32"):
-        DepthEstimator(size=(100, 128))
+        RuntimeOptions(input_size=(100, 128))
     with pytest.raises(ValueError, match="min_depth"):
-        DepthEstimator(min_depth=10.0, max_depth=5.0)
+        DepthEstimator(untrained_source(), min_depth=10.0, max_depth=5.0)
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:<index>', got 'gpu'"):
+        RuntimeOptions(device="gpu")
 
 
 def test_num_threads_sets_torch_threads_process_wide(tiny_checkpoint: Path, one_torch_thread: None) -> None:
-    DepthEstimator(tiny_checkpoint, num_threads=2)
+    DepthEstimator(CheckpointSource(tiny_checkpoint), RuntimeOptions(num_threads=2))
     assert torch.get_num_threads() == 2  # torch.set_num_threads: the whole process
-    DepthEstimator(tiny_checkpoint)  # 0 = the library default: leaves the setting alone
+    DepthEstimator(CheckpointSource(tiny_checkpoint))  # 0 = the library default: leaves the setting alone
     assert torch.get_num_threads() == 2
     with pytest.raises(ValueError, match=r"num_threads must be >= 0 .*got -1"):
-        DepthEstimator(tiny_checkpoint, num_threads=-1)
+        RuntimeOptions(num_threads=-1)
     assert torch.get_num_threads() == 2
 
 
@@ -202,14 +205,14 @@ def test_num_threads_sets_the_onnxruntime_session_threads(tiny_checkpoint: Path,
     net, meta = load_model(tiny_checkpoint)
     export_onnx(net, meta, NET_SIZE, tmp_path / "tiny.onnx")
     for num_threads in (1, 0):
-        estimator = DepthEstimator(backend="onnxruntime", onnx=tmp_path / "tiny.onnx", num_threads=num_threads)
+        estimator = DepthEstimator(OnnxSource(tmp_path / "tiny.onnx"), RuntimeOptions(num_threads=num_threads))
         assert estimator.backend.session.get_session_options().intra_op_num_threads == num_threads
 
 
 def test_warmup_leaves_a_fresh_stream(tiny_checkpoint: Path) -> None:
     image = _camera_image()
-    reference = DepthEstimator(tiny_checkpoint).step(image, 0.0)
-    estimator = DepthEstimator(tiny_checkpoint)
+    reference = DepthEstimator(CheckpointSource(tiny_checkpoint)).step(image, 0.0)
+    estimator = DepthEstimator(CheckpointSource(tiny_checkpoint))
     estimator.warmup(2)
     first = estimator.step(image, 0.0)
     assert first.reset_reason is None and estimator.reset_count == 0
@@ -221,6 +224,59 @@ def test_warmup_leaves_a_fresh_stream(tiny_checkpoint: Path) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU; this machine has one")
 def test_cuda_options_without_gpu_raise_clear_error(tiny_checkpoint: Path) -> None:
     with pytest.raises(BackendError, match="no CUDA GPU"):
-        DepthEstimator(tiny_checkpoint, device="cuda")
+        DepthEstimator(CheckpointSource(tiny_checkpoint), RuntimeOptions(device="cuda"))
     with pytest.raises(BackendError, match="need a CUDA device"):
-        DepthEstimator(tiny_checkpoint, fp16=True)
+        DepthEstimator(CheckpointSource(tiny_checkpoint), RuntimeOptions(fp16=True))
+
+
+def test_predict_sequence_starts_from_zero_state_and_warms_it_with_the_earlier_images(tiny_checkpoint: Path) -> None:
+    images = [_camera_image(seed) for seed in range(3)]
+    streamed = DepthEstimator(CheckpointSource(tiny_checkpoint))
+    expected = [streamed.step(image, 0.1 * index) for index, image in enumerate(images)][-1]
+    estimator = DepthEstimator(CheckpointSource(tiny_checkpoint))
+    estimator.step(_camera_image(9), 0.0)  # a stream in progress is ended, not continued
+    warmed = estimator.predict_sequence(images)
+    np.testing.assert_allclose(warmed.disparity, expected.disparity, atol=1e-6)
+    np.testing.assert_allclose(warmed.depth_m, expected.depth_m, rtol=1e-6, equal_nan=True)
+    single = estimator.predict_sequence(images[-1:])
+    assert np.abs(single.disparity - warmed.disparity).max() > 1e-6, "the warm-up images must change the state"
+    np.testing.assert_allclose(estimator.step(images[0], 5.0).disparity,
+                               DepthEstimator(CheckpointSource(tiny_checkpoint)).step(images[0], 0.0).disparity,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="at least one image"):
+        estimator.predict_sequence([])
+
+
+def test_post_process_runs_the_flipped_pass_of_a_non_siamese_model_only(tmp_path: Path) -> None:
+    meta = ModelMeta(net_width=0.125, siamese=False, height=NET_SIZE[0], width=NET_SIZE[1])
+    checkpoint = save_checkpoint(tmp_path / "plain.pt", meta.build_network(), meta)
+    image = _camera_image()
+    plain = DepthEstimator(CheckpointSource(checkpoint)).step(image, 0.0)
+    blended = DepthEstimator(CheckpointSource(checkpoint), RuntimeOptions(post_process=True)).step(image, 0.0)
+    assert np.abs(plain.disparity - blended.disparity).max() > 1e-6
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (RuntimeOptions(fp16=True), r"the onnxruntime backend cannot honour fp16=True"),
+    (RuntimeOptions(cuda_graph=True, channels_last=True),
+     r"the onnxruntime backend cannot honour channels_last=True, cuda_graph=True \(its options: device, "),
+])
+def test_onnxruntime_rejects_options_it_cannot_honour(tiny_checkpoint: Path, tmp_path: Path, options: RuntimeOptions,
+                                                      message: str) -> None:
+    net, meta = load_model(tiny_checkpoint)
+    export_onnx(net, meta, NET_SIZE, tmp_path / "tiny.onnx")
+    with pytest.raises(BackendError, match=message):
+        DepthEstimator(OnnxSource(tmp_path / "tiny.onnx"), options)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (RuntimeOptions(num_threads=2), r"the tensorrt backend cannot honour num_threads=2"),
+    (RuntimeOptions(device="cpu"), r"runs on the current CUDA device: device must be 'cuda' or 'cuda:0' .*got 'cpu'"),
+    (RuntimeOptions(device="cuda:1"), r"got 'cuda:1'"),
+])
+def test_tensorrt_rejects_options_it_cannot_honour_before_looking_for_a_gpu(tmp_path: Path, options: RuntimeOptions,
+                                                                           message: str) -> None:
+    from siam_depth_core.backends.source import EngineSource
+
+    with pytest.raises(BackendError, match=message):
+        DepthEstimator(EngineSource(onnx=tmp_path / "model.onnx"), options)

@@ -19,6 +19,7 @@ import torch
 
 from siam_depth_core.backends import BackendError
 from siam_depth_core.backends.sidecar import file_sha256, sidecar_path
+from siam_depth_core.backends.source import CheckpointSource, EngineSource, OnnxSource, RuntimeOptions
 from siam_depth_core.backends.tensorrt_backend import verified_onnx
 from siam_depth_core.checkpoint import CheckpointError, ModelMeta, save_checkpoint
 from siam_depth_core.export import export_onnx
@@ -113,7 +114,7 @@ def test_damaged_checkpoint_names_file_and_problem(model_files: dict[str, Path],
     path = _copy(model_files["checkpoint"], tmp_path / "damaged.pt")
     damage(path)
     with pytest.raises(MODEL_FILE_ERRORS) as raised:
-        DepthEstimator(path)
+        DepthEstimator(CheckpointSource(path))
     message = str(raised.value)
     assert str(path) in message and re.search(problem, message), message
 
@@ -121,7 +122,7 @@ def test_damaged_checkpoint_names_file_and_problem(model_files: dict[str, Path],
 def test_missing_checkpoint_or_a_directory_names_the_path(tmp_path: Path) -> None:
     for path in (tmp_path / "missing.pt", tmp_path):
         with pytest.raises(CheckpointError, match=rf"checkpoint not found: {re.escape(str(path))}$"):
-            DepthEstimator(path)
+            DepthEstimator(CheckpointSource(path))
 
 
 def _swap_model(source_key: str) -> Callable[[dict[str, Path], Path], None]:
@@ -164,7 +165,7 @@ def test_damaged_onnx_names_file_and_problem(model_files: dict[str, Path], tmp_p
     path = _copy(model_files["onnx"], tmp_path / "damaged.onnx")
     damage(model_files, path)
     with pytest.raises(MODEL_FILE_ERRORS) as raised:
-        DepthEstimator(backend="onnxruntime", onnx=path)
+        DepthEstimator(OnnxSource(path))
     message = str(raised.value)
     assert str(path) in message and re.search(problem, message), message
 
@@ -187,7 +188,7 @@ def test_onnx_whose_sidecar_records_no_hash_loads_with_a_warning(model_files: di
     path = _copy(model_files["onnx"], tmp_path / "older_export.onnx")
     _edit_sidecar(lambda sidecar: sidecar.pop("onnx_sha256"))(path)
     with caplog.at_level(logging.WARNING, logger="siam_depth_core"):
-        estimator = DepthEstimator(backend="onnxruntime", onnx=path)
+        estimator = DepthEstimator(OnnxSource(path))
     assert estimator.input_size == NET_SIZE
     assert any(str(path) in record.getMessage() and "records no onnx_sha256" in record.getMessage()
                for record in caplog.records), caplog.text
@@ -197,7 +198,7 @@ def test_onnx_of_another_size_than_requested_names_both_sizes(model_files: dict[
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed (onnx extra)")
     with pytest.raises(ValueError, match=r"requested network size 160x96 but the onnxruntime model was exported "
                                          r"for 128x64"):
-        DepthEstimator(backend="onnxruntime", onnx=model_files["onnx"], size=OTHER_SIZE)
+        DepthEstimator(OnnxSource(model_files["onnx"]), RuntimeOptions(input_size=OTHER_SIZE))
 
 
 def _tensorrt_runtime_missing() -> str | None:
@@ -228,7 +229,7 @@ def engine(model_files: dict[str, Path]) -> Path:
     if reason:
         pytest.skip(reason)
     engine_path = model_files["onnx"].with_suffix(".engine")
-    DepthEstimator(backend="tensorrt", onnx=model_files["onnx"], engine=engine_path)
+    DepthEstimator(EngineSource(engine_path, model_files["onnx"]))
     return engine_path
 
 
@@ -239,6 +240,6 @@ def test_damaged_engine_names_file_and_problem(engine: Path, tmp_path: Path, cas
     path = _copy(engine, tmp_path / "damaged.engine")
     damage(path)
     with pytest.raises(MODEL_FILE_ERRORS) as raised:
-        DepthEstimator(backend="tensorrt", engine=path)  # no ONNX: nothing to rebuild from
+        DepthEstimator(EngineSource(path))  # no ONNX: nothing to rebuild from
     message = str(raised.value)
     assert str(path) in message and re.search(problem, message), message

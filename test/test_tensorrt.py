@@ -16,6 +16,7 @@ import torch
 
 from siam_depth_core.backends import BackendError
 from siam_depth_core.backends.sidecar import sidecar_path
+from siam_depth_core.backends.source import CheckpointSource, EngineSource, RuntimeOptions
 from siam_depth_core.backends.tensorrt_backend import build_serialized_engine, convlstm_cell_layers
 from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
 from siam_depth_core.export import export_checkpoint
@@ -89,7 +90,7 @@ def test_fp16_keeps_every_state_producing_layer_fp32(tensorrt_rtx, exported: tup
 @pytest.mark.skipif(HAS_GPU, reason="checks the error raised without a GPU; this machine has one")
 def test_tensorrt_backend_without_gpu_names_the_missing_gpu(exported: tuple[Path, Path]) -> None:
     with pytest.raises(BackendError, match="TensorRT needs an NVIDIA GPU"):
-        DepthEstimator(backend="tensorrt", onnx=exported[1])
+        DepthEstimator(EngineSource(onnx=exported[1]))
 
 
 needs_tensorrt_runtime = pytest.mark.skipif(
@@ -103,8 +104,8 @@ needs_tensorrt_runtime = pytest.mark.skipif(
 def test_tensorrt_matches_torch_on_real_frames(exported: tuple[Path, Path], drive_0009: Path, tmp_path: Path,
                                                fp16: bool, tolerance: float) -> None:
     checkpoint, onnx_path = exported
-    torch_estimator = DepthEstimator(checkpoint, size=(64, 128))
-    trt_estimator = DepthEstimator(backend="tensorrt", onnx=onnx_path, engine=tmp_path / "model.engine", fp16=fp16)
+    torch_estimator = DepthEstimator(CheckpointSource(checkpoint), RuntimeOptions(input_size=(64, 128)))
+    trt_estimator = DepthEstimator(EngineSource(tmp_path / "model.engine", onnx_path), RuntimeOptions(fp16=fp16))
     torch_state = trt_state = None
     for path in sorted((drive_0009 / "image_02" / "data").glob("*.png"))[:PARITY_FRAMES]:
         network_input = preprocess(cv2.imread(str(path)), "bgr8", (64, 128))
@@ -118,13 +119,13 @@ def test_tensorrt_engine_rebuilt_when_stale_and_corrupt_engine_rejected(
         exported: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     _, onnx_path = exported
     engine_path = tmp_path / "model.engine"
-    DepthEstimator(backend="tensorrt", onnx=onnx_path, engine=engine_path)
+    DepthEstimator(EngineSource(engine_path, onnx_path))
     engine_sidecar = json.loads(sidecar_path(engine_path).read_text())
     engine_sidecar["tensorrt"]["version"] = "9.0.0"
     sidecar_path(engine_path).write_text(json.dumps(engine_sidecar))
     with caplog.at_level(logging.WARNING):
-        DepthEstimator(backend="tensorrt", onnx=onnx_path, engine=engine_path)
+        DepthEstimator(EngineSource(engine_path, onnx_path))
     assert "rebuilding TensorRT engine" in caplog.text and "'9.0.0'" in caplog.text
     engine_path.write_bytes(engine_path.read_bytes()[:1000])
     with pytest.raises(BackendError, match=r"model.engine cannot be loaded"):
-        DepthEstimator(backend="tensorrt", engine=engine_path)
+        DepthEstimator(EngineSource(engine_path))

@@ -212,11 +212,13 @@ def test_resume_after_an_interrupt_gives_bit_identical_weights(tmp_path: Path, m
 
 
 def _lidar_abs_rel(checkpoint_or_net, kitti_root: Path, frames) -> float:
-    from siam_depth_core.checkpoint import load_model
-    from siam_depth_core.evaluate import NetworkPredictor, evaluate_depth
+    from siam_depth_core.backends.source import CheckpointSource, NetworkSource
+    from siam_depth_core.evaluate import evaluate_depth
+    from siam_depth_core.inference import DepthEstimator
 
-    net, meta = load_model(checkpoint_or_net) if isinstance(checkpoint_or_net, Path) else checkpoint_or_net
-    result = evaluate_depth(NetworkPredictor(net, meta), frames, kitti_root, meta.baseline_m)
+    source = (CheckpointSource(checkpoint_or_net) if isinstance(checkpoint_or_net, Path)
+              else NetworkSource(*checkpoint_or_net))
+    result = evaluate_depth(DepthEstimator(source), frames, kitti_root)
     return result.summary["0-80m"]["abs_rel"]
 
 
@@ -242,7 +244,7 @@ def test_training_on_real_frames_lowers_the_loss_and_improves_lidar_depth(tmp_pa
     # photometric loss must fall and the metric depth on the held-out drive 0023 must approach the LiDAR.
     from siam_depth_core.checkpoint import ModelMeta
     from siam_depth_core.data.clips import StereoClipDataset
-    from siam_depth_core.evaluate import EvalFrame
+    from siam_depth_core.data.ground_truth import EvalFrame
 
     _load_each_item_once(monkeypatch, StereoClipDataset)
 
@@ -267,15 +269,14 @@ def test_training_on_real_frames_lowers_the_loss_and_improves_lidar_depth(tmp_pa
 def _depth_rank_correlation(checkpoint: Path | None, meta, sequences) -> float:
     from scipy.stats import spearmanr
 
-    from siam_depth_core.checkpoint import load_model
-    from siam_depth_core.evaluate import NetworkPredictor
+    from siam_depth_core.backends.source import CheckpointSource, NetworkSource
     from siam_depth_core.geometry import disparity_to_depth
+    from siam_depth_core.inference import DepthEstimator
 
-    net, meta = load_model(checkpoint) if checkpoint else (meta.build_network(), meta)
-    predictor = NetworkPredictor(net, meta)
+    estimator = DepthEstimator(CheckpointSource(checkpoint) if checkpoint else NetworkSource(meta.build_network(), meta))
     scores = []
     for sequence in sequences:
-        disp, _ = predictor(sequence.left[0], None)
+        disp = estimator.predict_sequence([sequence.left[0]]).disparity
         width = sequence.left.shape[2]
         depth = disparity_to_depth(disp, sequence.baseline_m, sequence.camera_matrix[0, 0], width)
         scores.append(spearmanr(np.nan_to_num(depth, nan=1e3).ravel(), sequence.depth_m[0].ravel())[0])

@@ -1,5 +1,9 @@
 """Inference backends: one stateful Siamese step of a network (torch, ONNX Runtime, TensorRT).
 
+`open_backend(source, options)` opens a model source (`backends.source`: checkpoint or network in
+memory -> torch, ONNX -> onnxruntime, engine -> tensorrt) with runtime options; a backend that cannot
+honour an option raises a BackendError naming it instead of ignoring it.
+
 Every backend has the same small interface (`Backend`): it takes the (1,3,H,W) float32 RGB image in
 [0,1] and the state it returned for the previous frame (None = zeros, a fresh sequence) and returns
 the refined full-scale left disparity (1,1,H,W) float32, a fraction of width, and the next state.
@@ -11,18 +15,21 @@ Backends are imported lazily so that `onnxruntime` and `tensorrt` stay optional.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from siam_depth_core.checkpoint import ModelMeta
+from siam_depth_core.geometry import ImageSize
 
-BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
+if TYPE_CHECKING:
+    from siam_depth_core.backends.source import ModelSource, RuntimeOptions
 
 
 class BackendError(RuntimeError):
-    """A backend that cannot run: missing package, missing GPU, bad model file, wrong input size."""
+    """A backend that cannot run: missing package, missing GPU, bad model file, an option it cannot honour."""
 
 
 class Backend(Protocol):
@@ -30,7 +37,7 @@ class Backend(Protocol):
 
     name: str
     meta: ModelMeta
-    input_size: tuple[int, int]  # network (H, W) in pixels
+    input_size: ImageSize  # network (H, W) in pixels
 
     def run(self, image: np.ndarray, state: Any | None) -> tuple[np.ndarray, Any]:
         """image: (1,3,H,W) float32 RGB in [0,1]; state: previous return value or None (zeros).
@@ -50,36 +57,47 @@ def check_image(image: np.ndarray, input_size: tuple[int, int], model_name: str)
                            f"got an image of {width}x{height}")
 
 
-def create_backend(name: str, *, net: Any = None, meta: ModelMeta | None = None,
-                   size: tuple[int, int] | None = None, onnx: str | Path | None = None,
-                   engine: str | Path | None = None, device: str = "cpu", fp16: bool = False,
-                   channels_last: bool = False, cuda_graph: bool = False, num_threads: int = 0) -> Backend:
-    """Build the backend called `name` (one of BACKEND_NAMES).
+def reject_unsupported(backend: str, options: RuntimeOptions, supported: Collection[str]) -> None:
+    """Raise BackendError naming every option set in `options` that is not in `supported`."""
+    unsupported = {name: value for name, value in options.set_options().items() if name not in supported}
+    if unsupported:
+        names = ", ".join(f"{name}={value!r}" for name, value in unsupported.items())
+        raise BackendError(f"the {backend} backend cannot honour {names} (its options: {', '.join(supported)})")
 
-    torch: needs `net` (a SiamDepthNet), `meta` and `size` (H, W); device "cpu"/"cuda[:i]", fp16 and
-    channels_last apply on CUDA only, cuda_graph captures the step in a CUDA graph.
-    onnxruntime: needs `onnx` (the exported model; its JSON sidecar gives meta and size); uses the
-    CUDA execution provider when device is CUDA and the provider is available.
-    tensorrt: needs `engine` (built from `onnx` when missing or stale) — see tensorrt_backend.
-    num_threads: intra-op CPU threads, 0 = the library's default. torch: torch.set_num_threads, which
-    applies to the whole process; onnxruntime: this session's intra_op_num_threads; tensorrt: unused.
-    """
-    if num_threads < 0:
-        raise BackendError(f"num_threads must be >= 0 (0 = the library's default), got {num_threads}")
-    if name == "torch":
+
+def check_exported_options(backend: str, model_file: Path, options: RuntimeOptions, input_size: ImageSize,
+                           meta: ModelMeta) -> None:
+    """What an exported model (ONNX, engine) fixes: its input size (ValueError naming both sizes when another
+    is asked for) and whether the flipped pass is in the graph (BackendError for post_process without it)."""
+    if options.input_size is not None and options.input_size != input_size:
+        raise ValueError(f"requested network size {options.input_size} but the {backend} model was exported for "
+                         f"{input_size} (width x height); re-export it or drop the size")
+    if options.post_process and not meta.siamese:
+        raise BackendError(f"{model_file} was exported from a model without the Siamese pass, so post_process "
+                           "cannot be applied to it; run its checkpoint with the torch backend")
+
+
+def open_backend(source: ModelSource, options: RuntimeOptions | None = None) -> Backend:
+    """Open `source` with the backend that runs it (see `backends.source`), honouring every option or
+    raising: BackendError (missing package or GPU, bad model file, unsupported option), CheckpointError
+    (bad checkpoint), ValueError (a size the exported model was not made for)."""
+    from siam_depth_core.backends.source import (
+        CheckpointSource,
+        EngineSource,
+        NetworkSource,
+        OnnxSource,
+        RuntimeOptions,
+    )
+
+    options = options if options is not None else RuntimeOptions()
+    if isinstance(source, CheckpointSource | NetworkSource):
         from siam_depth_core.backends.torch_backend import TorchBackend
-        if net is None or meta is None or size is None:
-            raise BackendError("the torch backend needs a network, its ModelMeta and the input size")
-        return TorchBackend(net, meta, size, device=device, fp16=fp16, channels_last=channels_last,
-                            cuda_graph=cuda_graph, num_threads=num_threads)
-    if name == "onnxruntime":
+        return TorchBackend.open(source, options)
+    if isinstance(source, OnnxSource):
         from siam_depth_core.backends.onnxruntime_backend import OnnxRuntimeBackend
-        if onnx is None:
-            raise BackendError("the onnxruntime backend needs an ONNX file (export one with siam-depth-export)")
-        return OnnxRuntimeBackend(onnx, device=device, num_threads=num_threads)
-    if name == "tensorrt":
+        return OnnxRuntimeBackend.open(source, options)
+    if isinstance(source, EngineSource):
         from siam_depth_core.backends.tensorrt_backend import TensorRTBackend
-        if engine is None and onnx is None:
-            raise BackendError("the tensorrt backend needs an engine file or an ONNX file to build one from")
-        return TensorRTBackend(engine=engine, onnx=onnx, fp16=fp16, cuda_graph=cuda_graph)
-    raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
+        return TensorRTBackend.open(source, options)
+    raise TypeError(f"not a model source: {source!r} (expected a CheckpointSource, NetworkSource, OnnxSource or "
+                    "EngineSource)")

@@ -14,20 +14,34 @@ from typing import Any
 
 import numpy as np
 
-from siam_depth_core.backends import BackendError, check_image
+from siam_depth_core.backends import BackendError, check_exported_options, check_image, reject_unsupported
 from siam_depth_core.backends.sidecar import ModelSidecar, check_onnx_sha256, sidecar_path
+from siam_depth_core.backends.source import OnnxSource, RuntimeOptions
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
+#: RuntimeOptions ONNX Runtime honours (input_size and post_process only as the exported model fixes them).
+SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "post_process")
 
 
 class OnnxRuntimeBackend:
-    """Stateful Siamese step through ONNX Runtime; state = list of `OrtValue`, in sidecar order."""
+    """Stateful Siamese step through ONNX Runtime; state = list of `OrtValue`, in sidecar order.
+
+    device "cuda[:i]" uses the CUDA execution provider (onnxruntime-gpu); num_threads: intra-op CPU
+    threads of this session, 0 = ONNX Runtime's default (one per core).
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: str | Path, device: str = "cpu", num_threads: int = 0) -> None:
-        """num_threads: intra-op CPU threads of this session; 0 = ONNX Runtime's default (one per core)."""
+    @classmethod
+    def open(cls, source: OnnxSource, options: RuntimeOptions) -> OnnxRuntimeBackend:
+        """Load the ONNX model of `source` for `options` (see the module docstring)."""
+        reject_unsupported(cls.name, options, SUPPORTED_OPTIONS)
+        source.check_files()
+        return cls(source.path, options)
+
+    def __init__(self, onnx_path: str | Path, options: RuntimeOptions) -> None:
+        """Load an existing ONNX file and its sidecar (`open` checks that the file exists)."""
         try:
             import onnxruntime
         except ImportError as error:
@@ -35,30 +49,27 @@ class OnnxRuntimeBackend:
                                "(pip install onnxruntime, or onnxruntime-gpu for CUDA)") from error
         self._ort = onnxruntime
         self.onnx_path = Path(onnx_path)
-        if not self.onnx_path.is_file():
-            raise BackendError(f"ONNX model not found: {self.onnx_path}")
         try:
             self.sidecar = ModelSidecar.read(sidecar_path(self.onnx_path))
         except ValueError as error:
             raise BackendError(str(error)) from error
         self.meta = self.sidecar.model_meta()
         self.input_size = self.sidecar.input_size
+        check_exported_options(self.name, self.onnx_path, options, self.input_size, self.meta)
         providers: list[Any] = [CPU_PROVIDER]
         self.device_type, self.device_id = "cpu", 0
-        if device.startswith("cuda"):
+        if options.device_type == "cuda":
             if CUDA_PROVIDER not in onnxruntime.get_available_providers():
-                raise BackendError(f"device {device!r} requested but onnxruntime {onnxruntime.__version__} has no "
-                                   f"{CUDA_PROVIDER} (install onnxruntime-gpu); available: "
+                raise BackendError(f"device {options.device!r} requested but onnxruntime {onnxruntime.__version__} "
+                                   f"has no {CUDA_PROVIDER} (install onnxruntime-gpu); available: "
                                    f"{', '.join(onnxruntime.get_available_providers())}")
-            self.device_type, self.device_id = "cuda", int(device.split(":")[1]) if ":" in device else 0
+            self.device_type, self.device_id = "cuda", options.device_index
             providers = [(CUDA_PROVIDER, {"device_id": self.device_id}), CPU_PROVIDER]
-        elif device != "cpu":
-            raise BackendError(f"unknown device {device!r} for the onnxruntime backend; use 'cpu' or 'cuda[:i]'")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = num_threads  # (0 is ONNX Runtime's own "default")
+        session_options = onnxruntime.SessionOptions()
+        session_options.intra_op_num_threads = options.num_threads  # (0 is ONNX Runtime's own "default")
         model_bytes = self.onnx_path.read_bytes()
         try:
-            self.session = onnxruntime.InferenceSession(model_bytes, options, providers=providers)
+            self.session = onnxruntime.InferenceSession(model_bytes, session_options, providers=providers)
         except Exception as error:  # onnxruntime raises its own exception types for bad files
             raise BackendError(f"ONNX model {self.onnx_path} cannot be loaded (corrupt or truncated?): "
                                f"{type(error).__name__}: {error}") from error

@@ -1,7 +1,7 @@
 """The JSON sidecar written next to an exported ONNX model (and a TensorRT engine): `<model file>.json`.
 
 It says what the model file alone does not: the network size, the recurrent state layout (tensor
-names and shapes, in order), the rig baseline, the checkpoint's ModelMeta and sha256, the ONNX
+names and shapes, in order), the checkpoint's ModelMeta (architecture, rig baseline) and sha256, the ONNX
 file's sha256 (an ONNX file has no checksum of its own, so this is what detects damaged or replaced
 bytes), and for an engine the TensorRT version, GPU and precision it was built for.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from siam_depth_core.backends import BackendError
 from siam_depth_core.checkpoint import ModelMeta
+from siam_depth_core.geometry import ImageSize
 
 LOGGER = logging.getLogger(__name__)
 FORMAT = "siam_depth_export/1"
@@ -53,7 +54,6 @@ class ModelSidecar:
 
     height: int
     width: int
-    baseline_m: float
     meta: dict[str, Any]
     state: list[StateTensor]
     checkpoint_sha256: str | None
@@ -65,14 +65,13 @@ class ModelSidecar:
     tensorrt: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def input_size(self) -> tuple[int, int]:
+    def input_size(self) -> ImageSize:
         """Network (H, W)."""
-        return self.height, self.width
+        return ImageSize(self.height, self.width)
 
     def model_meta(self) -> ModelMeta:
         """The checkpoint's ModelMeta (unknown keys from newer versions are ignored)."""
-        known = set(ModelMeta.__dataclass_fields__)
-        return ModelMeta(**{k: v for k, v in self.meta.items() if k in known})
+        return ModelMeta.from_dict(self.meta)
 
     def write(self, path: str | Path) -> Path:
         """Write as indented JSON to `path`."""
@@ -91,6 +90,7 @@ class ModelSidecar:
             if raw.get("format") != FORMAT:
                 raise ValueError(f"format {raw.get('format')!r}, expected {FORMAT!r}")
             raw["state"] = [StateTensor(**item) for item in raw["state"]]
+            raw.pop("baseline_m", None)  # older exports also wrote a copy of meta["baseline_m"]
             return cls(**raw)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise ValueError(f"model sidecar {path} is malformed: {error}") from error

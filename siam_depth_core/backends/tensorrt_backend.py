@@ -24,12 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from siam_depth_core.backends import BackendError, check_image
+from siam_depth_core.backends import BackendError, check_exported_options, check_image, reject_unsupported
 from siam_depth_core.backends.sidecar import ModelSidecar, check_onnx_sha256, file_sha256, sidecar_path
+from siam_depth_core.backends.source import EngineSource, RuntimeOptions
 from siam_depth_core.model import SiamDepthNet
 
 LOGGER = logging.getLogger(__name__)
 WORKSPACE_BYTES = 1 << 30
+#: RuntimeOptions TensorRT honours (input_size and post_process only as the exported model fixes them).
+SUPPORTED_OPTIONS = ("device", "input_size", "fp16", "cuda_graph", "post_process")
 _CONVLSTM_LAYERS = SiamDepthNet.SKIP_NAMES + SiamDepthNet.BOTTLENECK_NAMES
 
 
@@ -184,15 +187,11 @@ def _build_engine(trt: ModuleType, onnx_path: Path, onnx_sidecar: ModelSidecar, 
     return engine_sidecar
 
 
-def _stale_reason(engine_path: Path, wanted: dict[str, Any]) -> str | None:
-    """Why the engine at `engine_path` cannot be used for `wanted`, or None when it is current."""
-    if not engine_path.is_file():
-        return "it does not exist"
-    try:
-        built = ModelSidecar.read(sidecar_path(engine_path)).tensorrt
-    except ValueError as error:
-        return str(error)
-    differences = [f"{name} {built.get(name)!r} -> {value!r}" for name, value in wanted.items()
+def engine_mismatch(engine_path: Path, wanted: dict[str, Any]) -> str | None:
+    """How the engine at `engine_path` (per its sidecar) differs from `wanted`, a subset of `engine_key`,
+    or None when it matches; BackendError when the sidecar is missing or malformed."""
+    built = _read_sidecar(sidecar_path(engine_path)).tensorrt
+    differences = [f"{name} {built.get(name)!r} (here {value!r})" for name, value in wanted.items()
                    if built.get(name) != value]
     return ", ".join(differences) if differences else None
 
@@ -200,26 +199,33 @@ def _stale_reason(engine_path: Path, wanted: dict[str, Any]) -> str | None:
 class TensorRTBackend:
     """Stateful Siamese step through a TensorRT engine; the state is a ping-pong parity token (0/1).
 
-    engine: the engine file; onnx: the exported ONNX to (re)build it from when it is missing or was
-    built for another TensorRT version, GPU, size, precision or model (without `onnx` such an
-    engine is an error). fp16: build with half-precision kernels. cuda_graph: replay each step from
-    a CUDA graph.
+    Runs on the current CUDA device (device None, "cuda" or "cuda:0"). fp16: build with half-precision
+    kernels (an engine given without its ONNX must have been built so). cuda_graph: replay each step from
+    a CUDA graph. See `EngineSource` for when the engine is (re)built.
     """
 
     name = "tensorrt"
 
-    def __init__(self, engine: str | Path | None = None, onnx: str | Path | None = None, fp16: bool = False,
-                 cuda_graph: bool = False) -> None:
+    @classmethod
+    def open(cls, source: EngineSource, options: RuntimeOptions) -> TensorRTBackend:
+        """Check the options, then build (when needed) and load the engine of `source`."""
+        reject_unsupported(cls.name, options, SUPPORTED_OPTIONS)
+        if options.device is not None and (options.device_type != "cuda" or options.device_index != 0):
+            raise BackendError(f"the tensorrt backend runs on the current CUDA device: device must be 'cuda' or "
+                               f"'cuda:0' (or unset), got {options.device!r}")
+        source.check_files()
+        return cls(source, options)
+
+    def __init__(self, source: EngineSource, options: RuntimeOptions) -> None:
         trt = import_tensorrt()
         torch = _require_gpu()
         self._torch = torch
-        if engine is None:
-            engine = Path(onnx).with_suffix(".fp16.engine" if fp16 else ".engine")  # type: ignore[arg-type]
-        self.engine_path = Path(engine)
-        self._ensure_engine(trt, onnx, fp16)
+        self.engine_path = source.engine_path(options.fp16)
+        self._ensure_engine(trt, source.onnx, options.fp16)
         self.sidecar = _read_sidecar(sidecar_path(self.engine_path))
         self.meta = self.sidecar.model_meta()
         self.input_size = self.sidecar.input_size
+        check_exported_options(self.name, self.engine_path, options, self.input_size, self.meta)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         try:
@@ -232,25 +238,24 @@ class TensorRTBackend:
         self._context = self._engine.create_execution_context()
         self._check_engine_io(trt)
         self._allocate_buffers()
-        self._graphs = [self._capture(parity) for parity in (0, 1)] if cuda_graph else None
+        self._graphs = [self._capture(parity) for parity in (0, 1)] if options.cuda_graph else None
 
-    def _ensure_engine(self, trt: ModuleType, onnx: str | Path | None, fp16: bool) -> None:
+    def _ensure_engine(self, trt: ModuleType, onnx: Path | None, fp16: bool) -> None:
         """Rebuild the engine from `onnx` when it is missing or stale; without `onnx`, check what we can."""
-        if onnx is None:
-            if not self.engine_path.is_file():
-                raise BackendError(f"TensorRT engine not found: {self.engine_path} (and no ONNX to build it from)")
-            built = _read_sidecar(sidecar_path(self.engine_path)).tensorrt
-            here = {"version": trt.__version__, "gpu": self._torch.cuda.get_device_name()}
-            mismatch = [f"{name} {built.get(name)!r} (here {value!r})" for name, value in here.items()
-                        if built.get(name) != value]
+        if onnx is None:  # (`EngineSource.check_files` found the engine file)
+            here = {"version": trt.__version__, "gpu": self._torch.cuda.get_device_name(), "fp16": fp16}
+            mismatch = engine_mismatch(self.engine_path, here)
             if mismatch:
-                raise BackendError(f"TensorRT engine {self.engine_path} was built for {', '.join(mismatch)}; "
+                raise BackendError(f"TensorRT engine {self.engine_path} was built for {mismatch}; "
                                    "pass the ONNX file so that it can be rebuilt")
             return
         onnx_path = Path(onnx)
         onnx_sidecar, onnx_sha256 = verified_onnx(onnx_path)
         key = engine_key(trt, onnx_sidecar, onnx_sha256, fp16)
-        reason = _stale_reason(self.engine_path, key)
+        try:
+            reason = engine_mismatch(self.engine_path, key) if self.engine_path.is_file() else "it does not exist"
+        except BackendError as error:
+            reason = str(error)
         if reason is not None:
             LOGGER.warning("rebuilding TensorRT engine %s: %s", self.engine_path, reason)
             _build_engine(trt, onnx_path, onnx_sidecar, self.engine_path, key)

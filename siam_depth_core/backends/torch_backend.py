@@ -1,4 +1,4 @@
-"""The torch backend: `run_siamese` eagerly on CPU or CUDA, optionally fp16/channels_last/CUDA graph.
+"""The torch backend: `run_siamese` eagerly on CPU or CUDA, optionally fp16/channels_last/CUDA graph/post-processing.
 
 fp16 uses autocast, which runs the convolutions in half precision while the ConvLSTM cell state,
 which accumulates over frames, stays fp32 (the state is created fp32 and f*c promotes to fp32).
@@ -14,37 +14,48 @@ from typing import Any
 import numpy as np
 import torch
 
-from siam_depth_core.backends import BackendError, check_image
-from siam_depth_core.checkpoint import ModelMeta
+from siam_depth_core.backends import BackendError, check_image, reject_unsupported
+from siam_depth_core.backends.source import CheckpointSource, NetworkSource, RuntimeOptions
+from siam_depth_core.checkpoint import ModelMeta, load_model
 from siam_depth_core.model import NetState, SiamDepthNet, check_input_size, run_siamese
+
+#: RuntimeOptions the torch backend honours (all of them).
+SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "fp16", "channels_last", "cuda_graph", "post_process")
 
 
 class TorchBackend:
-    """Stateful Siamese step of a SiamDepthNet in torch; state = the 2-batch `NetState` on the device."""
+    """Stateful Siamese step of a SiamDepthNet in torch; state = the `NetState` on the device (batch 2 for
+    the direct and flipped streams, 1 for a non-Siamese model run without post-processing)."""
 
     name = "torch"
 
-    def __init__(self, net: SiamDepthNet, meta: ModelMeta, size: tuple[int, int], device: str = "cpu",
-                 fp16: bool = False, channels_last: bool = False, cuda_graph: bool = False,
-                 num_threads: int = 0) -> None:
-        check_input_size(*size)
+    @classmethod
+    def open(cls, source: CheckpointSource | NetworkSource, options: RuntimeOptions) -> TorchBackend:
+        """Load the checkpoint (or take the network in memory) and prepare it for `options`."""
+        reject_unsupported(cls.name, options, SUPPORTED_OPTIONS)
+        net, meta = load_model(source.path) if isinstance(source, CheckpointSource) else (source.net, source.meta)
+        return cls(net, meta, options)
+
+    def __init__(self, net: SiamDepthNet, meta: ModelMeta, options: RuntimeOptions) -> None:
+        self.input_size = options.input_size or meta.input_size
+        check_input_size(*self.input_size)
+        device = options.device or "cpu"
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BackendError(f"device {device!r} requested but torch sees no CUDA GPU "
                                f"(torch {torch.__version__}); use device='cpu'")
         on_cuda = self.device.type == "cuda"
-        if (fp16 or cuda_graph) and not on_cuda:
+        if (options.fp16 or options.cuda_graph) and not on_cuda:
             raise BackendError("fp16 and cuda_graph need a CUDA device for the torch backend")
         self.meta = meta
-        self.input_size = (int(size[0]), int(size[1]))
-        self.fp16 = fp16
-        self.channels_last = channels_last
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.fp16 = options.fp16
+        self.siamese = meta.siamese or options.post_process
+        self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         self.net = net.to(self.device).eval().to(memory_format=self.memory_format)
-        self.batch = 2 if meta.siamese else 1
-        if num_threads > 0:
-            torch.set_num_threads(num_threads)  # process-wide: every torch computation of this process
-        self._graph: _CapturedStep | None = _CapturedStep(self) if cuda_graph else None
+        self.batch = 2 if self.siamese else 1
+        if options.num_threads > 0:
+            torch.set_num_threads(options.num_threads)  # process-wide: every torch computation of this process
+        self._graph: _CapturedStep | None = _CapturedStep(self) if options.cuda_graph else None
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.fp16:
@@ -61,7 +72,7 @@ class TorchBackend:
             state = self.net.init_state(self.batch, *self.input_size, device=self.device)
         with torch.inference_mode(), self._autocast():
             output, next_state = run_siamese(self.net, image.contiguous(memory_format=self.memory_format),
-                                             state, siamese=self.meta.siamese)
+                                             state, siamese=self.siamese)
         return output.disp_refined[0][:, 0:1].float(), next_state
 
     def run(self, image: np.ndarray, state: Any | None) -> tuple[np.ndarray, Any]:
