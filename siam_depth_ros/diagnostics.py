@@ -1,12 +1,25 @@
 """Frame counters of the depth node and their diagnostic_msgs/DiagnosticStatus (rates, latency, drops, resets,
-ignored camera_info messages)."""
+ignored camera_info messages, the time of each processing stage).
+
+Stage timings: for every stage the node reports (`STAGES`: input conversion, the estimator's preprocess /
+model / postprocess, building each output, publishing, and `processing`, the whole frame in the worker)
+the status holds `<stage>_ms`, the mean per processed frame over the report period, and
+`<stage>_total_s`, the sum since the node started; differences of the totals between two reports give
+exact means over any stretch of frames (what `benchmarks.node_latency` uses).
+"""
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+#: Stages timed per processed frame, in processing order ("processing" is the whole frame).
+STAGES = ("convert_input", "preprocess", "model", "postprocess", "build_depth", "build_depth_camera_info",
+          "build_disparity", "build_points", "build_depth_colored", "publish", "processing")
 
 
 @dataclass
@@ -18,7 +31,7 @@ class _Window:
     failed: int = 0
     camera_infos_ignored: int = 0
     latency_s: float = 0.0
-    model_s: float = 0.0
+    stage_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
 
 class FrameStats:
@@ -35,6 +48,7 @@ class FrameStats:
         self.last_reset_reason = ""
         self.last_error = ""
         self.last_camera_info_problem = ""
+        self._stage_totals_s: dict[str, float] = defaultdict(float)
         self._window = _Window()
         self._window_start = time.monotonic()
 
@@ -45,13 +59,19 @@ class FrameStats:
             self._window.received += 1
             self.dropped += int(replaced_unprocessed)
 
-    def frame_processed(self, latency_s: float, model_s: float) -> None:
-        """Outputs published; latency_s from receipt to publication, model_s inside the network."""
+    def frame_processed(self, latency_s: float, stage_s: Mapping[str, float]) -> None:
+        """Outputs published; latency_s from receipt to publication, stage_s the seconds of each of STAGES
+        the frame went through (stages it skipped count as 0)."""
+        unknown = set(stage_s) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
         with self._lock:
             self.processed += 1
             self._window.processed += 1
             self._window.latency_s += latency_s
-            self._window.model_s += model_s
+            for stage, seconds in stage_s.items():
+                self._window.stage_s[stage] += seconds
+                self._stage_totals_s[stage] += seconds
 
     def frame_failed(self, error: str) -> None:
         with self._lock:
@@ -87,12 +107,15 @@ class FrameStats:
             totals = (self.received, self.processed, self.dropped, self.failed, self.resets, self.camera_infos_ignored)
             last_reset_reason, last_error = self.last_reset_reason, self.last_error
             last_camera_info_problem = self.last_camera_info_problem
+            stage_totals = dict(self._stage_totals_s)
         processed = max(window.processed, 1)
+        stage_means = {f"{stage}_ms": f"{1e3 * window.stage_s[stage] / processed:.1f}" if window.processed else ""
+                       for stage in STAGES}
         values = {
             "input_rate_hz": f"{window.received / period:.2f}",
             "output_rate_hz": f"{window.processed / period:.2f}",
             "latency_ms": f"{1e3 * window.latency_s / processed:.1f}" if window.processed else "",
-            "model_ms": f"{1e3 * window.model_s / processed:.1f}" if window.processed else "",
+            **stage_means,
             "frames_received": str(totals[0]),
             "frames_processed": str(totals[1]),
             "frames_dropped": str(totals[2]),
@@ -102,6 +125,7 @@ class FrameStats:
             "last_error": last_error,
             "camera_infos_ignored": str(totals[5]),
             "last_camera_info_problem": last_camera_info_problem,
+            **{f"{stage}_total_s": f"{stage_totals.get(stage, 0.0):.6f}" for stage in STAGES},
             **(extra or {}),
         }
         if window.failed:

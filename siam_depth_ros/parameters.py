@@ -2,6 +2,7 @@
 
 Defaults here match `config/depth.yaml`. The model parameters (checkpoint, backend, onnx, engine)
 may be changed at run time (the node then reloads the model); every other parameter is read-only.
+`NodeSettings` turns them into what the core takes: a model source, runtime options and output settings.
 """
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
-from siam_depth_core.backends import BACKEND_NAMES
+from siam_depth_core.backends.source import BACKEND_NAMES, ModelSource, RuntimeOptions, source_for_backend
+from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize
+from siam_depth_core.visualize import NEAR_DEPTH_M
+from siam_depth_ros.outputs import OutputSettings
 
 PACKAGE_NAME = "siam_depth_ros"
 #: The trained demo model shipped with the package (share/siam_depth_ros/models or the repo's models/).
@@ -39,7 +43,7 @@ class NodeSettings:
     max_depth: float = 80.0
     max_gap_s: float = 0.5
     baseline_m: float = 0.0
-    fallback_fx_ratio: float = 0.58
+    fallback_fx_ratio: float = FALLBACK_FX_PER_WIDTH
     frame_id: str = ""
     qos: str = "sensor_data"
     publish_disparity: bool = True
@@ -48,14 +52,45 @@ class NodeSettings:
     cloud_stride: int = 2
     cloud_min_depth: float = 0.5
     cloud_max_depth: float = 50.0
-    colored_min_depth: float = 2.0
+    colored_min_depth: float = NEAR_DEPTH_M
 
     @property
-    def network_size(self) -> tuple[int, int] | None:
+    def network_size(self) -> ImageSize | None:
         """(H, W) of the network input, or None for the checkpoint's training size."""
         if self.network_height > 0 and self.network_width > 0:
-            return self.network_height, self.network_width
+            return ImageSize(self.network_height, self.network_width)
         return None
+
+    def model_source(self) -> ModelSource:
+        """The model the backend/checkpoint/onnx/engine parameters name (torch without a checkpoint: the
+        shipped one, else random weights, warned); ValueError when the backend's file parameter is empty."""
+        checkpoint = self.checkpoint or None
+        if checkpoint is None and self.backend == "torch":
+            checkpoint = shipped_checkpoint()
+        return source_for_backend(self.backend, checkpoint, self.onnx or None, self.engine or None)
+
+    def runtime_options(self) -> RuntimeOptions:
+        """device, num_threads, network size and fp16 as RuntimeOptions (ValueError naming a bad value)."""
+        return RuntimeOptions(device=self.device, num_threads=self.num_threads, input_size=self.network_size,
+                              fp16=self.fp16)
+
+    def output_settings(self) -> OutputSettings:
+        """The depth range, cloud and colour-map parameters of the outputs."""
+        return OutputSettings(min_depth=self.min_depth, max_depth=self.max_depth, cloud_stride=self.cloud_stride,
+                              cloud_min_depth=self.cloud_min_depth, cloud_max_depth=self.cloud_max_depth,
+                              colored_min_depth=self.colored_min_depth)
+
+    def check_model_files(self) -> None:
+        """A cheap check before loading: CheckpointError/BackendError naming a model file that does not exist,
+        ValueError when the backend's file parameter is empty."""
+        if self.backend == "torch" and not self.checkpoint and shipped_checkpoint() is None:
+            return  # random weights: no file to find
+        self.model_source().check_files()
+
+    def model_description(self) -> str:
+        """The model files these settings name and the backend, for log lines."""
+        files = [value for value in (self.checkpoint, self.onnx, self.engine) if value]
+        return f"{', '.join(files) or 'the shipped checkpoint'} ({self.backend} backend)"
 
 
 PARAMETER_DOCS: dict[str, str] = {
@@ -64,18 +99,19 @@ PARAMETER_DOCS: dict[str, str] = {
     "backend": f"inference backend: {', '.join(BACKEND_NAMES)}",
     "onnx": "exported ONNX model (onnxruntime backend; tensorrt builds its engine from it)",
     "engine": "TensorRT engine file (tensorrt backend; built from `onnx` when missing or stale)",
-    "device": "torch/onnxruntime device: cpu or cuda[:i]",
-    "fp16": "half precision on CUDA (torch and tensorrt backends)",
+    "device": "cpu or cuda[:i] (torch, onnxruntime); tensorrt runs on the GPU and refuses cpu",
+    "fp16": "half precision on CUDA (torch and tensorrt backends; onnxruntime refuses it)",
     "num_threads": "intra-op CPU threads of the model; 0 = the library's default (one per core). torch: "
                    "torch.set_num_threads, which applies to the whole node process; onnxruntime: the session's "
-                   "intra_op_num_threads; unused by tensorrt. On a small shared CPU 1 is often much faster",
+                   "intra_op_num_threads; tensorrt refuses a value other than 0. On a small shared CPU 1 is often "
+                   "much faster",
     "network_height": "network input height in pixels, multiple of 32; 0 = the checkpoint's training size",
     "network_width": "network input width in pixels, multiple of 32; 0 = the checkpoint's training size",
     "min_depth": "metres; nearer depth is published as NaN (invalid)",
     "max_depth": "metres; farther depth is published as NaN (invalid)",
     "max_gap_s": "seconds; a longer gap between image stamps resets the recurrent state",
     "baseline_m": "stereo baseline in metres that scales disparity to depth; 0 = the checkpoint's",
-    "fallback_fx_ratio": "fx / image width used while no camera_info has arrived (KITTI: 0.58)",
+    "fallback_fx_ratio": f"fx / image width used while no camera_info has arrived (KITTI: {FALLBACK_FX_PER_WIDTH})",
     "frame_id": "frame_id of the outputs; empty = the input image's (the camera optical frame)",
     "qos": "QoS of the image and camera_info subscriptions: sensor_data (best effort) or reliable",
     "publish_disparity": "publish stereo_msgs/DisparityImage on `disparity`",
@@ -132,10 +168,9 @@ def settings_with(settings: NodeSettings, values: dict[str, Any]) -> NodeSetting
     if not updated.colored_min_depth < updated.max_depth:
         raise ValueError(f"colored_min_depth ({updated.colored_min_depth}) must be below max_depth "
                          f"({updated.max_depth})")
-    if updated.num_threads < 0:
-        raise ValueError(f"num_threads must be >= 0 (0 = the library's default), got {updated.num_threads}")
     if (updated.network_height > 0) != (updated.network_width > 0):
         raise ValueError("set both network_height and network_width, or neither (0 = the checkpoint's size)")
+    updated.runtime_options()
     return updated
 
 

@@ -14,8 +14,6 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.serialization import deserialize_message, serialize_message
 from ros_helpers import (
-    DepthNodeClient,
-    NodeProcess,
     StampClock,
     configure_dds,
     image_message,
@@ -28,6 +26,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from siam_depth_core.checkpoint import KITTI_BASELINE_M, ModelMeta, save_checkpoint
 from siam_depth_ros.conversions import camera_info_matrix, image_to_numpy, pointcloud2_to_array, unpack_rgb
+from siam_depth_ros.harness import DepthNodeClient, DepthNodeProcess, stamp_ns_of
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -66,12 +65,10 @@ def ros():
     rclpy.try_shutdown(context=context)
 
 
-def node_arguments(namespace: str, checkpoint: Path | str) -> list[str]:
-    return ["-r", f"__ns:={namespace}", "-p", f"checkpoint:={checkpoint}",
-            "-p", f"network_height:={NETWORK_SIZE[0]}", "-p", f"network_width:={NETWORK_SIZE[1]}",
-            "-p", f"cloud_stride:={CLOUD_STRIDE}", "-p", f"min_depth:={MIN_DEPTH}", "-p", f"max_depth:={MAX_DEPTH}",
-            "-p", f"cloud_min_depth:={CLOUD_MIN_DEPTH}", "-p", f"cloud_max_depth:={CLOUD_MAX_DEPTH}",
-            "-p", f"num_threads:={NUM_THREADS}"]
+def node_parameters(checkpoint: Path | str) -> dict[str, object]:
+    return {"checkpoint": checkpoint, "network_height": NETWORK_SIZE[0], "network_width": NETWORK_SIZE[1],
+            "cloud_stride": CLOUD_STRIDE, "min_depth": MIN_DEPTH, "max_depth": MAX_DEPTH,
+            "cloud_min_depth": CLOUD_MIN_DEPTH, "cloud_max_depth": CLOUD_MAX_DEPTH, "num_threads": NUM_THREADS}
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +79,8 @@ def session(ros, tiny_checkpoint, kitti, tmp_path_factory):
     namespace = unique_namespace()
     log_path = tmp_path_factory.mktemp("node") / "depth_node.log"
     images, stamps, _ = kitti
-    with NodeProcess.python_module("siam_depth_ros.node", node_arguments(namespace, tiny_checkpoint),
-                                   log_path) as process:
-        process.wait_for_log(r"siam_depth\]: ready:", timeout=120)
+    with DepthNodeProcess(log_path, namespace, node_parameters(tiny_checkpoint)) as process:
+        process.wait_until_ready(node, timeout_s=120)
         client = DepthNodeClient(node, executor, namespace)
         client.wait_until_connected()
         clock = StampClock(int(stamps[-1]) + 10**9)
@@ -205,7 +201,7 @@ def test_older_stamp_resets_state_visible_in_log_diagnostics_and_output(session,
     after_jump = _depth(client.send(older_image, info, topics=["depth"]))
     np.testing.assert_allclose(after_jump, fresh, rtol=1e-5, equal_nan=True)
     process.wait_for_log("recurrent state reset before frame .*time went backwards", start=log_start, timeout=10)
-    client.wait_diagnostics(lambda values: "time went backwards" in values["last_reset_reason"]
+    client.diagnostics_where(lambda values: "time went backwards" in values["last_reset_reason"]
                             and int(values["resets"]) >= 1 and int(values["frames_processed"]) > 0)
     assert process.log()[log_start:].count("time went backwards") == 1
 
@@ -260,26 +256,44 @@ def test_missing_checkpoint_on_reload_keeps_the_model_serving(session, kitti, ti
     client.send(*_good_frame(kitti, clock), topics=["depth"])
 
 
+def test_damaged_checkpoint_loads_in_the_background_fails_and_the_parameter_is_restored(session, kitti,
+                                                                                       tiny_checkpoint, tmp_path):
+    client, process, clock, _ = session
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"not a checkpoint at all")
+    log_start = len(process.log())
+    (result,) = client.set_parameters(checkpoint=str(damaged))
+    assert result.successful, result.reason  # the file exists: it is loaded in the background
+    process.wait_for_log(r"model not reloaded \(CheckpointError: checkpoint \S*damaged.pt is corrupt or truncated",
+                         start=log_start, timeout=30)
+    deadline = time.monotonic() + 10
+    while client.get_parameters("checkpoint")["checkpoint"] != str(tiny_checkpoint):
+        assert time.monotonic() < deadline, "the checkpoint parameter was not set back to the serving model"
+    outputs = client.send(*_good_frame(kitti, clock), topics=["depth"])
+    assert np.isfinite(_depth(outputs)).mean() > 0.9
+    client.diagnostics_where(lambda values: "damaged.pt" in values["last_error"] and values["model_loading"] == "")
+    assert process.log()[log_start:].count("model not reloaded") == 1
+
+
 def test_missing_checkpoint_at_startup_exits_with_a_clear_error(ros, tmp_path):
-    with NodeProcess.python_module("siam_depth_ros.node", node_arguments(unique_namespace() + "_bad", "/nonexistent.pt"),
-                                   tmp_path / "node.log") as process:
+    with DepthNodeProcess(tmp_path / "node.log", unique_namespace() + "_bad", node_parameters("/nonexistent.pt")
+                          ) as process:
         assert process.process.wait(timeout=120) == 1
         assert "cannot start: checkpoint not found: /nonexistent.pt" in process.log()
 
 
 def test_only_the_newest_frame_is_processed_when_frames_arrive_faster_than_the_model(session, kitti):
     client, _, clock, _ = session
-    before = client.wait_diagnostics(lambda values: True)
+    before = client.diagnostics_where(lambda values: True)
     frames = [_good_frame(kitti, clock, index % 3) for index in range(12)]
     for image, info in frames:  # a burst, far faster than the model runs
         client.publish(image, info)
-    newest = client.wait_outputs(frames[-1][0].header.stamp, topics=["depth"])
+    newest = client.wait_outputs(stamp_ns_of(frames[-1][0]), topics=["depth"])
     assert np.isfinite(_depth(newest)).mean() > 0.9
-    sent_stamps = {(image.header.stamp.sec, image.header.stamp.nanosec) for image, _ in frames}
-    answered = {(msg.header.stamp.sec, msg.header.stamp.nanosec)
-                for msg in client.received.messages[f"{client.namespace}/depth"]}
+    sent_stamps = {stamp_ns_of(image) for image, _ in frames}
+    answered = {item.stamp_ns for item in client.arrivals["depth"]}
     assert len(sent_stamps & answered) < len(frames), "every frame of the burst was processed: nothing was dropped"
-    client.wait_diagnostics(lambda values: int(values["frames_dropped"]) > int(before["frames_dropped"]))
+    client.diagnostics_where(lambda values: int(values["frames_dropped"]) > int(before["frames_dropped"]))
 
 
 def test_frame_stats_report_rates_drops_and_levels():
@@ -291,8 +305,8 @@ def test_frame_stats_report_rates_drops_and_levels():
     assert stats.status("n", "cpu").level == DiagnosticStatus.STALE
     for replaced in (False, True, False):
         stats.frame_received(replaced_unprocessed=replaced)
-    stats.frame_processed(latency_s=0.2, model_s=0.1)
-    stats.frame_processed(latency_s=0.4, model_s=0.3)
+    stats.frame_processed(latency_s=0.2, stage_s={"model": 0.1})
+    stats.frame_processed(latency_s=0.4, stage_s={"model": 0.3})
     stats.state_reset("time went backwards")
     status = stats.status("n", "torch:cpu")
     values = {item.key: item.value for item in status.values}
@@ -306,7 +320,7 @@ def test_frame_stats_report_rates_drops_and_levels():
     assert status.level == DiagnosticStatus.WARN and "32FC1" in status.message
     assert {item.key: item.value for item in status.values}["frames_received"] == "4"  # totals keep counting
     stats.frame_received(replaced_unprocessed=False)
-    stats.frame_processed(latency_s=0.1, model_s=0.1)
+    stats.frame_processed(latency_s=0.1, stage_s={"model": 0.1})
     for fx in (0.0, -1.0):
         stats.camera_info_ignored(f"camera_info has no usable intrinsics (fx={fx}, fy=700.0)")
     status = stats.status("n", "torch:cpu")
@@ -314,11 +328,29 @@ def test_frame_stats_report_rates_drops_and_levels():
     assert status.level == DiagnosticStatus.WARN and "2 camera_info message(s) ignored" in status.message
     assert values["camera_infos_ignored"] == "2" and "fx=-1.0" in values["last_camera_info_problem"]
     stats.frame_received(replaced_unprocessed=False)
-    stats.frame_processed(latency_s=0.1, model_s=0.1)
+    stats.frame_processed(latency_s=0.1, stage_s={"model": 0.1})
     status = stats.status("n", "torch:cpu")
     values = {item.key: item.value for item in status.values}
     assert status.level == DiagnosticStatus.OK  # the level is per report period; the count and reason stay
     assert values["camera_infos_ignored"] == "2" and "fx=-1.0" in values["last_camera_info_problem"]
+
+
+def test_frame_stats_report_each_stage_per_period_and_in_total():
+    from siam_depth_ros.diagnostics import STAGES, FrameStats
+
+    stats = FrameStats()
+    stats.frame_received(replaced_unprocessed=False)
+    stats.frame_processed(latency_s=0.3, stage_s={"model": 0.1, "build_points": 0.02, "processing": 0.15})
+    stats.frame_processed(latency_s=0.3, stage_s={"model": 0.3, "processing": 0.35})
+    values = {item.key: item.value for item in stats.status("n", "torch:cpu").values}
+    assert (values["model_ms"], values["build_points_ms"], values["processing_ms"]) == ("200.0", "10.0", "250.0")
+    assert values["model_total_s"] == "0.400000" and values["publish_total_s"] == "0.000000"
+    assert {f"{stage}_ms" for stage in STAGES} | {f"{stage}_total_s" for stage in STAGES} <= set(values)
+    stats.frame_processed(latency_s=0.1, stage_s={"model": 0.05})
+    values = {item.key: item.value for item in stats.status("n", "torch:cpu").values}
+    assert values["model_ms"] == "50.0" and values["model_total_s"] == "0.450000"  # means per period, totals kept
+    with pytest.raises(ValueError, match=r"unknown stage\(s\) \['modle'\]"):
+        stats.frame_processed(latency_s=0.1, stage_s={"modle": 0.1})
 
 
 def test_parameter_values_are_checked_with_clear_errors():
@@ -331,6 +363,7 @@ def test_parameter_values_are_checked_with_clear_errors():
                             ({"backend": "tflite"}, "backend must be one of"),
                             ({"min_depth": 50.0, "max_depth": 40.0}, "min_depth .* must be below max_depth"),
                             ({"num_threads": -1}, r"num_threads must be >= 0"),
+                            ({"device": "gpu0"}, r"device must be 'cpu', 'cuda' or 'cuda:<index>', got 'gpu0'"),
                             ({"network_height": 96}, "set both network_height and network_width")]:
         with pytest.raises(ValueError, match=message):
             settings_with(defaults, values)

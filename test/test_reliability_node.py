@@ -24,25 +24,18 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy not installed (ROS extra)")
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from ros_helpers import (  # noqa: E402
-    NodeProcess,
-    configure_dds,
-    spin_until,
-    stamp_from_ns,
-    unique_namespace,
-    wait_for_publishers,
-    wait_for_subscribers,
-)
+from ros_helpers import configure_dds, stamp_from_ns, unique_namespace  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from stereo_msgs.msg import DisparityImage  # noqa: E402
 
+from siam_depth_core.backends.source import CheckpointSource  # noqa: E402
 from siam_depth_core.checkpoint import ModelMeta, save_checkpoint  # noqa: E402
 from siam_depth_core.inference import DepthEstimator  # noqa: E402
 from siam_depth_ros.conversions import image_to_numpy, make_camera_info, numpy_to_image  # noqa: E402
+from siam_depth_ros.harness import Arrival, DepthNodeClient, DepthNodeProcess, stamp_ns_of  # noqa: E402
 
 NET_SIZE = (64, 128)  # (H, W): tiny network input, so that the node runs fast on 2 shared cores
 GOOD_SHAPE = (120, 400)  # (H, W) of the good frames: width not a multiple of 32, like real cameras
@@ -50,18 +43,6 @@ FIRST_STAMP_NS = 1_700_000_000 * 1_000_000_000
 FRAME_PERIOD_NS = 100_000_000  # 10 Hz camera
 RELIABLE = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
 RELIABLE_DEEP = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def stamp_ns_of(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
-def rss_mib(pid: int) -> float:
-    """Resident set size of process `pid` in MiB, read from /proc (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
 
 
 def camera_matrix_for(width: int, height: int) -> np.ndarray:
@@ -107,66 +88,44 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class DepthNodeHarness:
-    """The depth node in its own process plus a test-side ROS node that feeds it and listens.
-
-    Keeps every depth image received (by stamp, with its arrival time) and the node's
-    /diagnostics reports.
-    """
+    """The depth node in its own process and a client that feeds it and records its depth images and
+    /diagnostics (siam_depth_ros.harness); every wait fails at once, with the node's log, if the node dies."""
 
     def __init__(self, context: Context, log_path: Path, parameters: dict[str, object], tag: str,
                  input_qos: QoSProfile = RELIABLE, keep_images: bool = True) -> None:
         self.namespace = f"{unique_namespace()}_{tag}"
-        ros_args = ["-r", f"__ns:={self.namespace}"]
-        for name, value in parameters.items():
-            ros_args += ["-p", f"{name}:={value}"]
-        self.process = NodeProcess.python_module("siam_depth_ros.node", ros_args, log_path)
-        self.node = rclpy.create_node(f"reliability_client_{tag}", namespace=self.namespace, context=context)
+        self.process = DepthNodeProcess(log_path, self.namespace, parameters)
+        self.node = rclpy.create_node(f"reliability_client_{tag}", context=context)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
-        self.image_pub = self.node.create_publisher(Image, "image", input_qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", input_qos)
-        self.keep_images = keep_images  # False: keep only stamps and arrival times (long runs)
-        self.depth: dict[int, tuple[Image | None, float]] = {}
-        self.diagnostics: list[dict[str, str]] = []
-        self.depth_sub = self.node.create_subscription(Image, "depth", self._on_depth, RELIABLE_DEEP)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-
-    def _on_depth(self, msg: Image) -> None:
-        stamp = stamp_ns_of(msg)
-        self.depth[stamp] = (msg if self.keep_images else None, time.monotonic())
-
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name.startswith(f"{self.namespace}/siam_depth"):
-                self.diagnostics.append({item.key: item.value for item in status.values} | {"message": status.message})
+        self.client = DepthNodeClient(self.node, self.executor, self.namespace, outputs=["depth"], input_qos=input_qos,
+                                      keep_messages=keep_images)
 
     def start(self) -> DepthNodeHarness:
-        self.process.wait_for_log(r"\bready: ", timeout=90.0)
-        wait_for_subscribers(self.executor, self.image_pub, timeout=30.0)
-        wait_for_subscribers(self.executor, self.info_pub, timeout=30.0)
-        wait_for_publishers(self.executor, self.depth_sub, timeout=30.0)
+        self.process.wait_until_ready(self.node, timeout_s=90.0)
+        self.client.wait_until_connected(timeout=30.0)
         return self
 
     def publish(self, image: Image, info: CameraInfo | None = None) -> float:
         """Publish camera_info (if any) then the image; returns the monotonic time of the image's publication."""
-        if info is not None:
-            self.info_pub.publish(info)
-        published_at = time.monotonic()
-        self.image_pub.publish(image)
-        return published_at
+        return self.client.publish(image, info)
+
+    def depth_arrival(self, stamp_ns: int) -> Arrival | None:
+        """The depth image of the frame stamped `stamp_ns` as received (None: not yet)."""
+        return self.client.arrival("depth", stamp_ns)
 
     def spin_until(self, condition: Callable[[], object], timeout: float, what: str) -> object:
         """Spin until `condition()` is truthy; fail at once, with the node's log, if the node process exits."""
         def condition_while_alive() -> object:
-            if self.process.process.poll() is not None:
+            if not self.process.alive():
                 raise AssertionError(f"the node exited ({self.process.process.returncode}) while waiting for "
                                      f"{what}:\n{self.process.log()}")
             return condition()
-        return spin_until(self.executor, condition_while_alive, timeout, what)
+        return self.client.spin_until(condition_while_alive, timeout, what)
 
     def wait_for_depth(self, stamp_ns: int, timeout: float = 30.0) -> Image | None:
-        self.spin_until(lambda: stamp_ns in self.depth, timeout, f"depth at stamp {stamp_ns}")
-        return self.depth[stamp_ns][0]
+        arrival = self.spin_until(lambda: self.depth_arrival(stamp_ns), timeout, f"depth at stamp {stamp_ns}")
+        return arrival.msg
 
     def wait_for_log(self, pattern: str, start: int, timeout: float = 20.0) -> re.Match[str]:
         """Spin (so our subscriptions keep up) until the node's log from `start` matches `pattern`."""
@@ -180,24 +139,16 @@ class DepthNodeHarness:
 
         try:
             self.spin_until(matched, timeout, f"{pattern!r} in the node log")
-        except AssertionError as error:
+        except TimeoutError as error:
             raise AssertionError(f"{error}; its log from there:\n{self.process.log()[start:]}") from None
         return found[0]
 
     def fresh_diagnostics(self, timeout: float = 10.0) -> dict[str, str]:
         """The first /diagnostics report of this node that arrives after now (reports come at 1 Hz)."""
-        seen = len(self.diagnostics)
-        self.spin_until(lambda: len(self.diagnostics) > seen, timeout, "a /diagnostics report")
-        return self.diagnostics[-1]
+        return self.client.fresh_diagnostics(timeout)
 
     def log_length(self) -> int:
         return len(self.process.log())
-
-    def rss_mib(self) -> float:
-        return rss_mib(self.process.process.pid)
-
-    def alive(self) -> bool:
-        return self.process.process.poll() is None
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -344,7 +295,7 @@ BAD_INPUTS = bad_input_matrix()
 def test_bad_input_gives_diagnostic_and_next_good_frame_is_processed_normally(
         harness_factory: Callable[..., DepthNodeHarness], tiny_checkpoint: Path) -> None:
     harness = harness_factory({"checkpoint": tiny_checkpoint, "qos": "reliable", "max_gap_s": 3600.0}, "bad_input")
-    reference = DepthEstimator(tiny_checkpoint, max_gap_s=3600.0)  # fed only what the node must accept
+    reference = DepthEstimator(CheckpointSource(tiny_checkpoint), max_gap_s=3600.0)  # fed only what the node must accept
 
     def expect_depth(stamp: int, image: np.ndarray, fx: float, what: str) -> None:
         depth = image_to_numpy(harness.wait_for_depth(stamp))
@@ -372,7 +323,7 @@ def test_bad_input_gives_diagnostic_and_next_good_frame_is_processed_normally(
             failed += 1
         last_good += 2 * FRAME_PERIOD_NS
         send_good(last_good, case.name)
-        assert harness.alive(), f"the node died on {case.name}:\n{harness.process.log()}"
+        assert harness.process.alive(), f"the node died on {case.name}:\n{harness.process.log()}"
     report = harness.fresh_diagnostics()
     assert int(report["frames_failed"]) == failed, report
     ignored_infos = [case for case in BAD_INPUTS if case.diagnostic.startswith("ignoring camera_info")]
@@ -422,10 +373,10 @@ def test_overload_keeps_memory_flat_latency_bounded_and_reports_drops(
         stamp += FRAME_PERIOD_NS
         published_at = send(len(round_trips), stamp)
         _pace(harness, published_at + 0.01)
-        while stamp not in harness.depth and time.monotonic() - published_at < 3.0:
+        while harness.depth_arrival(stamp) is None and time.monotonic() - published_at < 3.0:
             harness.executor.spin_once(timeout_sec=0.01)
-        if stamp in harness.depth:
-            round_trips.append(harness.depth[stamp][1] - published_at)
+        if (arrival := harness.depth_arrival(stamp)) is not None:
+            round_trips.append(arrival.time_s - published_at)
         assert time.monotonic() < deadline, f"the node answered {len(round_trips)} of the rate-measuring frames"
     node_period = float(np.median(round_trips[4:]))  # the first frames pay lazy initialisation
     period = node_period / OVERLOAD_FACTOR
@@ -437,7 +388,7 @@ def test_overload_keeps_memory_flat_latency_bounded_and_reports_drops(
     index = 0
     while (now := time.monotonic()) - start < OVERLOAD_SECONDS:
         if now >= next_sample:
-            rss.append((now - start, harness.rss_mib()))
+            rss.append((now - start, harness.process.rss_mib()))
             next_sample += 1.0
         stamp += FRAME_PERIOD_NS
         published[stamp] = send(index, stamp)
@@ -445,9 +396,10 @@ def test_overload_keeps_memory_flat_latency_bounded_and_reports_drops(
         _pace(harness, start + index * period)
     _pace(harness, time.monotonic() + max(2.0, 5 * node_period))  # let the last frame through
     report = harness.fresh_diagnostics()
-    assert harness.alive(), harness.process.log()
+    assert harness.process.alive(), harness.process.log()
 
-    outputs = {s: arrived - published[s] for s, (_, arrived) in harness.depth.items() if s in published}
+    outputs = {arrival.stamp_ns: arrival.time_s - published[arrival.stamp_ns]
+               for arrival in harness.client.arrivals["depth"] if arrival.stamp_ns in published}
     latencies = np.array([outputs[s] for s in sorted(outputs)])
     summary = (f"node period {node_period * 1e3:.0f} ms, published {len(published)} at {1 / period:.1f} Hz, "
                f"{len(outputs)} outputs, latency ms first/last {np.round(latencies[:5] * 1e3)}/"
@@ -499,16 +451,16 @@ def test_long_run_in_a_loop_keeps_memory_flat_and_resets_once_per_loop(
         stamp = FIRST_STAMP_NS + position * FRAME_PERIOD_NS  # recorded 10 Hz stamps; back to the start each loop
         msg = loop[position]
         msg.header.stamp = info.header.stamp = stamp_from_ns(stamp)
-        harness.depth.pop(stamp, None)
+        harness.client.clear()  # stamps repeat every loop
         harness.publish(msg, info)  # the next frame goes out when this one's depth is back: the node's own pace
-        harness.spin_until(lambda s=stamp: s in harness.depth, 30.0, f"depth of frame {frame}")
+        harness.spin_until(lambda s=stamp: harness.depth_arrival(s), 30.0, f"depth of frame {frame}")
         if frame % 100 == 99:
-            rss[frame + 1] = harness.rss_mib()
+            rss[frame + 1] = harness.process.rss_mib()
     report = harness.fresh_diagnostics()
     loop_arounds = LONG_RUN_FRAMES // LOOP_FRAMES - 1
     summary = f"RSS MiB by frame {rss}; other outputs {counts}; diagnostics {report}"
     print(summary)
-    assert harness.alive(), harness.process.log()
+    assert harness.process.alive(), harness.process.log()
     assert harness.process.log()[log_start:].count("time went backwards") == loop_arounds, summary
     assert int(report["resets"]) == loop_arounds, summary
     assert "time went backwards" in report["last_reset_reason"], summary

@@ -19,20 +19,13 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy not installed (ROS extra)")
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from ros_helpers import (  # noqa: E402
-    REPO_ROOT,
-    DepthNodeClient,
-    NodeProcess,
-    configure_dds,
-    spin_until,
-    unique_namespace,
-    wait_for_publishers,
-)
+from ros_helpers import REPO_ROOT, configure_dds, spin_until, unique_namespace  # noqa: E402
 
-from siam_depth_core.data.calib import load_stereo_calibration, read_timestamps  # noqa: E402
-from siam_depth_core.evaluate import EvalFrame, ground_truth_depth  # noqa: E402
+from siam_depth_core.data.ground_truth import ground_truth_depth  # noqa: E402
+from siam_depth_core.data.kitti import KittiDrive  # noqa: E402
 from siam_depth_core.metrics import eigen_eval_mask, evaluate_depth_map  # noqa: E402
 from siam_depth_ros.conversions import image_to_numpy, pointcloud2_to_array  # noqa: E402
+from siam_depth_ros.harness import DepthNodeClient, DepthNodeProcess, stamp_ns_of  # noqa: E402
 from siam_depth_ros.kitti2bag import LEFT_CAMERA, convert_drive  # noqa: E402
 from siam_depth_ros.player import play_bag  # noqa: E402
 
@@ -40,10 +33,6 @@ pytestmark = pytest.mark.timeout(300)
 
 SHIPPED_MODEL = REPO_ROOT / "models" / "siam_depth_small.pt"
 DRIVE = "2011_09_26/2011_09_26_drive_0023_sync"
-
-
-def _stamp_ns(msg) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +43,12 @@ def replay(drive_0023: Path, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("replay")
     summary = convert_drive(drive_0023, tmp / "bag", with_right=False, with_velodyne=False, with_gps=False,
                             progress=False)
-    stamps = read_timestamps(drive_0023 / "image_02" / "timestamps.txt")[summary.frames]
+    stamps = KittiDrive.from_dir(drive_0023).timestamps_ns()[summary.frames]
     env = configure_dds()
     env["OMP_NUM_THREADS"] = "1"  # the player and this test need the other core
     namespace = unique_namespace()
-    arguments = ["-r", f"__ns:={namespace}", "-r", f"image:={LEFT_CAMERA.image_topic}",
-                 "-r", f"camera_info:={LEFT_CAMERA.info_topic}", "-p", f"checkpoint:={SHIPPED_MODEL}",
-                 "-p", "qos:=reliable"]  # as a bag replay should: no first frame lost to discovery
+    remappings = {"image": LEFT_CAMERA.image_topic, "camera_info": LEFT_CAMERA.info_topic}
+    parameters = {"checkpoint": SHIPPED_MODEL, "qos": "reliable"}  # a bag replay loses no first frame to discovery
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node("replay_e2e_test", context=context)
@@ -68,27 +56,24 @@ def replay(drive_0023: Path, tmp_path_factory):
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     try:
-        with NodeProcess.python_module("siam_depth_ros.node", arguments, tmp / "depth_node.log", env=env) as process:
-            process.wait_for_log(r"siam_depth\]: ready:", timeout=180)
+        with DepthNodeProcess(tmp / "depth_node.log", namespace, parameters, remappings, env=env) as process:
+            process.wait_until_ready(node, timeout_s=180)
             client = DepthNodeClient(node, executor, namespace, outputs=["depth", "points"])
-            for subscription in client.received.subscriptions.values():
-                wait_for_publishers(executor, subscription, timeout=60)
+            client.spin_until(lambda: all(s.get_publisher_count() > 0 for s in client.subscriptions.values()), 60,
+                              "the node's depth and points publishers")
             settled = time.monotonic() + 1.0  # our side sees the node; give its side of discovery a moment
             spin_until(executor, lambda: time.monotonic() > settled, 5, "discovery to settle")
             stats = play_bag(tmp / "bag", rate=1.0, node=player, topics=[LEFT_CAMERA.image_topic,
                                                                        LEFT_CAMERA.info_topic],
                              wait_for=[LEFT_CAMERA.image_topic, LEFT_CAMERA.info_topic], wait_timeout_s=60)
             assert stats.published[LEFT_CAMERA.image_topic] == len(stamps)
-            diagnostics = client.wait_diagnostics(
+            diagnostics = client.diagnostics_where(
                 lambda values: int(values["frames_received"]) == len(stamps)
                 and int(values["frames_processed"]) + int(values["frames_dropped"]) == len(stamps), timeout=60)
-            depth_topic, points_topic = f"{namespace}/depth", f"{namespace}/points"
             processed = int(diagnostics["frames_processed"])
-            spin_until(executor, lambda: min(len(client.received.messages[depth_topic]),
-                                             len(client.received.messages[points_topic])) >= processed,
+            spin_until(executor, lambda: min(len(client.arrivals["depth"]), len(client.arrivals["points"])) >= processed,
                        30, "the depth and cloud of every processed frame")
-            depth = list(client.received.messages[depth_topic])
-            clouds = list(client.received.messages[points_topic])
+            depth, clouds = client.messages("depth"), client.messages("points")
     finally:
         executor.shutdown()
         player.destroy_node()
@@ -99,8 +84,8 @@ def replay(drive_0023: Path, tmp_path_factory):
 
 def test_each_image_gives_one_depth_and_one_cloud_with_its_recorded_stamp_or_is_counted_dropped(replay):
     stamps, depth, clouds, diagnostics = replay
-    depth_stamps = [_stamp_ns(msg) for msg in depth]
-    cloud_stamps = [_stamp_ns(msg) for msg in clouds]
+    depth_stamps = [stamp_ns_of(msg) for msg in depth]
+    cloud_stamps = [stamp_ns_of(msg) for msg in clouds]
     dropped = int(diagnostics["frames_dropped"])
     print(f"{len(stamps)} images replayed at rate 1.0: {len(depth)} depth images, {len(clouds)} clouds, "
           f"{dropped} dropped by the node (newest-frame policy)")
@@ -127,11 +112,11 @@ def test_outputs_are_metric_depth_and_a_coloured_cloud_at_the_camera_resolution(
 
 def test_depth_vs_lidar_beats_a_constant_depth_baseline(replay, kitti_root):
     stamps, depth, _, _ = replay
-    calib = load_stereo_calibration(kitti_root / Path(DRIVE).parts[0])
+    drive = KittiDrive(kitti_root, DRIVE)
     model_scores, constant_scores = [], []
     for msg in depth:
-        frame = stamps.index(_stamp_ns(msg))
-        depth_gt = ground_truth_depth(kitti_root, EvalFrame(DRIVE, frame), calib)
+        frame = stamps.index(stamp_ns_of(msg))
+        depth_gt = ground_truth_depth(drive, frame)
         constant = np.full_like(depth_gt, np.median(depth_gt[eigen_eval_mask(depth_gt, 1e-3, 80.0)]))
         model_scores.append(evaluate_depth_map(depth_gt, image_to_numpy(msg), 1e-3, 80.0))
         constant_scores.append(evaluate_depth_map(depth_gt, constant, 1e-3, 80.0))

@@ -1,0 +1,49 @@
+"""The depth node's input mailbox: it holds only the newest frame, so frames never queue behind a slow model.
+
+`LatestFrameSlot.put` (from the subscription callback) replaces a frame the worker has not taken yet
+and says so (a drop); `take` (from the worker thread) waits for a frame. Pure Python, no ROS.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+
+
+class FrameError(ValueError):
+    """A frame that cannot be processed (the node logs it once and serves the next frame)."""
+
+
+class LatestFrameSlot(Generic[Item]):
+    """A depth-1 mailbox between one producer and one consumer thread; counts the items it dropped."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._item: Item | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item: Item) -> bool:
+        """Offer `item`; returns True when it replaced an item nobody took (which is then dropped)."""
+        with self._ready:
+            replaced = self._item is not None
+            self._item = item
+            self.dropped += int(replaced)
+            self._ready.notify()
+        return replaced
+
+    def take(self) -> Item | None:
+        """Wait for an item and remove it from the slot; None once the slot is closed."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._item is not None or self._closed)
+            if self._closed:
+                return None
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        """Wake the consumer: `take` returns None from now on."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()

@@ -1,0 +1,140 @@
+"""The depth node's output messages, built from one estimator result without a running ROS node.
+
+`OutputBuilder.build(result, frame, intrinsics, header, wanted)` returns every message of a frame by
+its topic (relative names, as the node publishes them) with the seconds each took to build:
+
+- `depth`: sensor_msgs/Image 32FC1, metres, NaN invalid (REP 118);
+- `depth/camera_info`: the intrinsics of the published depth image (the input camera_info re-stamped,
+  or the fallback intrinsics as a plumb_bob CameraInfo);
+- `disparity`: stereo_msgs/DisparityImage in pixels of the published image, invalid pixels -1;
+- `points`: sensor_msgs/PointCloud2 x, y, z + packed rgb in the camera optical frame;
+- `depth/colored`: rgb8 colour map for humans (`siam_depth_core.visualize`).
+
+`depth` and `depth/camera_info` are always built; the others only when named in `wanted` (the node
+passes the enabled outputs that have subscribers).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, RegionOfInterest
+from std_msgs.msg import Header
+from stereo_msgs.msg import DisparityImage
+
+from siam_depth_core.geometry import ImageSize, backproject
+from siam_depth_core.inference import DepthEstimator, DepthResult
+from siam_depth_core.visualize import colorize_depth
+from siam_depth_ros.camera_info import Intrinsics
+from siam_depth_ros.conversions import make_camera_info, numpy_to_image, points_to_pointcloud2, rgb_view
+
+DEPTH = "depth"
+DEPTH_INFO = "depth/camera_info"
+DISPARITY = "disparity"
+POINTS = "points"
+COLORED = "depth/colored"
+#: Every output topic, in publication order.
+OUTPUT_TOPICS = (DEPTH, DEPTH_INFO, DISPARITY, POINTS, COLORED)
+#: Outputs built only when wanted.
+OPTIONAL_OUTPUTS = (DISPARITY, POINTS, COLORED)
+
+
+@dataclass(frozen=True)
+class InputFrame:
+    """A decoded camera frame: (H,W,C) or (H,W) uint8 pixels, its sensor_msgs encoding, its header."""
+
+    image: np.ndarray
+    encoding: str
+    header: Header
+
+    @property
+    def size(self) -> ImageSize:
+        return ImageSize(int(self.image.shape[0]), int(self.image.shape[1]))
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """How the outputs are built. min_depth/max_depth: the valid depth range, metres (bounds of the
+    disparity image); cloud_stride: every n-th pixel; cloud_min_depth/cloud_max_depth: metres kept in the
+    cloud; colored_min_depth: near end of the colour map, metres (far end: max_depth)."""
+
+    min_depth: float
+    max_depth: float
+    cloud_stride: int
+    cloud_min_depth: float
+    cloud_max_depth: float
+    colored_min_depth: float
+
+
+@dataclass
+class FrameOutputs:
+    """A frame's messages by output topic and the seconds spent building each ("build_<name>")."""
+
+    messages: dict[str, Any]
+    timings: dict[str, float]
+
+
+class OutputBuilder:
+    """Turns a DepthResult, its input frame, the intrinsics and the output header into messages."""
+
+    def __init__(self, settings: OutputSettings) -> None:
+        self.settings = settings
+
+    def build(self, result: DepthResult, frame: InputFrame, intrinsics: Intrinsics, header: Header,
+              estimator: DepthEstimator, wanted: Collection[str] = OPTIONAL_OUTPUTS) -> FrameOutputs:
+        """Every wanted output of one frame; `estimator` gives the baseline and the network's size and range."""
+        builders: dict[str, Callable[[], Any]] = {
+            DEPTH: lambda: numpy_to_image(result.depth_m, "32FC1", header),
+            DEPTH_INFO: lambda: self.depth_camera_info(intrinsics, frame.size, header),
+            DISPARITY: lambda: self.disparity(result, intrinsics, header, estimator),
+            POINTS: lambda: self.points(result, frame, intrinsics, header),
+            COLORED: lambda: numpy_to_image(colorize_depth(result.depth_m, self.settings.colored_min_depth,
+                                                           self.settings.max_depth), "rgb8", header),
+        }
+        outputs = FrameOutputs({}, {})
+        for topic, build in builders.items():
+            if topic in OPTIONAL_OUTPUTS and topic not in wanted:
+                continue
+            start = time.perf_counter()
+            outputs.messages[topic] = build()
+            outputs.timings[f"build_{topic.replace('/', '_')}"] = time.perf_counter() - start
+        return outputs
+
+    @staticmethod
+    def depth_camera_info(intrinsics: Intrinsics, size: ImageSize, header: Header) -> CameraInfo:
+        """Intrinsics of the published depth image (same size and pixels as the input image)."""
+        info = intrinsics.info
+        if info is None:
+            return make_camera_info(intrinsics.camera_matrix, size.width, size.height, header)
+        return CameraInfo(header=header, height=info.height, width=info.width, distortion_model=info.distortion_model,
+                          d=info.d, k=info.k, r=info.r, p=info.p, binning_x=info.binning_x,
+                          binning_y=info.binning_y, roi=info.roi)
+
+    def disparity(self, result: DepthResult, intrinsics: Intrinsics, header: Header,
+                   estimator: DepthEstimator) -> DisparityImage:
+        """DisparityImage in pixels of the published image; invalid pixels (NaN depth) are -1 (< min_disparity).
+
+        f*T/max_depth and f*T/min_depth (capped at the network's max disparity) bound the valid range;
+        delta_d is the disparity of one network-input pixel at the camera resolution.
+        """
+        height, width = result.disparity.shape
+        focal, baseline = intrinsics.fx_px, float(estimator.baseline_m)
+        disparity_px = result.disparity * np.float32(width)
+        disparity_px[~np.isfinite(result.depth_m)] = -1.0
+        return DisparityImage(
+            header=header, image=numpy_to_image(disparity_px.astype(np.float32), "32FC1", header), f=focal,
+            t=baseline, valid_window=RegionOfInterest(x_offset=0, y_offset=0, height=height, width=width),
+            min_disparity=focal * baseline / self.settings.max_depth,
+            max_disparity=min(focal * baseline / self.settings.min_depth, estimator.meta.max_disp * width),
+            delta_d=width / estimator.input_size.width)
+
+    def points(self, result: DepthResult, frame: InputFrame, intrinsics: Intrinsics, header: Header) -> Any:
+        """PointCloud2 of every cloud_stride-th pixel within [cloud_min_depth, cloud_max_depth], coloured."""
+        settings = self.settings
+        points, pixel_index = backproject(result.depth_m, intrinsics.camera_matrix, settings.cloud_stride,
+                                          settings.cloud_min_depth, settings.cloud_max_depth)
+        colors = rgb_view(frame.image, frame.encoding)[pixel_index[:, 0], pixel_index[:, 1]]
+        return points_to_pointcloud2(points, colors, header)

@@ -1,0 +1,199 @@
+"""The depth node's pure pieces without DDS: camera_info cache, latest-frame slot, model holder, output builder."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="rclpy not installed (ROS extra)")
+
+from sensor_msgs.msg import CameraInfo  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from siam_depth_core.backends.source import CheckpointSource  # noqa: E402
+from siam_depth_core.checkpoint import CheckpointError, ModelMeta, save_checkpoint  # noqa: E402
+from siam_depth_core.geometry import ImageSize  # noqa: E402
+from siam_depth_core.inference import DepthEstimator  # noqa: E402
+from siam_depth_ros.camera_info import CameraInfoCache  # noqa: E402
+from siam_depth_ros.conversions import (  # noqa: E402
+    camera_info_matrix,
+    image_to_numpy,
+    make_camera_info,
+    pointcloud2_to_array,
+    unpack_rgb,
+)
+from siam_depth_ros.frame_slot import FrameError, LatestFrameSlot  # noqa: E402
+from siam_depth_ros.model_loader import ModelHolder, ReloadInProgress  # noqa: E402
+from siam_depth_ros.outputs import (  # noqa: E402
+    COLORED,
+    DEPTH,
+    DEPTH_INFO,
+    DISPARITY,
+    POINTS,
+    InputFrame,
+    OutputBuilder,
+    OutputSettings,
+)
+
+SIZE = ImageSize(48, 160)
+CAMERA_MATRIX = np.array([[100.0, 0.0, 79.5], [0.0, 100.0, 23.5], [0.0, 0.0, 1.0]])
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def info(self, message: str) -> None:
+        self.lines.append(("info", message))
+
+    def warning(self, message: str) -> None:
+        self.lines.append(("warning", message))
+
+
+def _info(stamp_ns: int, fx: float = 100.0, size: ImageSize = SIZE) -> CameraInfo:
+    matrix = CAMERA_MATRIX.copy()
+    matrix[0, 0] = fx
+    info = make_camera_info(matrix, size.width, size.height)
+    info.header.stamp.sec, info.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    return info
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    meta = ModelMeta(net_width=0.125, height=32, width=96)
+    return save_checkpoint(tmp_path_factory.mktemp("parts") / "tiny.pt", meta.build_network(), meta)
+
+
+def test_camera_info_is_paired_by_stamp_else_the_newest_else_fallback_said_once() -> None:
+    log = _Log()
+    cache = CameraInfoCache("/cam/camera_info", 0.58, log, grace_s=0.01)
+    for _ in range(2):
+        fallback = cache.intrinsics_for(1, SIZE)
+        assert fallback.info is None and fallback.fx_px == pytest.approx(0.58 * SIZE.width)
+        np.testing.assert_allclose(fallback.camera_matrix[:2, 2], [(SIZE.width - 1) / 2, (SIZE.height - 1) / 2])
+    assert [level for level, line in log.lines if "no camera_info on /cam/camera_info" in line] == ["warning"]
+    cache.add(_info(10, fx=110.0))
+    cache.add(_info(20, fx=120.0))
+    assert cache.intrinsics_for(10, SIZE).fx_px == 110.0  # its own stamp
+    assert cache.intrinsics_for(15, SIZE).fx_px == 120.0  # no camera_info of that stamp: the newest
+    assert log.lines[-1] == ("info", "camera_info received: using its intrinsics instead of the fallback")
+    with pytest.raises(FrameError, match="camera_info is 160x48 but the image is 80x48"):
+        cache.intrinsics_for(20, ImageSize(48, 80))
+    with pytest.raises(ValueError, match="no usable intrinsics"):
+        cache.add(_info(30, fx=0.0))
+    assert cache.intrinsics_for(30, SIZE).fx_px == 120.0  # the unusable one was not kept
+
+
+def test_first_image_waits_for_a_camera_info_that_arrives_just_after_it() -> None:
+    cache = CameraInfoCache("/cam/camera_info", 0.58, _Log(), grace_s=2.0)
+    threading.Timer(0.05, cache.add, args=(_info(5, fx=130.0),)).start()
+    assert cache.intrinsics_for(5, SIZE).fx_px == 130.0
+
+
+def test_camera_info_cache_keeps_only_the_newest_messages() -> None:
+    cache = CameraInfoCache("/cam/camera_info", 0.58, _Log(), capacity=2)
+    for stamp in (1, 2, 3):
+        cache.add(_info(stamp, fx=100.0 + stamp))
+    assert cache.intrinsics_for(1, SIZE).fx_px == 103.0  # stamp 1 was evicted: the newest is used
+    assert cache.intrinsics_for(2, SIZE).fx_px == 102.0
+
+
+def test_latest_frame_slot_keeps_the_newest_and_counts_drops() -> None:
+    slot: LatestFrameSlot[int] = LatestFrameSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True and slot.put(3) is True
+    assert slot.take() == 3 and slot.dropped == 2
+    taken: list[int | None] = []
+    consumer = threading.Thread(target=lambda: taken.extend([slot.take(), slot.take()]))
+    consumer.start()
+    time.sleep(0.05)
+    slot.put(4)
+    time.sleep(0.05)
+    slot.close()
+    consumer.join(2.0)
+    assert taken == [4, None]
+
+
+def test_model_holder_loads_in_the_background_and_swaps_atomically(tiny_checkpoint: Path) -> None:
+    release = threading.Event()
+    events: list[str] = []
+
+    def build(settings: str) -> DepthEstimator:
+        if settings == "slow":
+            release.wait(10.0)
+        if settings == "broken":
+            raise CheckpointError("checkpoint broken.pt is corrupt")
+        return DepthEstimator(CheckpointSource(tiny_checkpoint))
+
+    holder = ModelHolder(build, "first", lambda estimator, settings: events.append(f"reloaded {settings}"),
+                         lambda settings, error, serving: events.append(f"failed {settings}: {error}; {serving}"))
+    first, _ = holder.snapshot()
+    holder.reload("slow")
+    with pytest.raises(ReloadInProgress, match="still in progress"):
+        holder.reload("other")
+    with holder.serving() as (estimator, settings):  # frames are served meanwhile, by the first model
+        assert estimator is first and settings == "first" and holder.loading == "slow"
+    release.set()
+    holder.join(10.0)
+    estimator, settings = holder.snapshot()
+    assert estimator is not first and settings == "slow" and holder.loading is None
+    holder.reload("broken")
+    holder.join(10.0)
+    assert holder.snapshot() == (estimator, "slow")  # a failed load leaves the model serving
+    assert events == ["reloaded slow", "failed broken: checkpoint broken.pt is corrupt; slow"]
+
+
+def _result(tiny_checkpoint: Path) -> tuple[DepthEstimator, object, InputFrame]:
+    estimator = DepthEstimator(CheckpointSource(tiny_checkpoint), min_depth=0.1, max_depth=80.0)
+    image = np.random.default_rng(0).integers(0, 256, (*SIZE, 3), dtype=np.uint8)
+    result = estimator.step(image, 1.0, "bgr8", fx_px=100.0)
+    return estimator, result, InputFrame(image, "bgr8", Header(frame_id="cam"))
+
+
+def test_output_builder_makes_every_message_from_a_result(tiny_checkpoint: Path) -> None:
+    from siam_depth_ros.camera_info import Intrinsics
+
+    estimator, result, frame = _result(tiny_checkpoint)
+    settings = OutputSettings(min_depth=0.1, max_depth=80.0, cloud_stride=2, cloud_min_depth=0.5,
+                              cloud_max_depth=50.0, colored_min_depth=2.0)
+    header = Header(frame_id="out_frame")
+    header.stamp.sec = 7
+    outputs = OutputBuilder(settings).build(result, frame, Intrinsics(CAMERA_MATRIX, None), header, estimator)
+    assert list(outputs.messages) == [DEPTH, DEPTH_INFO, DISPARITY, POINTS, COLORED]
+    assert set(outputs.timings) == {"build_depth", "build_depth_camera_info", "build_disparity", "build_points",
+                                    "build_depth_colored"}
+    for msg in outputs.messages.values():
+        assert msg.header.frame_id == "out_frame" and msg.header.stamp.sec == 7
+    np.testing.assert_array_equal(image_to_numpy(outputs.messages[DEPTH]), result.depth_m)
+    np.testing.assert_array_equal(camera_info_matrix(outputs.messages[DEPTH_INFO]), CAMERA_MATRIX)
+    disparity = outputs.messages[DISPARITY]
+    valid = np.isfinite(result.depth_m)
+    np.testing.assert_allclose(result.depth_m[valid], disparity.f * disparity.t / image_to_numpy(disparity.image)[valid],
+                               rtol=1e-4)
+    assert disparity.delta_d == SIZE.width / estimator.input_size.width
+    cloud = pointcloud2_to_array(outputs.messages[POINTS])
+    cols = np.rint(cloud["x"] / cloud["z"] * 100.0 + 79.5).astype(int)
+    rows = np.rint(cloud["y"] / cloud["z"] * 100.0 + 23.5).astype(int)
+    np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), frame.image[rows, cols, ::-1])  # bgr8 -> RGB
+    assert outputs.messages[COLORED].encoding == "rgb8"
+    only_depth = OutputBuilder(settings).build(result, frame, Intrinsics(CAMERA_MATRIX, None), header, estimator,
+                                               wanted=[])
+    assert list(only_depth.messages) == [DEPTH, DEPTH_INFO]
+
+
+def test_depth_camera_info_is_the_input_camera_info_restamped(tiny_checkpoint: Path) -> None:
+    from siam_depth_ros.camera_info import Intrinsics
+
+    estimator, result, frame = _result(tiny_checkpoint)
+    info = _info(3, fx=123.0)
+    info.distortion_model = "rational_polynomial"
+    header = Header(frame_id="out_frame")
+    settings = OutputSettings(0.1, 80.0, 2, 0.5, 50.0, 2.0)
+    outputs = OutputBuilder(settings).build(result, frame, Intrinsics(camera_info_matrix(info), info), header,
+                                            estimator, wanted=[])
+    depth_info = outputs.messages[DEPTH_INFO]
+    assert depth_info.header.frame_id == "out_frame" and depth_info.distortion_model == "rational_polynomial"
+    assert list(depth_info.k) == list(info.k)
