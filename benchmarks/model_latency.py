@@ -1,8 +1,9 @@
 """Latency of one stateful Siamese step per backend x network width x input size.
 
-Each configuration runs `--warmup` steps, then `--frames` timed steps (state carried), each step
-being exactly what `DepthEstimator` asks a backend for: (1,3,H,W) float32 in, refined disparity
-(1,1,H,W) back on the host. Reported: median and p90 latency, fps (1 / median), peak memory (process
+Each configuration opens the model through `DepthEstimator` (the one inference path) and runs
+`--warmup` steps, then `--frames` timed steps (state carried) on a camera image of the network size;
+the time taken is the estimator's own "model" timing: the backend's step, (1,3,H,W) float32 in,
+refined disparity (1,1,H,W) back on the host. Reported: median and p90 latency, fps (1 / median), peak memory (process
 RSS high-water mark during the configuration, and torch's CUDA max allocated on a GPU), and the
 non-recurrent ablation model of the same width as a reference (ratio = recurrent / plain median,
 the cost of the ConvLSTM state). Torch and ONNX Runtime run side by side on the same thread count.
@@ -17,7 +18,6 @@ import json
 import os
 import platform
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from siam_depth_core.backends import Backend, BackendError
-from siam_depth_core.backends.torch_backend import TorchBackend
+from siam_depth_core.backends import BackendError
+from siam_depth_core.backends.source import EngineSource, NetworkSource, OnnxSource, RuntimeOptions
 from siam_depth_core.checkpoint import ModelMeta
 from siam_depth_core.export import export_onnx
+from siam_depth_core.geometry import ImageSize
+from siam_depth_core.inference import DepthEstimator
 from siam_depth_core.model import count_parameters
 
 BACKEND_VARIANTS = ("torch", "torch_channels_last", "torch_cuda_graph", "onnxruntime", "tensorrt")
@@ -56,13 +58,12 @@ class LatencyRow:
     recurrent_over_plain: float | None = None
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """"512x256" (width x height) -> (256, 512) as (H, W)."""
+def size_argument(text: str) -> ImageSize:
+    """argparse type: `ImageSize.parse` ("512x256" = width x height)."""
     try:
-        width, height = (int(part) for part in text.lower().split("x"))
+        return ImageSize.parse(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"size must look like 512x256 (width x height), got {text!r}") from error
-    return height, width
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _reset_peak_rss() -> None:
@@ -85,57 +86,49 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_backend(variant: str, meta: ModelMeta, size: tuple[int, int], device: str, fp16: bool, threads: int,
-                 workdir: Path) -> Backend:
-    """Build the backend `variant` for a freshly initialised network described by `meta`."""
+def make_estimator(variant: str, meta: ModelMeta, size: ImageSize, device: str, fp16: bool, threads: int,
+                   workdir: Path) -> DepthEstimator:
+    """A DepthEstimator running `variant` for a freshly initialised network described by `meta` (exported to
+    ONNX in `workdir` for the onnxruntime and tensorrt variants)."""
     torch.manual_seed(0)
     net = meta.build_network().eval()
     on_cuda = device.startswith("cuda")
     if variant in ("torch", "torch_channels_last", "torch_cuda_graph"):
-        return TorchBackend(net, meta, size, device=device, fp16=fp16 and on_cuda,
-                            channels_last=variant == "torch_channels_last", cuda_graph=variant == "torch_cuda_graph")
-    onnx_path = workdir / f"w{meta.net_width}_{'rec' if meta.recurrent else 'plain'}_{size[1]}x{size[0]}.onnx"
+        return DepthEstimator(NetworkSource(net, meta), RuntimeOptions(
+            device=device, num_threads=threads, input_size=size, fp16=fp16 and on_cuda,
+            channels_last=variant == "torch_channels_last", cuda_graph=variant == "torch_cuda_graph"))
+    onnx_path = workdir / f"w{meta.net_width}_{'rec' if meta.recurrent else 'plain'}_{size}.onnx"
     if not onnx_path.exists():
         export_onnx(net, meta, size, onnx_path)
     if variant == "onnxruntime":
-        from siam_depth_core.backends.onnxruntime_backend import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(onnx_path, device=device, num_threads=threads)
+        return DepthEstimator(OnnxSource(onnx_path), RuntimeOptions(device=device, num_threads=threads))
     if variant == "tensorrt":
-        from siam_depth_core.backends.tensorrt_backend import TensorRTBackend
-        return TensorRTBackend(onnx=onnx_path, engine=onnx_path.with_suffix(".fp16.engine" if fp16 else ".engine"),
-                               fp16=fp16, cuda_graph=True)
+        return DepthEstimator(EngineSource(onnx=onnx_path), RuntimeOptions(device=device, fp16=fp16, cuda_graph=True))
     raise ValueError(f"unknown backend variant {variant!r}; choose from {', '.join(BACKEND_VARIANTS)}")
 
 
-def measure(backend: Backend, frames: int, warmup: int, seed: int = 0) -> list[float]:
-    """Seconds per stateful step over `frames` steps after `warmup` untimed ones."""
-    height, width = backend.input_size
-    image = np.random.default_rng(seed).random((1, 3, height, width), dtype=np.float32)
-    state: Any = None
-    for _ in range(warmup):
-        _, state = backend.run(image, state)
-    times = []
-    for _ in range(frames):
-        start = time.perf_counter()
-        _, state = backend.run(image, state)
-        times.append(time.perf_counter() - start)
-    return times
+def measure(estimator: DepthEstimator, frames: int, warmup: int, seed: int = 0) -> list[float]:
+    """Seconds of the model per stateful step ("model" timing) over `frames` steps after `warmup` untimed ones."""
+    image = np.random.default_rng(seed).integers(0, 256, (*estimator.input_size, 3), dtype=np.uint8)
+    for index in range(warmup):
+        estimator.step(image, 0.1 * index)
+    return [estimator.step(image, 0.1 * (warmup + index)).timings["model"] for index in range(frames)]
 
 
-def run_configuration(variant: str, meta: ModelMeta, size: tuple[int, int], args: argparse.Namespace,
+def run_configuration(variant: str, meta: ModelMeta, size: ImageSize, args: argparse.Namespace,
                       workdir: Path) -> LatencyRow:
     on_cuda = args.device.startswith("cuda")
     _reset_peak_rss()
     if on_cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    backend = make_backend(variant, meta, size, args.device, args.fp16, args.threads, workdir)
-    times_ms = np.array(measure(backend, args.frames, args.warmup)) * 1e3
+    estimator = make_estimator(variant, meta, size, args.device, args.fp16, args.threads, workdir)
+    times_ms = np.array(measure(estimator, args.frames, args.warmup)) * 1e3
     median = float(np.median(times_ms))
     fp16 = args.fp16 and on_cuda and variant != "onnxruntime"
     return LatencyRow(
         backend=variant, device=args.device, precision="fp16" if fp16 else "fp32", width_multiplier=meta.net_width,
-        recurrent=meta.recurrent, height=size[0], width=size[1], parameters=count_parameters(meta.build_network()),
+        recurrent=meta.recurrent, height=size.height, width=size.width, parameters=count_parameters(meta.build_network()),
         frames=args.frames, median_ms=median, p90_ms=float(np.percentile(times_ms, 90)), fps=1e3 / median,
         peak_rss_mib=_peak_rss_mib(),
         cuda_max_allocated_mib=torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None)
@@ -167,7 +160,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[LatencyRow], dict[str, str]]
                         continue
                     by_recurrence = {}
                     for recurrent in (True, False) if args.ablation else (True,):
-                        meta = ModelMeta(net_width=net_width, recurrent=recurrent, height=size[0], width=size[1])
+                        meta = ModelMeta(net_width=net_width, recurrent=recurrent, height=size.height, width=size.width)
                         try:
                             row = run_configuration(variant, meta, size, args, Path(tmp))
                         except BackendError as error:
@@ -218,8 +211,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help=f"comma list from {', '.join(BACKEND_VARIANTS)} (unavailable ones are skipped)")
     parser.add_argument("--widths", type=lambda s: [float(v) for v in s.split(",")], default=[1.0, 0.5, 0.25],
                         help="network width multipliers, comma separated")
-    parser.add_argument("--sizes", type=lambda s: [parse_size(v) for v in s.split(",")],
-                        default=[(256, 512), (192, 640), (320, 1024)], help="network sizes WxH, comma separated")
+    parser.add_argument("--sizes", type=lambda s: [size_argument(v) for v in s.split(",")],
+                        default=[ImageSize(256, 512), ImageSize(192, 640), ImageSize(320, 1024)],
+                        help="network sizes WxH, comma separated")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument("--fp16", action="store_true", help="fp16 for torch (autocast) and TensorRT on CUDA")
     parser.add_argument("--frames", type=int, default=50, help="timed steps per configuration (>= 50 for reports)")

@@ -1,237 +1,109 @@
 """End-to-end latency and throughput of the depth node over real DDS, with real KITTI frames.
 
-The node runs in its own process exactly as `depth_node` does, with timers wrapped around the
-functions it calls (message conversion, the estimator's preprocess/model/postprocess, cloud
-building, colour map, DDS publish) — node.py is not changed. A client process publishes KITTI
-drive 0009 left frames (1242x375) with their camera_info and subscribes to every output (so the
-node builds all of them, as with RViz attached). Two phases:
+The node runs in its own process exactly as `depth_node` does (`siam_depth_ros.harness`), unchanged: the
+time of each of its stages (input conversion, the estimator's preprocess / model / postprocess, building
+each output, DDS publish) comes from its own /diagnostics, whose running totals give exact means over
+each phase. A client publishes KITTI drive 0009 left frames (1242x375) with their camera_info and
+subscribes to every output (so the node builds all of them, as with RViz attached). Two phases:
 
 - lock-step: the next frame goes out when every output of the previous one has arrived. Latency
   publish -> depth received without any waiting in the node, and the node's time per frame split
-  into stages; node / model = the node's processing time over the model's own time (goal <= 1.10).
+  into stages; node / model = the node's processing time over the model's own time (goal <= 1.10),
+  over the phase and per diagnostics period (about 1 s, which pairs times taken under the same load).
 - stream: frames at `--rate` Hz (default 10, the KITTI camera) for `--frames` frames: output rate,
   frames dropped (the node keeps only the newest frame) and latency including the wait for the model.
 
-Also measured: the point-cloud build time (back-projection + colours + PointCloud2) for a
-1242x375 depth map at stride 1 and 2, and the model alone (benchmarks.model_latency) for the same
-network, in this process after the node has stopped.
+Also measured, in this process after the node has stopped: the model alone (benchmarks.model_latency)
+for the same network, and the point-cloud build time (the node's own `OutputBuilder.points`) for the
+1242x375 depth map that network gives for the first frame, at stride 1 and 2.
 
     python -m benchmarks.node_latency --json node_latency.json
-    python -m benchmarks.node_latency --width 0.25 --size 512x256 --frames 100 --rate 10
+    python -m benchmarks.node_latency --width-multiplier 0.25 --size 512x256 --frames 100 --rate 10
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.model_latency import size_argument
+from siam_depth_core.geometry import ImageSize
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHM_PROFILE = REPO_ROOT / "config" / "fastdds_shm.xml"
 DRIVE = "2011_09_26/2011_09_26_drive_0009_sync"
 NAMESPACE = "/node_benchmark"
-OUTPUT_TOPICS = ("depth", "depth/camera_info", "disparity", "points", "depth/colored")
-#: Node functions timed in the instrumented node (module attribute of siam_depth_ros.node -> stage).
-TIMED_NODE_FUNCTIONS = {"image_to_numpy": "input conversion", "numpy_to_image": "output images",
-                        "colorize_depth": "colour map", "backproject": "point cloud", "rgb_view": "point cloud",
-                        "points_to_pointcloud2": "point cloud", "make_camera_info": "output images"}
-STAGE_ORDER = ("input conversion", "preprocess", "model", "postprocess", "output images", "colour map",
-               "point cloud", "publish", "other")
-
-
-# -- the instrumented node (child process) --------------------------------------------------------------
-
-
-class StageClock:
-    """Seconds per stage of each processed frame (the node processes one frame at a time, in its worker)."""
-
-    def __init__(self) -> None:
-        self.current: dict[str, float] = defaultdict(float)
-        self.frames: list[dict[str, Any]] = []
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.current[stage] += seconds
-
-    def timed(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.add(stage, time.perf_counter() - start)
-        return wrapper
-
-
-def serve_instrumented(timings_path: Path, ros_argv: list[str]) -> int:
-    """Run `depth_node` with timers around its stages; on shutdown write the sums to `timings_path` (JSON)."""
-    from rclpy.publisher import Publisher
-
-    import siam_depth_ros.node as node_module
-    from siam_depth_core.inference import DepthEstimator
-
-    clock = StageClock()
-    for name, stage in TIMED_NODE_FUNCTIONS.items():
-        setattr(node_module, name, clock.timed(stage, getattr(node_module, name)))
-
-    original_step = DepthEstimator.step
-
-    def step(self: DepthEstimator, *args: Any, **kwargs: Any) -> Any:
-        result = original_step(self, *args, **kwargs)
-        for stage, seconds in result.timings.items():
-            clock.add(stage, seconds)
-        return result
-
-    original_publish = Publisher.publish
-
-    def publish(self: Publisher, msg: Any) -> None:
-        if self.topic_name in ("/diagnostics", "/rosout"):
-            return original_publish(self, msg)
-        start = time.perf_counter()
-        try:
-            return original_publish(self, msg)
-        finally:
-            clock.add("publish", time.perf_counter() - start)
-
-    original_process = node_module.DepthNode._process
-
-    def process(self: Any, msg: Any, *args: Any, **kwargs: Any) -> None:
-        clock.current = defaultdict(float)
-        start = time.perf_counter()
-        original_process(self, msg, *args, **kwargs)  # a frame that raises is not recorded
-        clock.frames.append({"stamp_ns": msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec,
-                             "total_s": time.perf_counter() - start, "stages_s": dict(clock.current)})
-
-    DepthEstimator.step = step
-    Publisher.publish = publish
-    node_module.DepthNode._process = process
-    code = node_module.main(["depth_node", *ros_argv])
-    timings_path.write_text(json.dumps(clock.frames))
-    return code
-
-
-# -- the client (this process) ------------------------------------------------------------------------
-
-
-def configure_dds() -> dict[str, str]:
-    """Localhost-only discovery, a pid-derived domain and the shared-memory profile, for us and the node."""
-    os.environ.update({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_DOMAIN_ID": str(1 + os.getpid() % 101),
-                       "RMW_IMPLEMENTATION": "rmw_fastrtps_cpp", "FASTDDS_DEFAULT_PROFILES_FILE": str(SHM_PROFILE),
-                       "FASTRTPS_DEFAULT_PROFILES_FILE": str(SHM_PROFILE), "RCUTILS_COLORIZED_OUTPUT": "0",
-                       "PYTHONUNBUFFERED": "1"})
-    return dict(os.environ)
+FRAME_ID = "camera_color_left_optical_frame"
 
 
 def load_kitti(frames: int) -> tuple[list[np.ndarray], np.ndarray]:
     """Up to `frames` left colour frames of drive 0009 ((375,1242,3) uint8 RGB) and the camera matrix K."""
-    from siam_depth_core.data.calib import load_stereo_calibration
-    from siam_depth_core.data.kitti import frame_path, list_frames, load_image
+    from siam_depth_core.data.kitti import KittiDrive, load_image
     from siam_depth_core.data.paths import kitti_raw_root
 
-    root = kitti_raw_root()
-    drive_dir = root / DRIVE
-    if not drive_dir.is_dir():
-        raise SystemExit(f"KITTI drive not found at {drive_dir} (set KITTI_ROOT or SIAM_DEPTH_DATA)")
-    indices = list_frames(drive_dir)[:frames]
-    images = [load_image(frame_path(root, DRIVE, index)) for index in indices]
-    return images, load_stereo_calibration(drive_dir.parent).camera_matrix
-
-
-@dataclass
-class Arrivals:
-    """Per output topic: stamp (ns) -> monotonic arrival time; the last depth image received."""
-
-    times: dict[str, dict[int, float]] = field(default_factory=lambda: {topic: {} for topic in OUTPUT_TOPICS})
-    last_depth: Any = None
-
-    def callback(self, topic: str) -> Callable[[Any], None]:
-        def record(msg: Any) -> None:
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            self.times[topic][stamp] = time.monotonic()
-            if topic == "depth":
-                self.last_depth = msg
-        return record
-
-    def complete(self, stamp: int) -> bool:
-        return all(stamp in arrived for arrived in self.times.values())
-
-    def last_output(self, stamp: int) -> float:
-        return max(arrived[stamp] for arrived in self.times.values())
+    drive = KittiDrive(kitti_raw_root(), DRIVE)
+    if not drive.exists():
+        raise SystemExit(f"KITTI drive not found at {drive.path} (set KITTI_ROOT or SIAM_DEPTH_DATA)")
+    images = [load_image(drive.image_path(index)) for index in drive.frames()[:frames]]
+    return images, drive.calibration.camera_matrix
 
 
 class Client:
-    """Publishes frames to the node under test and records when its outputs arrive."""
+    """Publishes KITTI frames to the node under test (`DepthNodeClient`) and keeps its /diagnostics."""
 
     def __init__(self, images: list[np.ndarray], camera_matrix: np.ndarray) -> None:
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-        from stereo_msgs.msg import DisparityImage
 
         from siam_depth_ros.conversions import make_camera_info, numpy_to_image
+        from siam_depth_ros.harness import DepthNodeClient
 
         self.context = Context()
         rclpy.init(context=self.context)
-        self.node = rclpy.create_node("node_benchmark_client", namespace=NAMESPACE, context=self.context)
+        self.node = rclpy.create_node("node_benchmark_client", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.image_pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
-        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
-        self.arrivals = Arrivals()
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        types = {"depth": Image, "depth/camera_info": CameraInfo, "disparity": DisparityImage,
-                 "points": PointCloud2, "depth/colored": Image}
-        self.subscriptions = [self.node.create_subscription(types[topic], topic, self.arrivals.callback(topic),
-                                                            reliable) for topic in OUTPUT_TOPICS]
+        self.node_client = DepthNodeClient(self.node, self.executor, NAMESPACE, output_depth=10, keep_messages=False)
         height, width = images[0].shape[:2]
         self.messages = [numpy_to_image(image, "rgb8") for image in images]
         self.info = make_camera_info(camera_matrix, width, height)
         for msg in [*self.messages, self.info]:
-            msg.header.frame_id = "camera_color_left_optical_frame"
-        self.published: dict[int, float] = {}
+            msg.header.frame_id = FRAME_ID
 
-    def spin_for(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            self.executor.spin_once(timeout_sec=min(remaining, 0.005))
+    def complete(self, stamp: int) -> bool:
+        """Every output of the frame stamped `stamp` (ns) has arrived."""
+        return all(self.node_client.arrival(topic, stamp) for topic in self.node_client.arrivals)
 
-    def spin_until(self, condition: Callable[[], bool], timeout: float, what: str) -> bool:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                print(f"warning: timed out after {timeout} s waiting for {what}", file=sys.stderr)
-                return False
-            self.executor.spin_once(timeout_sec=0.005)
-        return True
-
-    def wait_for_node(self, timeout: float) -> None:
-        def matched() -> bool:
-            return (self.image_pub.get_subscription_count() > 0 and self.info_pub.get_subscription_count() > 0
-                    and all(subscription.get_publisher_count() > 0 for subscription in self.subscriptions))
-        if not self.spin_until(matched, timeout, "the node's topics"):
-            raise SystemExit("the node did not come up (see its log)")
+    def arrived(self, topic: str, stamp: int) -> float:
+        """Monotonic arrival time (s) of the `topic` output of the frame stamped `stamp` (ns)."""
+        return self.node_client.arrival(topic, stamp).time_s
 
     def publish(self, index: int, stamp_ns: int) -> None:
         from builtin_interfaces.msg import Time
 
-        stamp = Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
         msg = self.messages[index % len(self.messages)]
-        msg.header.stamp = self.info.header.stamp = stamp
-        self.info_pub.publish(self.info)
-        self.published[stamp_ns] = time.monotonic()
-        self.image_pub.publish(msg)
+        msg.header.stamp = self.info.header.stamp = Time(sec=stamp_ns // 1_000_000_000,
+                                                         nanosec=stamp_ns % 1_000_000_000)
+        self.node_client.publish(msg, self.info)
+
+    def published(self, stamp: int) -> float:
+        return self.node_client.published_s[stamp]
+
+    def wait_complete(self, stamp: int, timeout: float, what: str) -> bool:
+        """Spin until every output of `stamp` arrived; False (with a warning) after `timeout` s."""
+        try:
+            self.node_client.spin_until(lambda: self.complete(stamp), timeout, what)
+        except TimeoutError as error:
+            print(f"warning: {error}", file=sys.stderr)
+            return False
+        return True
 
     def close(self) -> None:
         import rclpy
@@ -249,25 +121,21 @@ def percentiles_ms(seconds: list[float]) -> dict[str, float | None]:
             "max_ms": float(values.max())}
 
 
-def run_lockstep(client: Client, frames: int, first_stamp: int, period_ns: int, timeout: float
-                 ) -> tuple[dict[str, Any], dict[int, tuple[float, float]]]:
+def run_lockstep(client: Client, frames: int, first_stamp: int, period_ns: int, timeout: float) -> dict[str, Any]:
     """Each frame after all outputs of the previous one arrived: latency with no wait in the node.
 
-    Returns the summary and, per answered stamp, (seconds publish -> depth, seconds publish -> all outputs).
     A frame lost on the way (best effort) is given up after `timeout` and the next one goes out.
     """
-    latencies: dict[int, tuple[float, float]] = {}
+    to_depth, to_all = [], []
     for index in range(frames):
         stamp = first_stamp + index * period_ns
         client.publish(index, stamp)
-        if client.spin_until(lambda s=stamp: client.arrivals.complete(s), timeout, f"outputs of frame {index}"):
-            published = client.published[stamp]
-            latencies[stamp] = (client.arrivals.times["depth"][stamp] - published,
-                                client.arrivals.last_output(stamp) - published)
-    summary = {"frames": frames, "answered": len(latencies),
-               "publish_to_depth": percentiles_ms([depth for depth, _ in latencies.values()]),
-               "publish_to_all_outputs": percentiles_ms([every for _, every in latencies.values()])}
-    return summary, latencies
+        if client.wait_complete(stamp, timeout, f"outputs of frame {index}"):
+            published = client.published(stamp)
+            to_depth.append(client.arrived("depth", stamp) - published)
+            to_all.append(max(client.arrived(topic, stamp) for topic in client.node_client.arrivals) - published)
+    return {"frames": frames, "answered": len(to_depth), "publish_to_depth": percentiles_ms(to_depth),
+            "publish_to_all_outputs": percentiles_ms(to_all)}
 
 
 def warm_up(client: Client, frames: int, first_stamp: int, period_ns: int, timeout: float = 120.0) -> None:
@@ -280,7 +148,7 @@ def warm_up(client: Client, frames: int, first_stamp: int, period_ns: int, timeo
             raise SystemExit(f"the node answered {answered} of {index} warm-up frames in {timeout} s")
         stamp = first_stamp + index * period_ns
         client.publish(index, stamp)
-        answered += client.spin_until(lambda s=stamp: client.arrivals.complete(s), 5.0, f"warm-up frame {index}")
+        answered += client.wait_complete(stamp, 5.0, f"warm-up frame {index}")
         index += 1
 
 
@@ -290,11 +158,11 @@ def run_stream(client: Client, frames: int, rate_hz: float, first_stamp: int) ->
     start = time.monotonic()
     for index in range(frames):
         client.publish(index, first_stamp + index * period_ns)
-        client.spin_for(start + (index + 1) / rate_hz - time.monotonic())
-    client.spin_for(2.0)  # the last frames' outputs
+        client.node_client.spin_for(start + (index + 1) / rate_hz - time.monotonic())
+    client.node_client.spin_for(2.0)  # the last frames' outputs
     stamps = [first_stamp + index * period_ns for index in range(frames)]
-    answered = [stamp for stamp in stamps if stamp in client.arrivals.times["depth"]]
-    to_depth = [client.arrivals.times["depth"][stamp] - client.published[stamp] for stamp in answered]
+    answered = [stamp for stamp in stamps if client.node_client.arrival("depth", stamp)]
+    to_depth = [client.arrived("depth", stamp) - client.published(stamp) for stamp in answered]
     duration = frames / rate_hz
     return {"frames": frames, "rate_hz": rate_hz, "answered": len(answered),
             "output_rate_hz": len(answered) / duration, "dropped_fraction": 1 - len(answered) / frames,
@@ -304,38 +172,70 @@ def run_stream(client: Client, frames: int, rate_hz: float, first_stamp: int) ->
 def cloud_build_times(depth_m: np.ndarray, image: np.ndarray, camera_matrix: np.ndarray, repeats: int,
                       min_depth: float = 0.5, max_depth: float = 50.0) -> list[dict[str, Any]]:
     """Point cloud from an (H,W) depth map as the node builds it, per stride: median ms, points, bytes."""
-    from siam_depth_core.geometry import backproject
-    from siam_depth_ros.conversions import points_to_pointcloud2, rgb_view
+    from std_msgs.msg import Header
 
+    from siam_depth_core.inference import DepthResult
+    from siam_depth_ros.camera_info import Intrinsics
+    from siam_depth_ros.outputs import InputFrame, OutputBuilder, OutputSettings
+
+    result = DepthResult(disparity=np.zeros_like(depth_m), depth_m=depth_m, stamp=0.0, reset_reason=None)
+    frame = InputFrame(image, "rgb8", Header(frame_id=FRAME_ID))
     rows = []
     for stride in (1, 2):
+        builder = OutputBuilder(OutputSettings(min_depth=0.1, max_depth=80.0, cloud_stride=stride,
+                                               cloud_min_depth=min_depth, cloud_max_depth=max_depth,
+                                               colored_min_depth=2.0))
         seconds = []
         for _ in range(repeats):
             start = time.perf_counter()
-            points, pixel_index = backproject(depth_m, camera_matrix, stride, min_depth, max_depth)
-            colors = rgb_view(image, "rgb8")[pixel_index[:, 0], pixel_index[:, 1]]
-            msg = points_to_pointcloud2(points, colors)
+            msg = builder.points(result, frame, Intrinsics(camera_matrix, None), frame.header)
             seconds.append(time.perf_counter() - start)
-        rows.append({"width": depth_m.shape[1], "height": depth_m.shape[0], "stride": stride, "points": len(points),
-                     "bytes": len(msg.data), **percentiles_ms(seconds)})
+        rows.append({"width": depth_m.shape[1], "height": depth_m.shape[0], "stride": stride,
+                     "points": msg.width * msg.height, "bytes": len(msg.data), **percentiles_ms(seconds)})
     return rows
 
 
-def stage_breakdown(frames: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean ms per processed frame for each stage and its share of the node's processing time."""
-    if not frames:
+def _totals(values: dict[str, str]) -> dict[str, float]:
+    """The cumulative stage seconds and frames processed of one /diagnostics report."""
+    from siam_depth_ros.diagnostics import STAGES
+
+    return {"frames": float(values["frames_processed"]),
+            **{stage: float(values[f"{stage}_total_s"]) for stage in STAGES}}
+
+
+def stage_breakdown(before: dict[str, str], after: dict[str, str]) -> dict[str, Any]:
+    """Mean ms per processed frame for each stage between two /diagnostics reports, and its share of the
+    node's processing time ("other": camera_info pairing, bookkeeping)."""
+    from siam_depth_ros.diagnostics import STAGES
+
+    start, end = _totals(before), _totals(after)
+    frames = int(end["frames"] - start["frames"])
+    if frames <= 0:
         return {"frames": 0}
-    totals = [frame["total_s"] for frame in frames]
-    total = float(np.sum(totals))
-    stages = {stage: sum(frame["stages_s"].get(stage, 0.0) for frame in frames) for stage in STAGE_ORDER[:-1]}
+    total = end["processing"] - start["processing"]
+    stages = {stage: end[stage] - start[stage] for stage in STAGES if stage != "processing"}
     stages["other"] = max(total - sum(stages.values()), 0.0)
-    return {"frames": len(frames), "node_ms_per_frame": 1e3 * total / len(frames), "node_ms": percentiles_ms(totals),
-            "stages": {stage: {"ms_per_frame": 1e3 * seconds / len(frames), "share": seconds / total}
+    return {"frames": frames, "node_ms_per_frame": 1e3 * total / frames, "model_ms_per_frame":
+            1e3 * stages["model"] / frames,
+            "stages": {stage: {"ms_per_frame": 1e3 * seconds / frames, "share": seconds / total}
                        for stage, seconds in stages.items()}}
 
 
-def standalone_model_ms(backend: str, net_width: float, size: tuple[int, int], frames: int) -> dict[str, float | None]:
-    """The network alone (benchmarks.model_latency), same width/size/backend, in this process.
+def period_ratios(reports: list[dict[str, str]], before: dict[str, str], after: dict[str, str]) -> dict[str, Any]:
+    """Node processing / model time per diagnostics period (consecutive reports) within [before, after]:
+    median and p90 over the periods in which frames were processed."""
+    first, last = _totals(before)["frames"], _totals(after)["frames"]
+    inside = [_totals(values) for values in reports if first <= _totals(values)["frames"] <= last]
+    ratios = [(end["processing"] - start["processing"]) / (end["model"] - start["model"])
+              for start, end in zip(inside, inside[1:], strict=False) if end["model"] > start["model"]]
+    return {"median": float(np.median(ratios)) if ratios else None,
+            "p90": float(np.percentile(ratios, 90)) if ratios else None, "periods": len(ratios)}
+
+
+def standalone_model(backend: str, width_multiplier: float, size: ImageSize, frames: int, image: np.ndarray,
+                     camera_matrix: np.ndarray) -> tuple[dict[str, float | None], np.ndarray]:
+    """The network alone (benchmarks.model_latency), same width/size/backend, in this process: its step
+    times and the (H,W) depth in metres it gives for `image` (for the point-cloud timing).
 
     Run from a worker thread, as the node runs its model (on the loaded development VM the calling
     thread changed torch's CPU timings).
@@ -344,38 +244,37 @@ def standalone_model_ms(backend: str, net_width: float, size: tuple[int, int], f
 
     import torch
 
-    from benchmarks.model_latency import make_backend, measure
+    from benchmarks.model_latency import make_estimator, measure
     from siam_depth_core.checkpoint import ModelMeta
 
-    meta = ModelMeta(net_width=net_width, height=size[0], width=size[1])
+    meta = ModelMeta(net_width=width_multiplier, height=size.height, width=size.width)
     seconds: list[float] = []
     with tempfile.TemporaryDirectory(prefix="siam_node_bench_") as workdir:
-        model = make_backend(backend, meta, size, "cpu", False, torch.get_num_threads(), Path(workdir))
-        worker = threading.Thread(target=lambda: seconds.extend(measure(model, frames, warmup=3)))
+        estimator = make_estimator(backend, meta, size, "cpu", False, torch.get_num_threads(), Path(workdir))
+        worker = threading.Thread(target=lambda: seconds.extend(measure(estimator, frames, warmup=3)))
         worker.start()
         worker.join()
-    return percentiles_ms(seconds)
+        depth_m = estimator.predict_sequence([image], fx_px=float(camera_matrix[0, 0])).depth_m
+    return percentiles_ms(seconds), depth_m
 
 
-def prepare_model(args: argparse.Namespace, workdir: Path) -> list[str]:
+def prepare_model(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Node parameters for the model under test (a random-weight checkpoint unless --checkpoint)."""
     from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
 
-    height, width = args.size
     checkpoint = args.checkpoint
-    meta = ModelMeta(net_width=args.width, height=height, width=width)
+    meta = ModelMeta(net_width=args.width_multiplier, height=args.size.height, width=args.size.width)
     if checkpoint is None:
         checkpoint = save_checkpoint(workdir / "random.pt", meta.build_network(), meta)
-    parameters = {"checkpoint": checkpoint, "network_height": height, "network_width": width}
+    parameters: dict[str, Any] = {"checkpoint": checkpoint, "network_height": args.size.height,
+                                  "network_width": args.size.width}
     if args.backend == "onnxruntime":
-        from siam_depth_core.checkpoint import load_model
-        from siam_depth_core.export import export_onnx
+        from siam_depth_core.export import export_checkpoint
 
-        net, loaded = load_model(checkpoint)
         onnx_path = workdir / "model.onnx"
-        export_onnx(net, loaded, args.size, onnx_path)
+        export_checkpoint(checkpoint, onnx_path, size=args.size)
         parameters.update(backend="onnxruntime", onnx=onnx_path)
-    return [item for name, value in parameters.items() for item in ("-p", f"{name}:={value}")]
+    return parameters
 
 
 def machine_description() -> dict[str, Any]:
@@ -384,81 +283,60 @@ def machine_description() -> dict[str, Any]:
     return {**describe("cpu"), "load_average": os.getloadavg()}
 
 
-def per_frame_ratios(frames: list[dict[str, Any]], latencies: dict[int, tuple[float, float]]
-                     ) -> dict[str, dict[str, float | None]]:
-    """Median and p90 over lock-step frames of (node time) / (that frame's model time in the node).
-
-    Pairing each frame with its own model time cancels the drift of a shared machine's load.
-    """
-    pairs = [(frame, latencies.get(frame["stamp_ns"])) for frame in frames if frame["stages_s"].get("model")]
-    ratios = {
-        "node_processing_over_model": [frame["total_s"] / frame["stages_s"]["model"] for frame, _ in pairs],
-        "publish_to_depth_over_model": [seen[0] / frame["stages_s"]["model"] for frame, seen in pairs if seen],
-        "publish_to_all_outputs_over_model": [seen[1] / frame["stages_s"]["model"] for frame, seen in pairs if seen],
-    }
-    return {name: {"median": float(np.median(values)) if values else None,
-                   "p90": float(np.percentile(values, 90)) if values else None, "frames": len(values)}
-            for name, values in ratios.items()}
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from siam_depth_ros.conversions import image_to_numpy
+    from siam_depth_ros.harness import DepthNodeProcess, isolated_dds_environment
 
-    env = configure_dds()
+    env = isolated_dds_environment()
     images, camera_matrix = load_kitti(args.kitti_frames)
     period_ns = 100_000_000  # stamps on a 10 Hz camera clock
     first_lockstep = 1_317_000_000 * 1_000_000_000 + 3 * args.warmup * period_ns
     first_stream = first_lockstep + (args.lockstep_frames + 10) * period_ns
     with tempfile.TemporaryDirectory(prefix="siam_node_bench_") as tmp:
         workdir = Path(tmp)
-        timings_path, log_path = workdir / "timings.json", workdir / "node.log"
-        command = [sys.executable, "-m", "benchmarks.node_latency", "--instrumented-node", str(timings_path),
-                   "--ros-args", "-r", f"__ns:={NAMESPACE}", *prepare_model(args, workdir)]
-        with log_path.open("wb") as log:
-            node = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+        node = DepthNodeProcess(workdir / "node.log", NAMESPACE, prepare_model(args, workdir), env=env, cwd=REPO_ROOT,
+                                stop_timeout=30.0)
         client = Client(images, camera_matrix)
         try:
-            client.wait_for_node(timeout=120.0)
+            node.wait_until_ready(client.node, timeout_s=120.0)
+            client.node_client.wait_until_connected(timeout=120.0)
             warm_up(client, args.warmup, first_lockstep - 3 * args.warmup * period_ns, period_ns)
-            lockstep, lockstep_latencies = run_lockstep(client, args.lockstep_frames, first_lockstep, period_ns,
-                                                        timeout=30.0)
+            before_lockstep = client.node_client.fresh_diagnostics(timeout=5.0)
+            lockstep = run_lockstep(client, args.lockstep_frames, first_lockstep, period_ns, timeout=30.0)
+            after_lockstep = client.node_client.fresh_diagnostics(timeout=5.0)
             stream = run_stream(client, args.frames, args.rate, first_stream)
-            last_depth = client.arrivals.last_depth
+            after_stream = client.node_client.fresh_diagnostics(timeout=5.0)
+            reports = [values for _, values in client.node_client.diagnostics]
         finally:
             client.close()
-            node.send_signal(signal.SIGINT)
-            try:
-                node.wait(30)
-            except subprocess.TimeoutExpired:
-                node.kill()
-                node.wait()
-        if not timings_path.is_file():
-            raise SystemExit(f"the instrumented node wrote no timings; its log:\n{log_path.read_text()}")
-        frames = json.loads(timings_path.read_text())
-    lockstep_frames = [frame for frame in frames if first_lockstep <= frame["stamp_ns"] < first_stream]
-    lockstep_stages = stage_breakdown(lockstep_frames)
-    stream_stages = stage_breakdown([frame for frame in frames if frame["stamp_ns"] >= first_stream])
-    depth_m = image_to_numpy(last_depth).copy() if last_depth is not None else None
-    if depth_m is None or not np.isfinite(depth_m).any():
-        depth_m = np.random.default_rng(0).uniform(3.0, 80.0, images[0].shape[:2]).astype(np.float32)
-    model = standalone_model_ms(args.backend, args.width, args.size, args.model_frames)
+            node.stop()
+    lockstep_stages = stage_breakdown(before_lockstep, after_lockstep)
+    model, depth_m = standalone_model(args.backend, args.width_multiplier, args.size, args.model_frames, images[0],
+                                      camera_matrix)
+    ratios: dict[str, Any] = {"node_processing_over_model_per_period":
+                              period_ratios(reports, before_lockstep, after_lockstep)}
+    if lockstep_stages["frames"]:
+        model_ms = lockstep_stages["model_ms_per_frame"]
+        ratios["node_processing_over_model"] = lockstep_stages["node_ms_per_frame"] / model_ms
+        for name, key in (("publish_to_depth_over_model", "publish_to_depth"),
+                          ("publish_to_all_outputs_over_model", "publish_to_all_outputs")):
+            median = lockstep[key]["median_ms"]
+            ratios[name] = median / model_ms if median is not None else None
     return {"machine": machine_description(),
-            "settings": {"backend": args.backend, "net_width": args.width, "network_size": [args.size[1], args.size[0]],
+            "settings": {"backend": args.backend, "width_multiplier": args.width_multiplier,
+                         "network_size": [args.size.width, args.size.height],
                          "image_size": [images[0].shape[1], images[0].shape[0]],
                          "checkpoint": str(args.checkpoint) if args.checkpoint else "random weights",
-                         "rate_hz": args.rate, "frames": args.frames, "lockstep_frames": args.lockstep_frames,
-                         "outputs": list(OUTPUT_TOPICS)},
+                         "rate_hz": args.rate, "frames": args.frames, "lockstep_frames": args.lockstep_frames},
             "lockstep": lockstep, "stream": stream, "node_stages_lockstep": lockstep_stages,
-            "node_stages_stream": stream_stages, "model_standalone": model,
-            "ratios": per_frame_ratios(lockstep_frames, lockstep_latencies),
-            "point_cloud": cloud_build_times(depth_m, images[0], camera_matrix, args.cloud_repeats)}
+            "node_stages_stream": stage_breakdown(after_lockstep, after_stream), "model_standalone": model,
+            "ratios": ratios, "point_cloud": cloud_build_times(depth_m, images[0], camera_matrix, args.cloud_repeats)}
 
 
 def print_report(report: dict[str, Any]) -> None:
     settings = report["settings"]
-    print(f"\nnode: {settings['backend']} width {settings['net_width']} network {settings['network_size'][0]}x"
-          f"{settings['network_size'][1]}, KITTI {settings['image_size'][0]}x{settings['image_size'][1]}, "
-          f"all outputs subscribed")
+    print(f"\nnode: {settings['backend']} width x{settings['width_multiplier']} network "
+          f"{settings['network_size'][0]}x{settings['network_size'][1]}, KITTI {settings['image_size'][0]}x"
+          f"{settings['image_size'][1]}, all outputs subscribed")
 
     def line(name: str, stats: dict[str, float | None]) -> str:
         values = [f"{stats[key]:9.1f}" if stats[key] is not None else f"{'-':>9}"
@@ -470,40 +348,40 @@ def print_report(report: dict[str, Any]) -> None:
     print(line("lock-step: publish -> all outputs received", report["lockstep"]["publish_to_all_outputs"]))
     stream = report["stream"]
     print(line(f"{stream['rate_hz']:g} Hz stream: publish -> depth received", stream["publish_to_depth"]))
-    if report["node_stages_lockstep"]["frames"]:
-        print(line("lock-step: node processing per frame", report["node_stages_lockstep"]["node_ms"]))
     print(line("model alone, after the node, worker thread", report["model_standalone"]))
     print(f"\n{stream['rate_hz']:g} Hz stream: {stream['answered']}/{stream['frames']} frames answered, output "
           f"{stream['output_rate_hz']:.2f} Hz, {100 * stream['dropped_fraction']:.0f}% dropped (newest frame only)")
     lockstep_stages, stream_stages = report["node_stages_lockstep"], report["node_stages_stream"]
     if lockstep_stages["frames"]:
-        print(f"\n{'stage':<18} {'lock-step ms/frame':>18} {'share':>7} {'stream ms/frame':>16} {'share':>7}")
+        print(f"\nnode processing per frame: {lockstep_stages['node_ms_per_frame']:.1f} ms (lock-step)")
+        print(f"{'stage':<24} {'lock-step ms/frame':>18} {'share':>7} {'stream ms/frame':>16} {'share':>7}")
         for stage, values in lockstep_stages["stages"].items():
             streamed = stream_stages["stages"][stage] if stream_stages["frames"] else None
             stream_text = (f"{streamed['ms_per_frame']:16.1f} {100 * streamed['share']:6.1f}%" if streamed
                            else f"{'-':>16} {'-':>7}")
-            print(f"{stage:<18} {values['ms_per_frame']:18.1f} {100 * values['share']:6.1f}% {stream_text}")
-    print(f"\n{'per-frame ratio to the model time (lock-step)':<46} {'median':>7} {'p90':>7}  (goal: <= 1.10)")
-    for name, values in report["ratios"].items():
-        if values["median"] is not None:
-            print(f"{name:<46} {values['median']:7.3f} {values['p90']:7.3f}")
+            print(f"{stage:<24} {values['ms_per_frame']:18.1f} {100 * values['share']:6.1f}% {stream_text}")
+    ratios = report["ratios"]
+    print("\nratio to the model time (lock-step; goal: <= 1.10)")
+    for name in ("node_processing_over_model", "publish_to_depth_over_model", "publish_to_all_outputs_over_model"):
+        if ratios.get(name) is not None:
+            print(f"{name:<46} {ratios[name]:7.3f}  (phase means)")
+    per_period = ratios["node_processing_over_model_per_period"]
+    if per_period["median"] is not None:
+        print(f"{'node_processing_over_model per ~1 s period':<46} {per_period['median']:7.3f}  median, "
+              f"{per_period['p90']:.3f} p90 over {per_period['periods']} periods")
     print(f"\n{'point cloud':<22} {'stride':>6} {'points':>8} {'MB':>6} {'median ms':>9} {'p90 ms':>9}")
     for row in report["point_cloud"]:
         print(f"{row['width']}x{row['height']:<17} {row['stride']:>6} {row['points']:>8} {row['bytes'] / 1e6:6.2f} "
               f"{row['median_ms']:9.1f} {row['p90_ms']:9.1f}")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    from benchmarks.model_latency import parse_size as parse
-
-    return parse(text)
-
-
 def build_arg_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="node backend")
-    parser.add_argument("--width", type=float, default=0.25, help="network width multiplier (random weights)")
-    parser.add_argument("--size", type=parse_size, default=(256, 512), help="network input WxH (default 512x256)")
+    parser.add_argument("--width-multiplier", type=float, default=0.25,
+                        help="network channel width multiplier (random weights)")
+    parser.add_argument("--size", type=size_argument, default=ImageSize(256, 512),
+                        help="network input WxH (default 512x256)")
     parser.add_argument("--checkpoint", type=Path, help="a trained checkpoint instead of random weights")
     parser.add_argument("--rate", type=float, default=10.0, help="camera rate of the stream phase, Hz")
     parser.add_argument("--frames", type=int, default=100, help="frames of the stream phase")
@@ -517,10 +395,6 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--instrumented-node"]:
-        ros_argv = argv[2:]
-        return serve_instrumented(Path(argv[1]), ros_argv)
     args = build_arg_parser().parse_args(argv)
     report = run(args)
     print(json.dumps(report["machine"]))

@@ -17,33 +17,27 @@ from typing import Any
 
 import torch
 
+from benchmarks.model_latency import size_argument
+from siam_depth_core.geometry import ImageSize
 from siam_depth_core.model import SiamDepthNet, count_parameters
 
-WIDTHS = (1.0, 0.5, 0.25)
+WIDTH_MULTIPLIERS = (1.0, 0.5, 0.25)
 MIB = 2 ** 20
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x256' -> (width, height) in pixels."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"size must look like 512x256 (width x height), got {text!r}") from error
-    return width, height
-
-
-def measure(widths: tuple[float, ...], image_width: int, image_height: int) -> list[dict[str, Any]]:
-    """One row per (width, recurrent): parameter count and memory figures."""
+def measure(width_multipliers: tuple[float, ...], size: ImageSize) -> list[dict[str, Any]]:
+    """One row per (channel width multiplier, recurrent): parameter count and memory figures; the state
+    size is for a network input of `size`."""
     rows = []
-    for width in widths:
+    for width_multiplier in width_multipliers:
         for recurrent in (True, False):
             with torch.device("meta"):
-                net = SiamDepthNet(width=width, recurrent=recurrent)
+                net = SiamDepthNet(width=width_multiplier, recurrent=recurrent)
             parameters = count_parameters(net)
-            shapes = net.state_shapes(2, image_height, image_width)  # 2 = direct + flipped stream
+            shapes = net.state_shapes(2, *size)  # 2 = direct + flipped stream
             state_floats = 2 * sum(math.prod(shape) for shape in shapes.values())  # h and c
             rows.append({
-                "width": width,
+                "width_multiplier": width_multiplier,
                 "recurrent": recurrent,
                 "parameters": parameters,
                 "weights_fp32_mib": round(4 * parameters / MIB, 1),
@@ -54,28 +48,29 @@ def measure(widths: tuple[float, ...], image_width: int, image_height: int) -> l
     return rows
 
 
-def markdown_table(rows: list[dict[str, Any]], image_width: int, image_height: int) -> str:
+def markdown_table(rows: list[dict[str, Any]], size: ImageSize) -> str:
     lines = [
-        f"| width | skips | parameters | weights fp32 (MiB) | weights fp16 (MiB) | state per Siamese step at {image_width}x{image_height} (MiB) |",
+        f"| width | skips | parameters | weights fp32 (MiB) | weights fp16 (MiB) | state per Siamese step at {size} (MiB) |",
         "|---:|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         skips = "ConvLSTM" if row["recurrent"] else "plain conv"
-        lines.append(f"| {row['width']} | {skips} | {row['parameters']:,} | {row['weights_fp32_mib']} "
+        lines.append(f"| {row['width_multiplier']} | {skips} | {row['parameters']:,} | {row['weights_fp32_mib']} "
                      f"| {row['weights_fp16_mib']} | {row['state_fp32_mib']} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTHS), help="channel multipliers")
-    parser.add_argument("--size", type=parse_size, default=(512, 256), help="input WIDTHxHEIGHT for the state size")
+    parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTH_MULTIPLIERS),
+                        help="channel width multipliers")
+    parser.add_argument("--size", type=size_argument, default=ImageSize(256, 512),
+                        help="network input WIDTHxHEIGHT for the state size (default 512x256)")
     parser.add_argument("--json", type=Path, help="also write the JSON to this file")
     args = parser.parse_args(argv)
-    image_width, image_height = args.size
-    rows = measure(tuple(args.widths), image_width, image_height)
-    report = {"input_size": [image_width, image_height], "rows": rows}
-    print(markdown_table(rows, image_width, image_height))
+    rows = measure(tuple(args.widths), args.size)
+    report = {"input_size": [args.size.width, args.size.height], "rows": rows}
+    print(markdown_table(rows, args.size))
     print()
     print(json.dumps(report, indent=2))
     if args.json:
