@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from siam_depth_ros.harness import NodeProcess, spin_until, unique_domain_id
+from siam_depth_ros.harness import DepthNodeClient, NodeProcess, spin_until, unique_domain_id
 from siam_depth_ros.harness import isolated_dds_environment as configure_dds
 
-__all__ = ["REPO_ROOT", "NodeProcess", "StampClock", "configure_dds", "image_message", "kitti_camera_info",
+__all__ = ["REPO_ROOT", "DepthNodeClient", "NodeProcess", "StampClock", "configure_dds", "image_message", "kitti_camera_info",
            "kitti_frames", "spin_until", "stamp_from_ns", "unique_domain_id", "unique_namespace",
            "wait_for_publishers", "wait_for_subscribers"]
 
