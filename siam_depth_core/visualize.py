@@ -51,8 +51,8 @@ def colorize_sparse_depth(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inverse = np.where(depth_m > 0, 1.0 / np.maximum(depth_m, 1e-6), 0.0).astype(np.float32)
     inverse = cv2.dilate(inverse, np.ones((3, 3), np.uint8))
     has_point = inverse > 0
-    colours = colorize(np.where(has_point, inverse, np.nan), 1.0 / FAR_DEPTH_M, 1.0 / NEAR_DEPTH_M)
-    return colours, has_point
+    colors = colorize(np.where(has_point, inverse, np.nan), 1.0 / FAR_DEPTH_M, 1.0 / NEAR_DEPTH_M)
+    return colors, has_point
 
 
 def side_by_side(image: np.ndarray, depth_pred: np.ndarray, depth_gt: np.ndarray) -> np.ndarray:
@@ -64,17 +64,17 @@ def side_by_side(image: np.ndarray, depth_pred: np.ndarray, depth_gt: np.ndarray
 def lidar_overlay(image: np.ndarray, depth_gt: np.ndarray) -> np.ndarray:
     """(H,W,3) uint8: the image dimmed to grey with the ground-truth points (0 = none) in depth colours."""
     grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-    colours, has_point = colorize_sparse_depth(depth_gt)
+    colors, has_point = colorize_sparse_depth(depth_gt)
     overlay = (grey * 0.5).astype(np.uint8)
-    overlay[has_point] = colours[has_point]
+    overlay[has_point] = colors[has_point]
     return overlay
 
 
 def labelled(panel: np.ndarray, text: str) -> np.ndarray:
     """`panel` with `text` written in its top-left corner (white on a dark outline)."""
     panel = np.ascontiguousarray(panel)
-    for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
-        cv2.putText(panel, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, thickness, cv2.LINE_AA)
+    for color, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(panel, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, thickness, cv2.LINE_AA)
     return panel
 
 

@@ -59,7 +59,7 @@ class _Scene:
     backdrop_z: float
     box_min: np.ndarray  # (B,3) world corners
     box_max: np.ndarray  # (B,3)
-    colours: np.ndarray  # (4 + B, 3) base RGB per surface id
+    colors: np.ndarray  # (4 + B, 3) base RGB per surface id
     noise: np.ndarray  # (_NOISE_CELLS,)*3 periodic value-noise lattice in [0,1]
     lane_x: tuple[float, ...]
 
@@ -73,14 +73,14 @@ def _make_scene(rng: np.random.Generator, travel_m: float) -> _Scene:
     centre_z = rng.uniform(6.0, far_z - 5.0, size=count)
     box_min = np.stack([centre_x - sizes[:, 0] / 2, CAMERA_HEIGHT_M - sizes[:, 1], centre_z - sizes[:, 2] / 2], 1)
     box_max = np.stack([centre_x + sizes[:, 0] / 2, np.full(count, CAMERA_HEIGHT_M), centre_z + sizes[:, 2] / 2], 1)
-    fixed_colours = np.array([[0.45, 0.45, 0.47],   # road
+    fixed_colors = np.array([[0.45, 0.45, 0.47],   # road
                               [0.70, 0.45, 0.35],   # left wall
                               [0.55, 0.60, 0.70],   # right wall
                               [0.60, 0.70, 0.85]])  # backdrop
-    colours = np.vstack([fixed_colours, rng.uniform(0.25, 0.95, size=(count, 3))])
+    colors = np.vstack([fixed_colors, rng.uniform(0.25, 0.95, size=(count, 3))])
     return _Scene(wall_left_x=-rng.uniform(5.5, 8.0), wall_right_x=rng.uniform(5.5, 8.0),
                   wall_height_m=rng.uniform(2.5, 6.0), backdrop_z=far_z, box_min=box_min, box_max=box_max,
-                  colours=colours, noise=rng.random((_NOISE_CELLS,) * 3, dtype=np.float32), lane_x=(-1.6, 2.1))
+                  colors=colors, noise=rng.random((_NOISE_CELLS,) * 3, dtype=np.float32), lane_x=(-1.6, 2.1))
 
 
 def _value_noise(lattice: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -158,14 +158,14 @@ def _shade(scene: _Scene, points: np.ndarray, surface: np.ndarray, axis: np.ndar
                + 0.3 * _value_noise(scene.noise, points * 4.1 + 7.0)
                + 0.2 * _value_noise(scene.noise, points * 11.0 + 13.0))
     tint = _value_noise(scene.noise, points * 0.7 + 19.0)[:, None] * 0.12 - 0.06
-    colour = scene.colours[surface] * (0.35 + 0.9 * texture[:, None]) + tint * np.array([1.0, 0.0, -1.0])
-    colour *= np.array([0.75, 1.0, 0.6])[axis][:, None]  # view-independent face shading
+    color = scene.colors[surface] * (0.35 + 0.9 * texture[:, None]) + tint * np.array([1.0, 0.0, -1.0])
+    color *= np.array([0.75, 1.0, 0.6])[axis][:, None]  # view-independent face shading
     on_road = surface == _ROAD
     dashes = np.mod(points[:, 2], 6.0) < 3.0
     for lane_x in scene.lane_x:
         marking = on_road & dashes & (np.abs(points[:, 0] - lane_x) < 0.08)
-        colour[marking] = 0.9
-    return np.clip(colour, 0.0, 1.0)
+        color[marking] = 0.9
+    return np.clip(color, 0.0, 1.0)
 
 
 def _pixel_rays(height: int, width: int, camera_matrix: np.ndarray, samples: int) -> np.ndarray:
@@ -184,8 +184,8 @@ def _render_view(scene: _Scene, origin: np.ndarray, height: int, width: int,
     """(H,W,3) uint8 RGB (supersampled) and (H,W) float32 depth at pixel centres for a camera at origin."""
     rays = _pixel_rays(height, width, camera_matrix, SUPERSAMPLE)
     t, surface, axis = _ray_cast(scene, origin, rays)
-    colour = _shade(scene, origin + t[:, None] * rays, surface, axis).reshape(height * SUPERSAMPLE, width * SUPERSAMPLE, 3)
-    image = cv2.resize(colour.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    color = _shade(scene, origin + t[:, None] * rays, surface, axis).reshape(height * SUPERSAMPLE, width * SUPERSAMPLE, 3)
+    image = cv2.resize(color.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
     depth, _, _ = _ray_cast(scene, origin, _pixel_rays(height, width, camera_matrix, 1))
     return np.round(image * 255).astype(np.uint8), depth.reshape(height, width).astype(np.float32)
 
