@@ -54,6 +54,8 @@ from siam_depth_core.report import DEPTH_RANGES, format_paper_table, range_score
 from siam_depth_core.visualize import side_by_side, write_png
 
 LOGGER = logging.getLogger("siam_depth.evaluate")
+#: Row label of the printed table, by the backend that ran the model.
+TABLE_LABELS = {"torch": "this checkpoint", "onnxruntime": "this ONNX model", "tensorrt": "this TensorRT engine"}
 
 
 class SequencePredictor(Protocol):
@@ -240,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stereo2015 != "none" and (stereo_folder / "disp_occ_0").is_dir():
         report["kitti2015"] = evaluate_stereo2015(estimator, stereo_folder)
     (out_dir / "summary.json").write_text(json.dumps(report, indent=2))
-    print(format_paper_table(evaluation.summary))
+    print(format_paper_table(evaluation.summary, label=TABLE_LABELS[source.backend]))
     if "kitti2015" in report:
         k15 = report["kitti2015"]
         print(f"KITTI 2015 D1-all: {100 * k15['d1_all']:.2f} % ({int(k15['images'])} images)")

@@ -206,8 +206,8 @@ def test_eigen_split_on_a_partial_download_skips_the_missing_frames(tmp_path: Pa
     assert "kitti2015" not in summary
 
 
-def test_onnx_export_scores_the_same_metrics_as_its_checkpoint(tmp_path: Path, kitti_root: Path,
-                                                                drive_0009: Path) -> None:
+def test_onnx_export_scores_the_same_metrics_as_its_checkpoint(tmp_path: Path, kitti_root: Path, drive_0009: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed (onnx extra)")
     net, meta = _tiny()
     checkpoint = save_checkpoint(tmp_path / "tiny.pt", net, meta)
@@ -216,6 +216,7 @@ def test_onnx_export_scores_the_same_metrics_as_its_checkpoint(tmp_path: Path, k
               "--vis", "0", "--warmup-frames", "2"]
     assert main(["--checkpoint", str(checkpoint), *common, "--out-dir", str(tmp_path / "pt")]) == 0
     assert main(["--onnx", str(tmp_path / "tiny.onnx"), *common, "--out-dir", str(tmp_path / "onnx")]) == 0
+    assert "this ONNX model" in capsys.readouterr().out
     from_checkpoint = json.loads((tmp_path / "pt" / "summary.json").read_text())
     from_onnx = json.loads((tmp_path / "onnx" / "summary.json").read_text())
     assert (from_checkpoint["backend"], from_onnx["backend"]) == ("torch", "onnxruntime")
