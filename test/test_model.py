@@ -237,12 +237,14 @@ def test_state_carried_across_frames_matches_each_stream_run_alone() -> None:
     batched, batched_state = _run_clip(net, [torch.cat([a, b]) for a, b in zip(clip_a, clip_b, strict=True)])
     alone_a, state_a = _run_clip(net, clip_a)
     alone_b, state_b = _run_clip(net, clip_b)
+    # Batched and single convolutions differ by float rounding only (the He-initialised activations are
+    # of unit scale, so absolute differences of a few 1e-6 occur); a leak would differ by far more.
     for step in range(3):
-        torch.testing.assert_close(batched[step][0:1], alone_a[step], rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(batched[step][1:2], alone_b[step], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(batched[step][0:1], alone_a[step], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(batched[step][1:2], alone_b[step], rtol=1e-4, atol=1e-5)
     for (h, c), (h_a, c_a), (h_b, c_b) in zip(batched_state, state_a, state_b, strict=True):
-        torch.testing.assert_close(h, torch.cat([h_a, h_b]), rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(c, torch.cat([c_a, c_b]), rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(h, torch.cat([h_a, h_b]), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(c, torch.cat([c_a, c_b]), rtol=1e-4, atol=1e-5)
 
 
 def test_state_of_one_item_does_not_leak_into_another() -> None:
