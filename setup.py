@@ -64,6 +64,7 @@ setup(
             "siam-depth-train = siam_depth_core.train:main",
             "siam-depth-eval = siam_depth_core.evaluate:main",
             "siam-depth-export = siam_depth_core.export:main",
+            "siam-depth-predict = siam_depth_core.predict:main",
             "siam-depth-kitti2bag = siam_depth_ros.kitti2bag:main",
             "siam-depth-play = siam_depth_ros.player:main",
         ],

@@ -78,6 +78,28 @@ def labelled(panel: np.ndarray, text: str) -> np.ndarray:
     return panel
 
 
+def with_color_bar(panel: np.ndarray, label: str, min_depth: float = NEAR_DEPTH_M, max_depth: float = FAR_DEPTH_M,
+                   ticks_m: Sequence[float] = (2, 3, 5, 10, 20, 40, 80)) -> np.ndarray:
+    """A depth picture (from `colorize_depth` with the same min/max) with a labelled colour bar in metres on its
+    right and `label` in its top-left corner: (H, W + bar, 3) uint8 RGB."""
+    height = panel.shape[0]
+    bar_width, text_width = 14, 46
+    inverse = np.linspace(1.0 / min_depth, 1.0 / max_depth, height, dtype=np.float32)[:, None]  # near on top
+    bar = colorize(np.repeat(inverse, bar_width, axis=1), 1.0 / max_depth, 1.0 / min_depth)
+    scale = np.zeros((height, text_width, 3), np.uint8)
+    last_row = None
+    for depth in sorted((d for d in ticks_m if min_depth <= d <= max_depth), reverse=True):  # far end first
+        row = int(round((1.0 / min_depth - 1.0 / depth) / (1.0 / min_depth - 1.0 / max_depth) * (height - 1)))
+        if last_row is not None and last_row - row < 12:  # keep the labels apart
+            continue
+        last_row = row
+        cv2.line(scale, (0, row), (4, row), (255, 255, 255), 1)
+        baseline = min(max(row + 4, 10), height - 2)
+        cv2.putText(scale, f"{depth:g} m", (6, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+    return np.concatenate([labelled(panel.copy(), label), bar, scale], axis=1)
+
+
 def triptych(image: np.ndarray, depth_m: np.ndarray, depth_gt: np.ndarray, labels: Sequence[str],
              scale: float = 0.5) -> np.ndarray:
     """(h, 3w, 3) uint8 at `scale` of the image size: image | predicted depth | ground truth over the image,
