@@ -439,8 +439,8 @@ def test_long_run_in_a_loop_keeps_memory_flat_and_resets_once_per_loop(
                      "depth/camera_info": CameraInfo}
     counts = dict.fromkeys(other_outputs, 0)
     for topic, msg_type in other_outputs.items():  # subscribed, so the node builds every output
-        harness.node.create_subscription(msg_type, topic, lambda msg, t=topic: counts.__setitem__(t, counts[t] + 1),
-                                         RELIABLE_DEEP)
+        harness.node.create_subscription(msg_type, f"{harness.namespace}/{topic}",
+                                         lambda msg, t=topic: counts.__setitem__(t, counts[t] + 1), RELIABLE_DEEP)
     camera_matrix = camera_matrix_for(LONG_RUN_SHAPE[1], LONG_RUN_SHAPE[0])
     loop = [rgb_message(random_image((*LONG_RUN_SHAPE, 3), seed), 0) for seed in range(LOOP_FRAMES)]
     info = info_message(camera_matrix, LONG_RUN_SHAPE[1], LONG_RUN_SHAPE[0], 0)
