@@ -113,7 +113,9 @@ class DepthNode(Node):
         self._outputs = OutputBuilder(settings.output_settings())
         self._last_stamp_ns: int | None = None  # of the last processed frame; a repeat of it is skipped
         self._warned_unusable_camera_info = False
-        self._restoring_thread: int | None = None  # the thread putting the serving model's values back
+        self._restoring = False  # set while the serving model's values are put back after a failed reload
+        # a failed reload puts the parameters back from the executor thread, after the set that caused it
+        self._restore_parameters_guard = self.create_guard_condition(self._restore_model_parameters)
 
         enabled = {DISPARITY: settings.publish_disparity, POINTS: settings.publish_points,
                    COLORED: settings.publish_colored}
@@ -140,7 +142,7 @@ class DepthNode(Node):
         """Reload the model in the background when checkpoint/backend/onnx/engine change. Bad values and
         missing files are refused here; a model that fails to load later keeps the old one serving."""
         changes = {parameter.name: parameter.value for parameter in parameters if parameter.name in MODEL_PARAMETERS}
-        if not changes or threading.get_ident() == self._restoring_thread:
+        if not changes or self._restoring:
             return SetParametersResult(successful=True)
         _, serving = self._model.snapshot()
         try:
@@ -161,15 +163,21 @@ class DepthNode(Node):
                                "from zero")
 
     def _on_model_failed(self, settings: NodeSettings, error: Exception, serving: NodeSettings) -> None:
-        """Log, report, and set the model parameters back to the model that still serves."""
+        """Log and report (reload thread); the parameters are set back to the serving model by the executor."""
         reason = f"model not reloaded ({type(error).__name__}: {error}); still serving the previous model"
         self.get_logger().error(reason)
         self._stats.error_reported(reason)
-        self._restoring_thread = threading.get_ident()
+        self._restore_parameters_guard.trigger()
+
+    def _restore_model_parameters(self) -> None:
+        """Executor thread: set the model parameters back to those of the serving model. Running here, it
+        comes after the parameter set that started the failed reload has been stored."""
+        _, serving = self._model.snapshot()
+        self._restoring = True
         try:
             self.set_parameters([Parameter(name, value=getattr(serving, name)) for name in MODEL_PARAMETERS])
         finally:
-            self._restoring_thread = None
+            self._restoring = False
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self._model.serving() as (estimator, _):
