@@ -35,22 +35,35 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from siam_depth_core.backends import BackendError
-from siam_depth_core.backends.source import (
-    CheckpointSource,
-    EngineSource,
-    ModelSource,
-    OnnxSource,
-    RuntimeOptions,
+from siam_depth_core.baselines import own_mean_control, street_prior, to_grid
+from siam_depth_core.cli import (
+    add_model_arguments,
+    model_source,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+    runtime_options,
 )
-from siam_depth_core.checkpoint import CheckpointError
 from siam_depth_core.data import paths
 from siam_depth_core.data.ground_truth import EvalFrame, ground_truth_depth, has_ground_truth
-from siam_depth_core.data.kitti import KittiDrive, load_disparity_png, load_image
+from siam_depth_core.data.kitti import KittiDrive, load_image
+from siam_depth_core.data.kitti2015 import (
+    NOMINAL_FOCAL_BASELINE_PX_M,
+    disparity_to_nominal_depth,
+    list_stereo2015_frames,
+)
 from siam_depth_core.geometry import disparity_to_depth
 from siam_depth_core.inference import DepthEstimator, DepthResult
 from siam_depth_core.metrics import METRIC_NAMES, kitti_d1
-from siam_depth_core.report import DEPTH_RANGES, format_paper_table, range_scores, write_metrics_csv
+from siam_depth_core.report import (
+    DEPTH_RANGES,
+    controls_table,
+    format_paper_table,
+    range_scores,
+    scene_controls,
+    write_metrics_csv,
+)
 from siam_depth_core.visualize import side_by_side, write_png
 
 LOGGER = logging.getLogger("siam_depth.evaluate")
@@ -71,10 +84,25 @@ class SequencePredictor(Protocol):
 
 @dataclass
 class DepthEvaluation:
-    """Per-image rows (drive, frame, range, gt_points, metrics) and the per-range means (+ "images")."""
+    """Per-image rows (drive, frame, range, gt_points, metrics), the per-range means (+ "images") and, per
+    range, the model beside the controls that need no image (`report.scene_controls`)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    controls: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+#: The drive whose median LiDAR depth per pixel is the street-prior control (51 scans in ../shared/data).
+STREET_PRIOR_DRIVE = "2011_09_26/2011_09_26_drive_0009_sync"
+
+
+def drive_street_prior(root: Path, name: str = STREET_PRIOR_DRIVE) -> np.ndarray:
+    """(H,W) float32 per-pixel median LiDAR depth (metres) over every frame of a drive with ground truth."""
+    drive = KittiDrive(root, name)
+    depths = [ground_truth_depth(drive, frame) for frame in drive.frames(camera=2) if has_ground_truth(drive, frame)]
+    if not depths:
+        raise FileNotFoundError(f"no LiDAR ground truth in {drive.path} for the street prior")
+    return street_prior(depths)
 
 
 def warmup_frames(drive: KittiDrive, frame: EvalFrame, count: int, ext: str = ".png") -> list[int]:
@@ -89,9 +117,15 @@ def warmup_frames(drive: KittiDrive, frame: EvalFrame, count: int, ext: str = ".
 
 def evaluate_depth(estimator: SequencePredictor, frames: Sequence[EvalFrame], root: Path, warmup: int = 0,
                    ext: str = ".png", vis_dir: Path | None = None, vis_count: int = 0,
-                   ranges: dict[str, tuple[float, float]] = DEPTH_RANGES) -> DepthEvaluation:
-    """Eigen-style evaluation of `estimator` against LiDAR on `frames`; see the module docstring."""
+                   ranges: dict[str, tuple[float, float]] = DEPTH_RANGES,
+                   street_prior_m: np.ndarray | None = None) -> DepthEvaluation:
+    """Eigen-style evaluation of `estimator` against LiDAR on `frames`; see the module docstring.
+
+    street_prior_m: an (H,W) depth map scored as a control beside the own-mean and constant ones.
+    """
     result = DepthEvaluation()
+    depth_preds: list[np.ndarray] = []
+    depth_gts: list[np.ndarray] = []
     drives: dict[str, KittiDrive] = {}
     for index, frame in enumerate(frames):
         drive = drives.setdefault(frame.drive, KittiDrive(root, frame.drive))
@@ -105,35 +139,50 @@ def evaluate_depth(estimator: SequencePredictor, frames: Sequence[EvalFrame], ro
             raise ValueError(f"{frame.drive} frame {frame.frame}: LiDAR map {depth_gt.shape} and image "
                              f"{image.shape[:2]} differ in size")
         depth_pred = disparity_to_depth(disparity, estimator.baseline_m, fx_px, image.shape[1])
+        depth_preds.append(depth_pred)
+        depth_gts.append(depth_gt)
         for name, depth_range in ranges.items():
             scores = range_scores(depth_gt, depth_pred, depth_range)
             result.rows.append({"drive": frame.drive, "frame": frame.frame, "range": name, **scores})
         if vis_dir is not None and index < vis_count:
             vis_dir.mkdir(parents=True, exist_ok=True)
             write_png(vis_dir / f"{Path(frame.drive).name}_{frame.frame:010d}.png",
-                      side_by_side(image, depth_pred, depth_gt))
-    for name in ranges:
+                      side_by_side(image, depth_pred, depth_gt, "prediction, depth [m]"))
+    for name, depth_range in ranges.items():
         rows = [r for r in result.rows if r["range"] == name and r["gt_points"] > 0]
         if rows:
             result.summary[name] = {k: float(np.mean([r[k] for r in rows])) for k in METRIC_NAMES}
             result.summary[name]["images"] = float(len(rows))
+            result.controls[name] = scene_controls(depth_preds, depth_gts, depth_range, street_prior_m)
     return result
 
 
-def evaluate_stereo2015(estimator: SequencePredictor, folder: Path) -> dict[str, float]:
-    """KITTI 2015 D1-all (fraction of bad pixels, mean over images) of `image_2/*` vs `disp_occ_0/*`.
+def evaluate_stereo2015(estimator: SequencePredictor, folders: Sequence[Path],
+                        ranges: dict[str, tuple[float, float]] = DEPTH_RANGES,
+                        street_prior_m: np.ndarray | None = None) -> dict[str, Any]:
+    """KITTI 2015 frames (`image_2/*` with `disp_occ_0/*` in each folder), each from a zero state: D1-all
+    (fraction of bad pixels, mean over images) of the model and of its own-mean control, and the depth
+    metrics with the controls (`report.scene_controls`) per range.
 
-    The predicted disparity (fraction of width) is scaled to pixels of the full image width.
+    The predicted disparity (fraction of width) is scaled to pixels of the full image width; depths of
+    both prediction and ground truth use the nominal KITTI f*B (it cancels in every ratio-based metric).
     """
-    gt_files = sorted((folder / "disp_occ_0").glob("*.png"))
-    if not gt_files:
-        raise FileNotFoundError(f"no disp_occ_0/*.png under {folder} (KITTI 2015 `training/` folder expected)")
-    scores = []
-    for gt_file in gt_files:
-        image = load_image(folder / "image_2" / gt_file.name)
-        disparity = estimator.predict_sequence([image]).disparity
-        scores.append(float(kitti_d1(load_disparity_png(gt_file), disparity * image.shape[1])))
-    return {"d1_all": float(np.mean(scores)), "images": float(len(scores))}
+    frames = list_stereo2015_frames(*folders)
+    disparity_gts, depth_preds = [], []
+    for frame in frames:
+        image, disparity_gt = frame.load()
+        disparity_px = estimator.predict_sequence([image]).disparity * image.shape[1]
+        disparity_gts.append(disparity_gt)
+        depth_preds.append(disparity_to_nominal_depth(disparity_px))
+    depth_gts = [disparity_to_nominal_depth(d) for d in disparity_gts]
+    controls = {name: scene_controls(depth_preds, depth_gts, depth_range, street_prior_m)
+                for name, depth_range in ranges.items()}
+    own_mean = own_mean_control([to_grid(d, depth_gts[0].shape) for d in depth_preds])
+    d1 = [kitti_d1(gt, NOMINAL_FOCAL_BASELINE_PX_M / np.where(pred > 0, pred, np.inf))
+          for gt, pred in zip(disparity_gts, depth_preds, strict=True)]
+    d1_own_mean = [kitti_d1(gt, NOMINAL_FOCAL_BASELINE_PX_M / to_grid(own_mean, gt.shape)) for gt in disparity_gts]
+    return {"d1_all": float(np.mean(d1)), "own_mean_d1_all": float(np.mean(d1_own_mean)),
+            "images": float(len(frames)), "frames": [f.name for f in frames], "depth": controls}
 
 
 def frames_from_args(args: argparse.Namespace, root: Path) -> list[EvalFrame]:
@@ -151,27 +200,10 @@ def frames_from_args(args: argparse.Namespace, root: Path) -> list[EvalFrame]:
     return [EvalFrame(e.drive, e.frame, e.camera) for e in read_split(args.split, "test", args.splits_dir)]
 
 
-def model_source(args: argparse.Namespace) -> ModelSource:
-    """--checkpoint, --onnx or --engine (+ --onnx to build it from) as a model source; ValueError otherwise."""
-    if args.checkpoint:
-        if args.onnx or args.engine:
-            raise ValueError("give one model: --checkpoint, or --onnx (ONNX Runtime), or --engine (TensorRT, "
-                             "with --onnx to build it from)")
-        return CheckpointSource(Path(args.checkpoint))
-    if args.engine:
-        return EngineSource(Path(args.engine), Path(args.onnx) if args.onnx else None)
-    if args.onnx:
-        return OnnxSource(Path(args.onnx))
-    raise ValueError("no model given: use --checkpoint model.pt, --onnx model.onnx or --engine model.engine")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="siam-depth-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="siam_depth checkpoint (.pt), run with torch")
-    parser.add_argument("--onnx", help="exported ONNX model (siam-depth-export), run with ONNX Runtime; with "
-                                       "--engine: the ONNX to build the engine from")
-    parser.add_argument("--engine", help="TensorRT engine (needs an NVIDIA GPU and tensorrt)")
+    add_model_arguments(parser)
     parser.add_argument("--split", default="eigen", help="split whose test_files.txt lists the test frames "
                                                          "(default eigen: the 697 Eigen test images)")
     parser.add_argument("--drives", nargs="+", help="evaluate these drives instead of a split "
@@ -184,68 +216,102 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ext", default=".png", help="image extension on disk (.png or .jpg)")
     parser.add_argument("--post-process", action="store_true", help="monodepth post-processing for a "
                         "non-Siamese checkpoint (no effect on a Siamese one, whose output is already refined)")
-    parser.add_argument("--warmup-frames", type=int, default=0, help="run up to this many preceding frames "
-                        "first to warm the ConvLSTM state (default 0: fresh state per test frame)")
-    parser.add_argument("--baseline", type=float, help="stereo baseline in metres (default: the model's)")
-    parser.add_argument("--stereo2015", help="KITTI 2015 `training/` folder for D1-all (default: "
-                        "../shared/data/kitti_stereo_2015/training when present); 'none' to skip")
+    parser.add_argument("--warmup-frames", type=non_negative_int, default=0, help="run up to this many preceding "
+                        "frames first to warm the ConvLSTM state (default 0: fresh state per test frame)")
+    parser.add_argument("--baseline", type=positive_float, help="stereo baseline in metres (default: the model's)")
+    parser.add_argument("--stereo2015", nargs="+", help="KITTI 2015 folders with image_2/ and disp_occ_0/ (default: "
+                        "../shared/data/kitti_stereo_2015/training and eval12 when present); 'none' to skip")
+    parser.add_argument("--street-prior", default=STREET_PRIOR_DRIVE, help="drive whose per-pixel median LiDAR "
+                        f"depth is scored as a control (default {STREET_PRIOR_DRIVE} when present); 'none' to skip")
     parser.add_argument("--out-dir", default="eval", help="where metrics.csv, summary.json and vis/ go")
-    parser.add_argument("--vis", type=int, default=4, help="side-by-side PNGs for the first N frames")
-    parser.add_argument("--max-images", type=int, help="evaluate only the first N frames (quick checks)")
+    parser.add_argument("--vis", type=non_negative_int, default=4, help="side-by-side PNGs for the first N frames")
+    parser.add_argument("--max-images", type=positive_int, help="evaluate only the first N frames (quick checks)")
     parser.add_argument("--skip-missing", action="store_true", help="skip listed frames whose image or LiDAR "
                         "is not on disk (e.g. --split eigen on a partial download) instead of failing")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cpu; the GPU for --engine)")
-    parser.add_argument("--num-threads", type=int, default=0, help="intra-op CPU threads (default 0: the "
-                        "library's default)")
     return parser
+
+
+def _stereo2015_folders(args: argparse.Namespace) -> list[Path]:
+    if args.stereo2015 == ["none"]:
+        return []
+    if args.stereo2015:
+        return [Path(folder) for folder in args.stereo2015]
+    default = paths.shared_data_dir() / "kitti_stereo_2015"
+    return [folder for folder in (default / "training", default / "eval12") if (folder / "disp_occ_0").is_dir()]
+
+
+def _street_prior(args: argparse.Namespace, root: Path) -> np.ndarray | None:
+    if args.street_prior == "none":
+        return None
+    if not KittiDrive(root, args.street_prior).exists():
+        if args.street_prior != STREET_PRIOR_DRIVE:
+            raise FileNotFoundError(f"street-prior drive {args.street_prior} not found under {root}")
+        LOGGER.info("street prior skipped: %s is not under %s", STREET_PRIOR_DRIVE, root)
+        return None
+    return drive_street_prior(root, args.street_prior)
+
+
+def _missing_frames(frames: list[EvalFrame], root: Path, ext: str) -> list[EvalFrame]:
+    return [f for f in frames if not ((drive := KittiDrive(root, f.drive)).image_path(f.frame, f.camera, ext).is_file()
+                                      and has_ground_truth(drive, f.frame, f.camera))]
+
+
+def _print_report(report: dict[str, Any], evaluation: DepthEvaluation, label: str) -> None:
+    print(format_paper_table(evaluation.summary, label=label))
+    for name, controls in evaluation.controls.items():
+        print(f"Controls, {name} (Garg crop):")
+        print("\n".join(controls_table(controls, label)))
+        print()
+    if "kitti2015" in report:
+        k15 = report["kitti2015"]
+        print(f"KITTI 2015 ({int(k15['images'])} frames): D1-all {100 * k15['d1_all']:.2f} % "
+              f"(own-mean control {100 * k15['own_mean_d1_all']:.2f} %)")
+        for name, controls in k15["depth"].items():
+            print(f"KITTI 2015 depth from disparity, {name}:")
+            print("\n".join(controls_table(controls, label)))
+            print()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point `siam-depth-eval`."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
-    if args.warmup_frames < 0:
-        print("siam-depth-eval: --warmup-frames must be >= 0", file=sys.stderr)
-        return 2
-    try:
-        source = model_source(args)
-        options = RuntimeOptions(device=args.device, num_threads=args.num_threads, post_process=args.post_process)
-        estimator = DepthEstimator(source, options, baseline_m=args.baseline)
-    except (CheckpointError, BackendError, ValueError) as error:
-        print(f"siam-depth-eval: error: {error}", file=sys.stderr)
-        return 2
+    return run_cli("siam-depth-eval", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    source = model_source(args)
+    estimator = DepthEstimator(source, runtime_options(args, post_process=args.post_process),
+                               baseline_m=args.baseline)
     root = Path(args.data_root) if args.data_root else paths.kitti_raw_root()
     frames = frames_from_args(args, root)
-    if args.skip_missing:
-        present = [f for f in frames if (drive := KittiDrive(root, f.drive)).image_path(f.frame, f.camera, args.ext)
-                   .is_file() and has_ground_truth(drive, f.frame, f.camera)]
-        if len(present) < len(frames):
-            LOGGER.warning("skipping %d of %d listed frames missing under %s", len(frames) - len(present),
-                           len(frames), root)
-        frames = present
+    missing = _missing_frames(frames, root, args.ext)
+    if missing and not args.skip_missing:
+        raise FileNotFoundError(f"{len(missing)} of {len(frames)} listed frames have no image or LiDAR under {root} "
+                                f"(first: {missing[0].drive} frame {missing[0].frame}); pass --skip-missing to "
+                                "evaluate the others (a partial download)")
+    if missing:
+        LOGGER.warning("skipping %d of %d listed frames missing under %s", len(missing), len(frames), root)
+        frames = [f for f in frames if f not in set(missing)]
     if args.max_images:
         frames = frames[:args.max_images]
     if not frames:
-        print("siam-depth-eval: no test frames with LiDAR ground truth", file=sys.stderr)
-        return 2
+        raise ValueError(f"no test frames with LiDAR ground truth under {root}")
     out_dir = Path(args.out_dir)
+    prior = _street_prior(args, root)
     LOGGER.info("evaluating %s (%s) on %d frames (baseline %.4f m, warm-up %d frames)", source, source.backend,
                 len(frames), estimator.baseline_m, args.warmup_frames)
     evaluation = evaluate_depth(estimator, frames, root, warmup=args.warmup_frames, ext=args.ext,
-                                vis_dir=out_dir / "vis", vis_count=args.vis)
+                                vis_dir=out_dir / "vis", vis_count=args.vis, street_prior_m=prior)
     write_metrics_csv(evaluation.rows, out_dir / "metrics.csv")
     report: dict[str, Any] = {"model": str(source), "backend": source.backend, "baseline_m": estimator.baseline_m,
-                              "depth": evaluation.summary, "warmup_frames": args.warmup_frames,
-                              "post_process": args.post_process}
-    stereo_folder = (Path(args.stereo2015) if args.stereo2015 and args.stereo2015 != "none"
-                     else paths.shared_data_dir() / "kitti_stereo_2015" / "training")
-    if args.stereo2015 != "none" and (stereo_folder / "disp_occ_0").is_dir():
-        report["kitti2015"] = evaluate_stereo2015(estimator, stereo_folder)
+                              "depth": evaluation.summary, "controls": evaluation.controls,
+                              "warmup_frames": args.warmup_frames, "post_process": args.post_process}
+    stereo_folders = _stereo2015_folders(args)
+    if stereo_folders:
+        report["kitti2015"] = evaluate_stereo2015(estimator, stereo_folders, street_prior_m=prior)
     (out_dir / "summary.json").write_text(json.dumps(report, indent=2))
-    print(format_paper_table(evaluation.summary, label=TABLE_LABELS[source.backend]))
-    if "kitti2015" in report:
-        k15 = report["kitti2015"]
-        print(f"KITTI 2015 D1-all: {100 * k15['d1_all']:.2f} % ({int(k15['images'])} images)")
+    _print_report(report, evaluation, TABLE_LABELS[source.backend])
     print(f"per-image metrics: {out_dir / 'metrics.csv'}; summary: {out_dir / 'summary.json'}")
     return 0
 

@@ -80,6 +80,67 @@ def format_paper_table(summary: Mapping[str, Mapping[str, float]], label: str = 
     return "\n".join(lines)
 
 
+#: Labels of the control rows (what a model that reads the scene must beat).
+OWN_MEAN_LABEL = "own-mean control (model's mean depth map)"
+STREET_PRIOR_LABEL = "street prior (median LiDAR of drive 0009)"
+#: Frames x pixels above which the frame-level statistics use a half-resolution grid (memory: Eigen's 697 frames).
+_FULL_GRID_LIMIT = 60 * 375 * 1242
+
+
+def scene_controls(depth_preds: Sequence[np.ndarray], depth_gts: Sequence[np.ndarray], depth_range: tuple[float, float],
+                   street_prior: np.ndarray | None = None) -> dict[str, Any]:
+    """The model's scores next to controls that need no image: does it read the scene or output the average one?
+
+    depth_preds / depth_gts: per frame (H,W) metres (GT 0 = none; frames may differ in size). Returns
+    {"model", "own_mean", "constant", ["street_prior"]: mean metrics; "frame_gain": abs_rel(own_mean) -
+    abs_rel(model); "frame_corr": `metrics.frame_correlation` on one grid (None below 3 frames)}. The
+    own-mean control is the per-pixel geometric mean of the model's own depth over these frames, the
+    constant each frame's median GT depth, the street prior a fixed (H,W) depth map; each is resized to
+    every frame's size and scored like the model.
+    """
+    from siam_depth_core.baselines import own_mean_control, to_grid
+    from siam_depth_core.metrics import frame_correlation
+
+    if len(depth_preds) != len(depth_gts) or not depth_preds:
+        raise ValueError(f"need one prediction per GT frame, got {len(depth_preds)} and {len(depth_gts)}")
+    grid = depth_gts[0].shape
+    if len(depth_gts) * grid[0] * grid[1] > _FULL_GRID_LIMIT:
+        grid = (grid[0] // 2, grid[1] // 2)
+    own_mean = own_mean_control([to_grid(p, grid) for p in depth_preds], max_depth=depth_range[1])
+    controls = {"own_mean": lambda gt: to_grid(own_mean, gt.shape),
+                "constant": lambda gt: np.full(gt.shape, median_gt_depth(gt, depth_range), np.float32)}
+    if street_prior is not None:
+        controls["street_prior"] = lambda gt: to_grid(street_prior, gt.shape)
+    scored = [i for i, gt in enumerate(depth_gts) if eigen_eval_mask(gt, *depth_range, garg_crop=True).any()]
+    if not scored:
+        raise ValueError(f"no frame has ground truth inside the Garg crop and {depth_range[0]:g}-{depth_range[1]:g} m")
+    result: dict[str, Any] = {"model": mean_metrics(range_scores(depth_gts[i], depth_preds[i], depth_range)
+                                                    for i in scored)}
+    for name, prediction in controls.items():
+        result[name] = mean_metrics(range_scores(depth_gts[i], prediction(depth_gts[i]), depth_range) for i in scored)
+    result["frame_gain"] = result["own_mean"]["abs_rel"] - result["model"]["abs_rel"]
+    result["frame_corr"] = None
+    if len(scored) >= 3:
+        result["frame_corr"] = frame_correlation(np.stack([to_grid(depth_preds[i], grid) for i in scored]),
+                                                 np.stack([to_grid(depth_gts[i], grid, sparse=True) for i in scored]),
+                                                 *depth_range)["frame_corr"]
+    return result
+
+
+def controls_table(controls: Mapping[str, Any], model_label: str, extra_rows: Sequence[tuple[str, Mapping]] = ()
+                   ) -> list[str]:
+    """`format_rows` of a `scene_controls` result (model, extra rows, own-mean, constant, street prior) plus
+    a line with frame_corr and frame_gain."""
+    rows = [(model_label, controls["model"]), *extra_rows, (OWN_MEAN_LABEL, controls["own_mean"]),
+            (CONSTANT_LABEL, controls["constant"])]
+    if "street_prior" in controls:
+        rows.append((STREET_PRIOR_LABEL, controls["street_prior"]))
+    corr = controls["frame_corr"]
+    return [*format_rows(rows, "Method"),
+            f"frame_corr {'n/a (fewer than 3 frames)' if corr is None else f'{corr:.3f}'}, "
+            f"frame_gain (abs_rel own-mean - model) {controls['frame_gain']:+.3f}"]
+
+
 def write_metrics_csv(rows: Iterable[Mapping[str, Any]], path: Path) -> Path:
     """Per-image metrics as CSV: drive, frame, range, gt_points and METRIC_NAMES, one row per image and range."""
     rows = list(rows)

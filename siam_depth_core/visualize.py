@@ -55,10 +55,13 @@ def colorize_sparse_depth(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return colors, has_point
 
 
-def side_by_side(image: np.ndarray, depth_pred: np.ndarray, depth_gt: np.ndarray) -> np.ndarray:
-    """(H,3W,3) uint8: image | predicted depth (metres, NaN invalid) | sparse ground truth (0 = none)."""
+def side_by_side(image: np.ndarray, depth_pred: np.ndarray, depth_gt: np.ndarray, model_label: str = "prediction"
+                 ) -> np.ndarray:
+    """(H, 3W + bar, 3) uint8: image | predicted depth (metres, NaN invalid) | sparse ground truth (0 = none),
+    each panel labelled, with the colour bar in metres that both depth panels share."""
     lidar, _ = colorize_sparse_depth(depth_gt)
-    return np.concatenate([image, colorize_depth(depth_pred), lidar], axis=1)
+    panels = [labelled(image.copy(), "image"), labelled(colorize_depth(depth_pred), model_label)]
+    return np.concatenate([*panels, with_color_bar(lidar, "LiDAR")], axis=1)
 
 
 def lidar_overlay(image: np.ndarray, depth_gt: np.ndarray) -> np.ndarray:

@@ -95,8 +95,28 @@ def test_d1_all_of_exact_and_shifted_disparities(shared_data: Path) -> None:
             disparity = (gt_px + self.shift_px) / images[-1].shape[1]
             return DepthResult(disparity, np.zeros_like(disparity), 0.0, None)
 
-    assert evaluate_stereo2015(Disparity(0.0), folder)["d1_all"] == pytest.approx(0.0)
-    assert evaluate_stereo2015(Disparity(10.0), folder)["d1_all"] > 0.5
+    assert evaluate_stereo2015(Disparity(0.0), [folder])["d1_all"] == pytest.approx(0.0)
+    assert evaluate_stereo2015(Disparity(10.0), [folder])["d1_all"] > 0.5
+
+
+def test_an_output_that_ignores_the_image_scores_exactly_its_own_mean_control(shared_data: Path) -> None:
+    folders = [shared_data / "kitti_stereo_2015" / "training", shared_data / "kitti_stereo_2015" / "eval12"]
+    if not (folders[1] / "disp_occ_0").is_dir():
+        pytest.skip(f"KITTI 2015 eval12/ not found under {folders[1].parent}")
+
+    class FixedLayout:  # near at the bottom, far at the top: a street layout, the same for every image
+        baseline_m = 0.54
+
+        def predict_sequence(self, images, encoding="rgb8", fx_px=None) -> DepthResult:
+            height, width = images[-1].shape[:2]
+            disparity = np.repeat(np.linspace(0.005, 0.08, height, dtype=np.float32)[:, None], width, axis=1)
+            return DepthResult(disparity, np.zeros_like(disparity), 0.0, None)
+
+    result = evaluate_stereo2015(FixedLayout(), folders)
+    assert result["images"] == 13 and result["frames"][:2] == ["000046_10", "000131_10"]
+    assert result["d1_all"] == pytest.approx(result["own_mean_d1_all"], abs=1e-4)
+    controls = result["depth"]["0-80m"]
+    assert controls["frame_corr"] == 0.0 and controls["frame_gain"] == pytest.approx(0.0, abs=1e-4)
 
 
 def test_warmup_uses_preceding_frames_present_on_disk(kitti_root: Path, drive_0009: Path) -> None:
@@ -158,7 +178,8 @@ def test_cli_writes_csv_summary_table_and_side_by_side(tmp_path: Path, kitti_roo
                  "--warmup-frames", "2"]) == 0
     printed = capsys.readouterr().out
     assert "Depth range: 0-80 meters (2 images)" in printed and "Depth range: 1-50 meters" in printed
-    assert "paper: Siamese convLSTM (K)" in printed and "KITTI 2015 D1-all" in printed
+    assert "paper: Siamese convLSTM (K)" in printed and "KITTI 2015 (13 frames): D1-all" in printed
+    assert "own-mean control" in printed and "street prior" in printed and "frame_corr" in printed
 
     with (out_dir / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -171,14 +192,16 @@ def test_cli_writes_csv_summary_table_and_side_by_side(tmp_path: Path, kitti_roo
         assert summary["depth"]["0-80m"][name] == pytest.approx(np.mean(values))
     assert 0.0 <= summary["kitti2015"]["d1_all"] <= 1.0 and summary["warmup_frames"] == 2
     assert summary["baseline_m"] == pytest.approx(meta.baseline_m)
+    assert {"model", "own_mean", "constant", "street_prior", "frame_gain"} <= set(summary["controls"]["0-80m"])
+    assert summary["controls"]["0-80m"]["frame_corr"] is None  # 2 frames: too few for the leave-one-out median
 
     pictures = sorted((out_dir / "vis").glob("*.png"))
     assert [p.name for p in pictures] == ["2011_09_26_drive_0009_sync_0000000000.png"]
     panel = cv2.imread(str(pictures[0]))
-    assert panel.shape == (375, 3 * 1242, 3)
+    assert panel.shape[0] == 375 and 3 * 1242 < panel.shape[1] < 3 * 1242 + 100  # + the colour bar in metres
     image = cv2.imread(str(kitti_root / DRIVE_0009 / "image_02" / "data" / "0000000000.png"))
-    assert np.array_equal(panel[:, :1242], image)
-    lidar_panel = panel[:, 2 * 1242:]
+    assert np.array_equal(panel[30:, :1242], image[30:])  # below the panel's label
+    lidar_panel = panel[30:, 2 * 1242:3 * 1242]
     assert 0.01 < np.mean(lidar_panel.max(axis=2) > 0) < 0.6  # sparse LiDAR dots, not an empty or full panel
 
 
@@ -193,13 +216,14 @@ def test_table_is_laid_out_like_the_paper() -> None:
 
 
 def test_eigen_split_on_a_partial_download_skips_the_missing_frames(tmp_path: Path, kitti_root: Path,
-                                                                   drive_0009: Path, shared_data: Path) -> None:
+                                                                   drive_0009: Path, shared_data: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
     net, meta = _tiny()
     checkpoint = save_checkpoint(tmp_path / "tiny.pt", net, meta)
     common = ["--checkpoint", str(checkpoint), "--split", "eigen", "--data-root", str(kitti_root),
               "--splits-dir", str(shared_data / "splits" / "monodepth2"), "--stereo2015", "none", "--vis", "0"]
-    with pytest.raises(FileNotFoundError):
-        main([*common, "--out-dir", str(tmp_path / "strict")])
+    assert main([*common, "--out-dir", str(tmp_path / "strict")]) == 2  # one line that names the way out
+    assert "pass --skip-missing" in capsys.readouterr().err
     assert main([*common, "--skip-missing", "--out-dir", str(tmp_path / "eval")]) == 0
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["depth"]["0-80m"]["images"] == 4  # Eigen test frames 0, 16, 32, 48 of drive 0009
