@@ -32,7 +32,7 @@ def measure(width_multipliers: tuple[float, ...], size: ImageSize) -> list[dict[
     for width_multiplier in width_multipliers:
         for recurrent in (True, False):
             with torch.device("meta"):
-                net = SiamDepthNet(width=width_multiplier, recurrent=recurrent)
+                net = SiamDepthNet(width_multiplier=width_multiplier, recurrent=recurrent)
             parameters = count_parameters(net)
             shapes = net.state_shapes(2, *size)  # 2 = direct + flipped stream
             state_floats = 2 * sum(math.prod(shape) for shape in shapes.values())  # h and c

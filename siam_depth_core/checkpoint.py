@@ -34,7 +34,7 @@ class CheckpointError(RuntimeError):
 class ModelMeta:
     """What a checkpoint says about its network and the rig it was trained on.
 
-    net_width: channel multiplier of the network (`SiamDepthNet(width=...)`), not an image width;
+    net_width: channel multiplier of the network (`SiamDepthNet(width_multiplier=...)`), not an image width;
     recurrent: ConvLSTM (True) or plain-conv skips; siamese: trained with the refinement pass;
     height/width: training input size in pixels (`input_size`); baseline_m: stereo baseline in metres
     (turns disparity into metric depth).
@@ -63,7 +63,7 @@ class ModelMeta:
 
     def build_network(self) -> SiamDepthNet:
         """A freshly initialised network with this architecture."""
-        return SiamDepthNet(width=self.net_width, recurrent=self.recurrent, max_disp=self.max_disp)
+        return SiamDepthNet(width_multiplier=self.net_width, recurrent=self.recurrent, max_disp=self.max_disp)
 
 
 def git_revision(repo_dir: str | Path | None = None) -> str:

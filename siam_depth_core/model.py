@@ -30,9 +30,9 @@ _BOTTLENECK_CHANNELS = 1024  # conv6a/b at 1/32
 _RECURRENT_BOTTLENECK_CHANNELS = 512  # convlstm7a/b at 1/32
 
 
-def scaled_channels(channels: int, width: float) -> int:
+def scaled_channels(channels: int, width_multiplier: float) -> int:
     """Channel count of a Table 1 layer under the width multiplier (at least 1)."""
-    return max(1, int(round(channels * width)))
+    return max(1, int(round(channels * width_multiplier)))
 
 
 class ConvLSTMCell(nn.Module):
@@ -107,7 +107,7 @@ class _DispHead(nn.Module):
 class SiamDepthNet(nn.Module):
     """The ConvLSTM encoder-decoder of Table 1; one branch of the Siamese pair.
 
-    `width` multiplies every channel count (1.0 is Table 1 exactly, 0.25 the CPU/embedded variant).
+    `width_multiplier` multiplies every channel count (1.0 is Table 1 exactly, 0.25 the CPU/embedded variant).
     `recurrent=False` replaces the ConvLSTM layers with plain convolutions (ablation, Table 3).
     Input: (N,3,H,W) RGB in [0,1], H and W multiples of 32.
     """
@@ -116,14 +116,15 @@ class SiamDepthNet(nn.Module):
     BOTTLENECK_NAMES = ("convlstm7a", "convlstm7b")
     NUM_SCALES = 4
 
-    def __init__(self, width: float = 1.0, recurrent: bool = True, max_disp: float = DEFAULT_MAX_DISP) -> None:
+    def __init__(self, width_multiplier: float = 1.0, recurrent: bool = True, max_disp: float = DEFAULT_MAX_DISP
+                 ) -> None:
         super().__init__()
-        self.width = width
+        self.width_multiplier = width_multiplier
         self.recurrent = recurrent
         self.max_disp = max_disp
-        enc = [scaled_channels(c, width) for c in _ENCODER_CHANNELS]
-        bottleneck = scaled_channels(_BOTTLENECK_CHANNELS, width)
-        rec_bottleneck = scaled_channels(_RECURRENT_BOTTLENECK_CHANNELS, width)
+        enc = [scaled_channels(c, width_multiplier) for c in _ENCODER_CHANNELS]
+        bottleneck = scaled_channels(_BOTTLENECK_CHANNELS, width_multiplier)
+        rec_bottleneck = scaled_channels(_RECURRENT_BOTTLENECK_CHANNELS, width_multiplier)
         self._state_channels = dict(zip(self.SKIP_NAMES, enc, strict=True))
         self._state_channels.update({name: rec_bottleneck for name in self.BOTTLENECK_NAMES})
 

@@ -25,9 +25,9 @@ def test_no_flip_no_photometric_is_identity():
     assert torch.equal(out_left, left) and torch.equal(out_right, right)
 
 
-def test_photometric_gamma_brightness_colour_formula():
+def test_photometric_gamma_brightness_color_formula():
     left, right = _clip(1)
-    augment = StereoAugment(flip_prob=0.0, gamma=(2.0, 2.0), brightness=(0.5, 0.5), colour=(0.9, 0.9), prob=1.0)
+    augment = StereoAugment(flip_prob=0.0, gamma=(2.0, 2.0), brightness=(0.5, 0.5), color=(0.9, 0.9), prob=1.0)
     out_left, out_right = augment(left, right, torch.Generator().manual_seed(0))
     torch.testing.assert_close(out_left, left**2 * 0.45)
     torch.testing.assert_close(out_right, right**2 * 0.45)
@@ -35,7 +35,7 @@ def test_photometric_gamma_brightness_colour_formula():
 
 def test_output_clamped_to_unit_range():
     left, right = _clip()
-    augment = StereoAugment(flip_prob=0.0, gamma=(1.0, 1.0), brightness=(2.0, 2.0), colour=(1.0, 1.0), prob=1.0)
+    augment = StereoAugment(flip_prob=0.0, gamma=(1.0, 1.0), brightness=(2.0, 2.0), color=(1.0, 1.0), prob=1.0)
     out_left, _ = augment(left, right, torch.Generator().manual_seed(0))
     assert out_left.max() == 1.0 and out_left.min() >= 0.0
     torch.testing.assert_close(out_left, (left * 2).clamp(max=1.0))

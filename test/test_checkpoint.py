@@ -23,7 +23,7 @@ META = ModelMeta(net_width=0.125, recurrent=True, siamese=True, height=64, width
 
 
 def _net() -> SiamDepthNet:
-    return SiamDepthNet(width=META.net_width, recurrent=META.recurrent, max_disp=META.max_disp)
+    return SiamDepthNet(width_multiplier=META.net_width, recurrent=META.recurrent, max_disp=META.max_disp)
 
 
 def _forward(net: SiamDepthNet, image: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,7 @@ def test_training_state_is_kept(tmp_path: Path) -> None:
 
 def test_non_recurrent_checkpoint_builds_the_plain_network(tmp_path: Path) -> None:
     meta = ModelMeta(net_width=0.125, recurrent=False, siamese=False)
-    path = save_checkpoint(tmp_path / "plain.pt", SiamDepthNet(width=0.125, recurrent=False), meta)
+    path = save_checkpoint(tmp_path / "plain.pt", SiamDepthNet(width_multiplier=0.125, recurrent=False), meta)
     loaded, loaded_meta = load_model(path)
     assert loaded.state_names == () and loaded_meta.siamese is False
 

@@ -48,7 +48,7 @@ def test_optimisation_on_a_synthetic_stereo_pair_recovers_the_disparity() -> Non
     torch.manual_seed(3)
     left, right = _stereo_pair(generator)
     truth = SHIFT_PX / WIDTH
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     error_before = _disparity_error(net, left, truth)
     for _ in range(100):

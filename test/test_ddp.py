@@ -50,7 +50,7 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path:
     initial = load_config(None, _config(tmp_path / "unused"))
     from siam_depth_core.model import SiamDepthNet
 
-    untrained = SiamDepthNet(width=initial.net_width).state_dict()
+    untrained = SiamDepthNet(width_multiplier=initial.net_width).state_dict()
     moved = max((single_weights[k] - untrained[k]).abs().max().item() for k in untrained)
     assert moved > 1e-4, "training did not change the weights; the comparison would be vacuous"
     largest_gap = max((ddp_weights[k] - single_weights[k]).abs().max().item() for k in single_weights)

@@ -36,7 +36,7 @@ SIZES = ((256, 512), (192, 640))  # (height, width): training size and the KITTI
 def _meta_net(width: float, recurrent: bool = True) -> SiamDepthNet:
     """A network whose tensors live on the meta device: shapes without memory or arithmetic."""
     with torch.device("meta"):
-        return SiamDepthNet(width=width, recurrent=recurrent)
+        return SiamDepthNet(width_multiplier=width, recurrent=recurrent)
 
 
 def _layer_outputs(net: SiamDepthNet, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -91,7 +91,7 @@ def test_parameter_count_matches_table1(recurrent: bool) -> None:
 
 
 def test_count_parameters_skips_frozen_weights() -> None:
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     everything = count_parameters(net)
     frozen = sum(p.numel() for p in net.conv1a.parameters())
     for parameter in net.conv1a.parameters():
@@ -122,7 +122,7 @@ def test_output_and_state_shapes(width: float, size: tuple[int, int]) -> None:
 
 def test_width_one_real_forward_at_training_size() -> None:
     """One real (not meta) forward of the full Table 1 network at 512x256: finite, in (0, max_disp)."""
-    net = SiamDepthNet(width=1.0).eval()
+    net = SiamDepthNet(width_multiplier=1.0).eval()
     with torch.no_grad():
         disps, state = net(torch.rand(1, 3, 256, 512))
     assert [tuple(d.shape) for d in disps] == [(1, 2, 256 // 2 ** s, 512 // 2 ** s) for s in range(4)]
@@ -133,7 +133,7 @@ def test_width_one_real_forward_at_training_size() -> None:
 
 
 def test_disparity_bounded_by_max_disp() -> None:
-    net = SiamDepthNet(width=0.125, max_disp=0.05)
+    net = SiamDepthNet(width_multiplier=0.125, max_disp=0.05)
     with torch.no_grad():
         disps, _ = net(torch.rand(2, 3, 64, 128))
     for disp in disps:
@@ -141,7 +141,7 @@ def test_disparity_bounded_by_max_disp() -> None:
 
 
 def test_non_recurrent_variant_has_no_state() -> None:
-    net = SiamDepthNet(width=0.125, recurrent=False)
+    net = SiamDepthNet(width_multiplier=0.125, recurrent=False)
     assert net.state_names == ()
     assert net.state_shapes(1, 64, 128) == {}
     assert net.init_state(1, 64, 128) == ()
@@ -158,15 +158,15 @@ def test_non_recurrent_variant_has_no_state() -> None:
 
 
 def test_non_recurrent_variant_rejects_a_state() -> None:
-    recurrent = SiamDepthNet(width=0.125)
-    plain = SiamDepthNet(width=0.125, recurrent=False)
+    recurrent = SiamDepthNet(width_multiplier=0.125)
+    plain = SiamDepthNet(width_multiplier=0.125, recurrent=False)
     with pytest.raises(ValueError, match="state has 7 layers, the network has 0"):
         plain(torch.rand(1, 3, 64, 128), recurrent.init_state(1, 64, 128))
 
 
 @pytest.mark.parametrize("size", [(100, 128), (64, 100), (0, 64), (64, 48)])
 def test_bad_input_size_raises_value_error(size: tuple[int, int]) -> None:
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     height, width = size
     with pytest.raises(ValueError, match="multiple of 32"):
         net(torch.rand(1, 3, height, width))
@@ -195,7 +195,7 @@ def test_convlstm_cell_follows_the_gate_equations() -> None:
 
 
 def test_zero_state_equals_none() -> None:
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     image = torch.rand(2, 3, 64, 128)
     with torch.no_grad():
         from_none, state_none = net(image, None)
@@ -209,7 +209,7 @@ def test_zero_state_equals_none() -> None:
 
 def test_state_changes_the_output() -> None:
     """The same frame seen twice gives a different answer the second time: the memory is used."""
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     image = torch.rand(1, 3, 64, 128)
     with torch.no_grad():
         first, state = net(image)
@@ -231,7 +231,7 @@ def _run_clip(net: SiamDepthNet, frames: list[torch.Tensor]) -> tuple[list[torch
 
 def test_state_carried_across_frames_matches_each_stream_run_alone() -> None:
     """Two clips batched together, step by step, equal each clip run alone: no state leaks across items."""
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     clip_a = [torch.rand(1, 3, 64, 128) for _ in range(3)]
     clip_b = [torch.rand(1, 3, 64, 128) for _ in range(3)]
     batched, batched_state = _run_clip(net, [torch.cat([a, b]) for a, b in zip(clip_a, clip_b, strict=True)])
@@ -249,7 +249,7 @@ def test_state_carried_across_frames_matches_each_stream_run_alone() -> None:
 
 def test_state_of_one_item_does_not_leak_into_another() -> None:
     """Changing the history of item 1 leaves item 0's output bit-for-bit unchanged."""
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     history = torch.rand(2, 3, 64, 128)
     other_history = history.clone()
     other_history[1] = torch.rand(3, 64, 128)
@@ -262,7 +262,7 @@ def test_state_of_one_item_does_not_leak_into_another() -> None:
 
 def test_siamese_streams_keep_their_own_state() -> None:
     """run_siamese over a clip equals the direct and the flipped clip run as two independent streams."""
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     frames = [torch.rand(1, 3, 64, 128) for _ in range(3)]
     state = None
     with torch.no_grad():
@@ -282,7 +282,7 @@ def test_siamese_streams_keep_their_own_state() -> None:
 
 
 def test_non_siamese_run_has_no_flipped_pass() -> None:
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     image = torch.rand(2, 3, 64, 128)
     with torch.no_grad():
         output, state = run_siamese(net, image, siamese=False)
@@ -292,7 +292,7 @@ def test_non_siamese_run_has_no_flipped_pass() -> None:
 
 
 def test_state_of_wrong_batch_raises_value_error() -> None:
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     with pytest.raises(ValueError, match="convlstm_skip1.*run_siamese needs a state of batch 2N"):
         run_siamese(net, torch.rand(1, 3, 64, 128), net.init_state(1, 64, 128))
     with pytest.raises(ValueError, match="state has 2 layers, the network has 7"):

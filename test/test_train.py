@@ -93,7 +93,7 @@ def test_learning_rate_halves_every_10_epochs_after_30() -> None:
 
 def test_clip_step_carries_state_through_the_clip_and_sums_the_frame_losses() -> None:
     torch.manual_seed(0)
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     clip_left, clip_right = torch.rand(2, 2, 3, 64, 64), torch.rand(2, 2, 3, 64, 64)
     with torch.no_grad():  # the same computation by hand: zero state at t=0, carried to t=1
         out0, state = run_siamese(net, clip_left[:, 0])
@@ -122,7 +122,7 @@ def test_clip_step_carries_state_through_the_clip_and_sums_the_frame_losses() ->
 
 def test_clip_step_scales_disparities_to_each_rig_and_adds_the_hint_term() -> None:
     torch.manual_seed(0)
-    net = SiamDepthNet(width=0.125, max_disp=0.1)
+    net = SiamDepthNet(width_multiplier=0.125, max_disp=0.1)
     clip_left, clip_right = torch.rand(2, 1, 3, 64, 64), torch.rand(2, 1, 3, 64, 64)
     rig = train_module.ClipRig(baseline_ratio=torch.tensor([1.0, 2.0]), depth_per_disparity=torch.tensor([0.3, 0.3]))
     hints = (torch.full((2, 1, 1, 64, 64), 0.05), torch.full((2, 1, 1, 64, 64), 0.05))
@@ -148,7 +148,7 @@ def test_init_from_starts_from_the_weights_and_rejects_another_architecture(tmp_
     first = train(load_config(None, [*TINY_SYNTHETIC, "synthetic_clips=4", "clip_len=1", "batch_size=2",
                                      "max_steps=1", f"out_dir={tmp_path / 'a'}"]))
     source = tmp_path / "a" / LAST_CHECKPOINT
-    net = SiamDepthNet(width=0.125)
+    net = SiamDepthNet(width_multiplier=0.125)
     config = load_config(None, [*TINY_SYNTHETIC, f"init_from={source}"])
     train_module.init_weights_from(source, net, config)
     for name, tensor in _weights(source).items():
@@ -159,7 +159,7 @@ def test_init_from_starts_from_the_weights_and_rejects_another_architecture(tmp_
     assert fine_tuned.step == 1  # a fresh run (step counter and optimiser start over)
     with pytest.raises(ValueError, match=r"net_width 0.125 in the checkpoint vs 0.25 in the config.*size "
                                          r"\(64, 128\) in the checkpoint vs \(64, 192\)"):
-        train_module.init_weights_from(source, SiamDepthNet(width=0.25), load_config(
+        train_module.init_weights_from(source, SiamDepthNet(width_multiplier=0.25), load_config(
             None, [*TINY_SYNTHETIC, "net_width=0.25", "size=[64,192]"]))
 
 

@@ -25,7 +25,7 @@ class AugmentDraw:
     grayscale: bool
     photometric: bool
     gamma: float
-    colour_factor: Tensor  # (3,) brightness * per-channel colour
+    color_factor: Tensor  # (3,) brightness * per-channel colour
 
 
 def to_grayscale(images: Tensor) -> Tensor:
@@ -48,7 +48,7 @@ class StereoAugment:
     flip_prob: float = 0.5
     gamma: tuple[float, float] = (0.8, 1.2)
     brightness: tuple[float, float] = (0.5, 2.0)
-    colour: tuple[float, float] = (0.8, 1.2)
+    color: tuple[float, float] = (0.8, 1.2)
     prob: float = 0.5
     grayscale_prob: float = 0.0
 
@@ -58,18 +58,18 @@ class StereoAugment:
                 raise ValueError(f"{name} must be a probability in [0,1], got {getattr(self, name)}")
         _check_range("gamma", self.gamma)
         _check_range("brightness", self.brightness)
-        _check_range("colour", self.colour)
+        _check_range("color", self.color)
 
     def draw(self, generator: torch.Generator) -> AugmentDraw:
         """Draw the parameters; the same number of random values is drawn whatever is chosen."""
         flip, photometric, gamma_u, brightness_u, gray_u = torch.rand(5, generator=generator,
                                                                       dtype=torch.float64).tolist()
-        colour_u = torch.rand(3, generator=generator, dtype=torch.float64)
+        color_u = torch.rand(3, generator=generator, dtype=torch.float64)
         gamma = self.gamma[0] + (self.gamma[1] - self.gamma[0]) * gamma_u
         brightness = self.brightness[0] + (self.brightness[1] - self.brightness[0]) * brightness_u
-        colour = self.colour[0] + (self.colour[1] - self.colour[0]) * colour_u
+        color = self.color[0] + (self.color[1] - self.color[0]) * color_u
         return AugmentDraw(flip=flip < self.flip_prob, grayscale=gray_u < self.grayscale_prob,
-                           photometric=photometric < self.prob, gamma=gamma, colour_factor=brightness * colour)
+                           photometric=photometric < self.prob, gamma=gamma, color_factor=brightness * color)
 
     def apply_geometric(self, draw: AugmentDraw, left: Tensor, right: Tensor) -> tuple[Tensor, Tensor]:
         """The geometric part only (flip + swap), for per-view maps such as left/right disparity hints."""
@@ -86,7 +86,7 @@ class StereoAugment:
         if draw.grayscale:
             left, right = to_grayscale(left), to_grayscale(right)
         if draw.photometric:
-            factor = draw.colour_factor.to(left.dtype).view(3, 1, 1)
+            factor = draw.color_factor.to(left.dtype).view(3, 1, 1)
             left = left.clamp(0, 1) ** draw.gamma * factor
             right = right.clamp(0, 1) ** draw.gamma * factor
         return left.clamp(0, 1), right.clamp(0, 1)
