@@ -52,7 +52,7 @@ from siam_depth_core.data.calib import (
     read_calib_file,
     read_timestamps,
 )
-from siam_depth_core.data.kitti import IMAGE_EXTENSIONS, list_frames, load_image, load_velodyne_points
+from siam_depth_core.data.kitti import KittiDrive, list_frames, load_image, load_velodyne_points
 
 LOGGER = logging.getLogger(__name__)
 
@@ -440,14 +440,6 @@ def load_oxts(path: str | Path) -> np.ndarray:
     return values
 
 
-def _image_file(drive_dir: Path, camera: int, frame: int) -> Path | None:
-    for ext in IMAGE_EXTENSIONS:
-        path = drive_dir / f"image_0{camera}" / "data" / f"{frame:010d}{ext}"
-        if path.is_file():
-            return path
-    return None
-
-
 def _stamps(path: Path, frames: Sequence[int]) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"missing KITTI timestamp file: {path}")
@@ -483,8 +475,8 @@ class _Request:
 class _Planner:
     """Every message of the bag in bag-time order, each built (files read) only when written; notes warnings."""
 
-    def __init__(self, drive_dir: Path, calib: DriveCalibration, frames: list[int], request: _Request) -> None:
-        self.drive_dir, self.calib, self.frames, self.request = drive_dir, calib, frames, request
+    def __init__(self, drive: KittiDrive, calib: DriveCalibration, frames: list[int], request: _Request) -> None:
+        self.drive, self.calib, self.frames, self.request = drive, calib, frames, request
         self.messages: list[_Message] = []
         self.warnings: list[str] = []
 
@@ -493,9 +485,9 @@ class _Planner:
         LOGGER.warning(text)
 
     def _present(self, folder: str, leaving_out: str, option: str) -> bool:
-        if (self.drive_dir / folder).is_dir():
+        if (self.drive.path / folder).is_dir():
             return True
-        self.warn(f"no {folder} folder in {self.drive_dir}: {leaving_out} left out ({option} to silence this)")
+        self.warn(f"no {folder} folder in {self.drive.path}: {leaving_out} left out ({option} to silence this)")
         return False
 
     def _frames_with(self, what: str, path_of: Callable[[int], Path | None]) -> list[int]:
@@ -530,8 +522,8 @@ class _Planner:
         return cameras
 
     def _plan_camera(self, camera: CameraStream) -> None:
-        camera_frames = self._frames_with(camera.folder, lambda f: _image_file(self.drive_dir, camera.kitti_camera, f))
-        stamps = _stamps(self.drive_dir / camera.folder / "timestamps.txt", camera_frames)
+        camera_frames = self._frames_with(camera.folder, lambda f: self.drive.find_image(f, camera.kitti_camera))
+        stamps = _stamps(self.drive.timestamps_path(camera.folder), camera_frames)
         load = load_gray_image if camera.gray else load_image
         quality = self.request.jpeg_quality
         if self.request.compressed:
@@ -546,7 +538,7 @@ class _Planner:
                 return image_message(load(path), stamp, camera.frame_id)
         for frame in camera_frames:
             stamp = int(stamps[frame])
-            path = _image_file(self.drive_dir, camera.kitti_camera, frame)
+            path = self.drive.find_image(frame, camera.kitti_camera)
             self.messages.append(_Message(stamp, topic, msgtype, lambda p=path, s=stamp: build(p, s), path))
             self.messages.append(_Message(stamp, camera.info_topic, CAMERA_INFO_TYPE,
                                           lambda s=stamp: camera_info_message(self.calib, camera, s)))
@@ -554,14 +546,12 @@ class _Planner:
     def _plan_velodyne(self) -> None:
         if not self.request.with_velodyne or not self._present("velodyne_points", VELO_TOPIC, "--no-velodyne"):
             return
-        data = self.drive_dir / "velodyne_points" / "data"
-
         def scan(frame: int) -> Path | None:
-            path = data / f"{frame:010d}.bin"
+            path = self.drive.velodyne_path(frame)
             return path if path.is_file() else None
 
         velo_frames = self._frames_with("velodyne_points", scan)
-        stamps = _stamps(self.drive_dir / "velodyne_points" / "timestamps.txt", velo_frames)
+        stamps = _stamps(self.drive.timestamps_path("velodyne_points"), velo_frames)
         for frame in velo_frames:
             stamp, path = int(stamps[frame]), scan(frame)
             self.messages.append(_Message(stamp, VELO_TOPIC, POINTCLOUD_TYPE,
@@ -574,16 +564,14 @@ class _Planner:
                                               (TF_TOPIC, request.with_pose)) if wanted]
         if not topics or not self._present("oxts", " and ".join(topics), "--no-gps/--no-imu/--no-pose"):
             return
-        data = self.drive_dir / "oxts" / "data"
-
         def record(frame: int) -> Path | None:
-            path = data / f"{frame:010d}.txt"
+            path = self.drive.oxts_path(frame)
             return path if path.is_file() else None
 
         oxts_frames = self._frames_with("oxts", record)
         if not oxts_frames:
             return
-        stamps = _stamps(self.drive_dir / "oxts" / "timestamps.txt", oxts_frames)
+        stamps = _stamps(self.drive.timestamps_path("oxts"), oxts_frames)
         records = {frame: load_oxts(record(frame)) for frame in oxts_frames}  # small text files: read them now
         scale, origin = mercator_origin(records[oxts_frames[0]])
         for frame in oxts_frames:
@@ -680,7 +668,7 @@ def convert_drive(drive_dir: str | Path, bag_path: str | Path, storage: str = "m
     if not frames:
         raise ValueError(f"no left-camera frames in {drive_dir / 'image_02' / 'data'} within {start}:{stop}")
     request = _Request(with_right, with_gray, with_velodyne, with_gps, with_imu, with_pose, compressed, jpeg_quality)
-    planner = _Planner(drive_dir, calib, frames, request)
+    planner = _Planner(KittiDrive.from_dir(drive_dir), calib, frames, request)
     plan = planner.plan()
     _write_bag(bag_path, storage, chunk_compression, plan, progress)
     return ConversionSummary(bag_path, dict(Counter(message.topic for message in plan)), frames, planner.warnings,
