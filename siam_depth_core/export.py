@@ -2,11 +2,13 @@
 
 The ONNX graph is one Siamese step at a fixed size: inputs `image` (1,3,H,W) RGB in [0,1] and every
 ConvLSTM state tensor (`state_in.<layer>.h`, `state_in.<layer>.c`, batch 2: direct and flipped
-stream), outputs `disparity` (1,1,H,W) — the refined full-scale left disparity, a fraction of width —
-and every next state tensor (`state_out.<layer>.h|c`). The image flip, the 2N batch and the
-refinement live inside the graph. A JSON sidecar (`<onnx>.json`) records size, state layout,
-ModelMeta (with the rig baseline), the checkpoint's sha256 and the ONNX file's sha256 (checked by the
-backends at load).
+stream), outputs `disparity` (1,1,H,W) — the refined full-scale left disparity, a fraction of width —,
+`confidence` (1,1,H,W) in [0, 1] — the agreement of the two estimates of the left disparity
+(`refine.disparity_confidence`; only with the Siamese pass: a single-pass graph has no second estimate
+and no `confidence` output) — and every next state tensor (`state_out.<layer>.h|c`). The image flip,
+the 2N batch, the refinement and the confidence live inside the graph. A JSON sidecar (`<onnx>.json`)
+records size, state layout, the confidence output's name (or none), ModelMeta (with the rig baseline),
+the checkpoint's sha256 and the ONNX file's sha256 (checked by the backends at load).
 
     siam-depth-export --checkpoint model.pt --height 256 --width 512 --onnx model.onnx \\
         [--engine model.engine --fp16]
@@ -26,6 +28,7 @@ from torch import Tensor, nn
 
 from siam_depth_core.backends import BackendError
 from siam_depth_core.backends.sidecar import (
+    CONFIDENCE_OUTPUT,
     DISPARITY_OUTPUT,
     IMAGE_INPUT,
     ModelSidecar,
@@ -37,6 +40,7 @@ from siam_depth_core.backends.sidecar import (
 )
 from siam_depth_core.checkpoint import CheckpointError, ModelMeta, load_model
 from siam_depth_core.model import SiamDepthNet, check_input_size, run_siamese
+from siam_depth_core.refine import disparity_confidence
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
@@ -44,10 +48,13 @@ STATE_PARTS = ("h", "c")
 
 
 class SiameseStep(nn.Module):
-    """One stateful Siamese step with a flat signature: (image, *state) -> (disparity, *next_state).
+    """One stateful Siamese step with a flat signature:
+    (image, *state) -> (disparity, confidence, *next_state), or (disparity, *next_state) when not Siamese.
 
     image: (1,3,H,W); state: h, c of each layer in `net.state_names` order, each (2,C,h,w) (batch 1
     for a non-Siamese model). disparity: (1,1,H,W) refined left disparity, fraction of width.
+    confidence: (1,1,H,W) in [0, 1], `refine.disparity_confidence` of the direct and flipped estimates;
+    a single pass (siamese=False) has one estimate only, so it returns no confidence.
     """
 
     def __init__(self, net: SiamDepthNet, siamese: bool = True) -> None:
@@ -55,10 +62,19 @@ class SiameseStep(nn.Module):
         self.net = net
         self.siamese = siamese
 
+    @property
+    def output_names(self) -> list[str]:
+        """Names of the leading (non-state) outputs: disparity, and confidence when Siamese."""
+        return [DISPARITY_OUTPUT, CONFIDENCE_OUTPUT] if self.siamese else [DISPARITY_OUTPUT]
+
     def forward(self, image: Tensor, *flat_state: Tensor) -> tuple[Tensor, ...]:
         state = tuple(zip(flat_state[0::2], flat_state[1::2], strict=True)) if flat_state else None
         output, next_state = run_siamese(self.net, image, state, siamese=self.siamese)
-        return (output.disp_refined[0][:, 0:1], *[tensor for layer in next_state for tensor in layer])
+        flat_next_state = [tensor for layer in next_state for tensor in layer]
+        disparity = output.disp_refined[0][:, 0:1]
+        if output.disp_flipped is None:
+            return (disparity, *flat_next_state)
+        return (disparity, disparity_confidence(output.disp_direct[0], output.disp_flipped[0]), *flat_next_state)
 
 
 def state_layout(net: SiamDepthNet, meta: ModelMeta, height: int, width: int) -> list[StateTensor]:
@@ -88,12 +104,13 @@ def export_onnx(net: SiamDepthNet, meta: ModelMeta, size: tuple[int, int], onnx_
         warnings.simplefilter("ignore", category=DeprecationWarning)  # the TorchScript-based exporter
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)  # size checks: the size is fixed
         torch.onnx.export(step, example, str(onnx_path), input_names=[IMAGE_INPUT, *[s.input_name for s in layout]],
-                          output_names=[DISPARITY_OUTPUT, *[s.output_name for s in layout]],
+                          output_names=[*step.output_names, *[s.output_name for s in layout]],
                           opset_version=opset, do_constant_folding=True, dynamo=False)
     onnx.checker.check_model(str(onnx_path), full_check=True)
     sidecar = ModelSidecar(height=height, width=width, meta=asdict(meta),
                            state=layout, checkpoint_sha256=checkpoint_sha256, opset=opset,
-                           onnx_sha256=file_sha256(onnx_path))
+                           onnx_sha256=file_sha256(onnx_path),
+                           confidence_output=CONFIDENCE_OUTPUT if step.siamese else None)
     sidecar.write(sidecar_path(onnx_path))
     LOGGER.info("exported %s (%dx%d, %d state tensors) and %s", onnx_path, width, height, len(layout),
                 sidecar_path(onnx_path))

@@ -4,7 +4,8 @@
 memory, ONNX model or TensorRT engine; `siam_depth_core.backends.source`) with runtime options through
 the backend that runs it. `step(image, stamp)` preprocesses one camera frame (colour order, resize to
 the network size, [0,1]), runs the Siamese pair with the state of the previous frame, takes the refined
-full-scale left disparity, resizes it back to the camera resolution and converts it to metres. The state
+full-scale left disparity and its confidence (the agreement of the pair's two estimates), resizes them
+back to the camera resolution and converts the disparity to metres. The state
 is reset when time goes backwards (a bag loop), when the gap between frames exceeds `max_gap_s`, when the
 image size changes, or on `reset()`. `predict_sequence(images)` scores frames one by one from a fresh
 state (evaluation).
@@ -45,6 +46,9 @@ class DepthResult:
     reset_reason: why the state was reset before this frame (None if the state was carried, or
     for the very first frame, which starts from zeros without a reset).
     timings: seconds spent in "preprocess", "model" (the backend's step) and "postprocess".
+    confidence: (H,W) float32 in [0, 1], the agreement of the Siamese pass's two estimates of the left
+    disparity (`refine.disparity_confidence`; 1 = identical), for every pixel whether its depth is valid
+    or not; None when the model ran without the Siamese pass (no second estimate).
     """
 
     disparity: np.ndarray
@@ -52,6 +56,7 @@ class DepthResult:
     stamp: float
     reset_reason: str | None
     timings: dict[str, float] = field(default_factory=dict)
+    confidence: np.ndarray | None = None
 
 
 def preprocess(image: np.ndarray, encoding: str, size: tuple[int, int]) -> np.ndarray:
@@ -111,6 +116,7 @@ class DepthEstimator:
         self.backend: Backend = open_backend(source, self.options)
         self.meta: ModelMeta = self.backend.meta
         self.input_size: ImageSize = self.backend.input_size
+        self.has_confidence: bool = self.backend.has_confidence
         self.baseline_m = float(baseline_m) if baseline_m is not None else float(self.meta.baseline_m)
         self.max_gap_s = max_gap_s
         self.min_depth = min_depth
@@ -199,16 +205,20 @@ class DepthEstimator:
              start: float) -> tuple[DepthResult, Any]:
         """The model on one preprocessed frame, then disparity and depth at the camera resolution."""
         preprocessed = time.perf_counter()
-        network_disparity, next_state = self.backend.run(network_input, state)
+        output, next_state = self.backend.run(network_input, state)
         modelled = time.perf_counter()
         camera_height, camera_width = camera_shape
-        disparity = cv2.resize(network_disparity[0, 0], (camera_width, camera_height),
+        disparity = cv2.resize(output.disparity[0, 0], (camera_width, camera_height),
                                interpolation=cv2.INTER_LINEAR)
         depth_m = disparity_to_depth(disparity, self.baseline_m, fx_px, camera_width)
         with np.errstate(invalid="ignore"):
             depth_m[(depth_m < self.min_depth) | (depth_m > self.max_depth)] = np.nan
+        confidence = None
+        if output.confidence is not None:  # bilinear, like the disparity, then kept in [0, 1]
+            confidence = np.clip(cv2.resize(output.confidence[0, 0], (camera_width, camera_height),
+                                            interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
         done = time.perf_counter()
         result = DepthResult(disparity=disparity, depth_m=depth_m, stamp=0.0, reset_reason=None,
                              timings={"preprocess": preprocessed - start, "model": modelled - preprocessed,
-                                      "postprocess": done - modelled})
+                                      "postprocess": done - modelled}, confidence=confidence)
         return result, next_state

@@ -54,11 +54,11 @@ def test_export_cli_run_and_reload(checkpoint: Path, tmp_path: Path, height: int
     assert model.opset_import[0].version >= 17
     input_names = [item.name for item in model.graph.input]
     output_names = [item.name for item in model.graph.output]
-    assert input_names[0] == "image" and output_names[0] == "disparity"
+    assert input_names[0] == "image" and output_names[:2] == ["disparity", "confidence"]
     layers = ("convlstm_skip1", "convlstm_skip2", "convlstm_skip3", "convlstm_skip4", "convlstm_skip5",
               "convlstm7a", "convlstm7b")
     assert input_names[1:] == [f"state_in.{layer}.{part}" for layer in layers for part in "hc"]
-    assert output_names[1:] == [f"state_out.{layer}.{part}" for layer in layers for part in "hc"]
+    assert output_names[2:] == [f"state_out.{layer}.{part}" for layer in layers for part in "hc"]
 
     sidecar_json = json.loads(sidecar_path(onnx_path).read_text())
     assert (sidecar_json["height"], sidecar_json["width"]) == (height, width)
@@ -66,6 +66,7 @@ def test_export_cli_run_and_reload(checkpoint: Path, tmp_path: Path, height: int
     assert sidecar_json["checkpoint_sha256"] == file_sha256(checkpoint)
     assert sidecar_json["onnx_sha256"] == file_sha256(onnx_path)  # what the backends check at load
     assert sidecar_json["meta"]["net_width"] == NET_WIDTH
+    assert sidecar_json["confidence_output"] == "confidence"
     skip1 = sidecar_json["state"][0]
     assert skip1["shape"] == [2, 4, height, width]  # Siamese pair: batch 2; 32 * 0.125 channels
     assert sidecar_json["state"][-1]["shape"] == [2, 64, height // 32, width // 32]
@@ -77,6 +78,8 @@ def test_export_cli_run_and_reload(checkpoint: Path, tmp_path: Path, height: int
     first = estimator.step(camera, 0.0)
     second = estimator.step(camera, 0.1)
     assert first.disparity.shape == (100, 330) and np.isfinite(first.disparity).all()
+    assert first.confidence is not None and first.confidence.shape == (100, 330)
+    assert 0.0 <= first.confidence.min() and first.confidence.max() <= 1.0
     assert np.abs(second.disparity - first.disparity).max() > 1e-6, "the ONNX state must be carried"
 
 
@@ -90,12 +93,14 @@ def test_onnxruntime_matches_torch_on_real_frames(checkpoint: Path, tmp_path: Pa
     previous = None
     for frame in _real_frames(drive_0009, PARITY_FRAMES):
         network_input = preprocess(frame, "rgb8", size)
-        torch_disparity, torch_state = torch_estimator.backend.run(network_input, torch_state)
-        ort_disparity, ort_state = ort_estimator.backend.run(network_input, ort_state)
-        assert np.abs(torch_disparity - ort_disparity).max() < 1e-4
+        torch_output, torch_state = torch_estimator.backend.run(network_input, torch_state)
+        ort_output, ort_state = ort_estimator.backend.run(network_input, ort_state)
+        assert np.abs(torch_output.disparity - ort_output.disparity).max() < 1e-4
+        assert np.abs(torch_output.confidence - ort_output.confidence).max() < 1e-4
+        assert torch_output.confidence.std() > 1e-4  # a per-pixel map, not a constant
         if previous is not None:
-            assert np.abs(torch_disparity - previous).max() > 1e-6
-        previous = torch_disparity
+            assert np.abs(torch_output.disparity - previous).max() > 1e-6
+        previous = torch_output.disparity
     for torch_tensor, ort_value in zip([t for layer in torch_state for t in layer], ort_state, strict=True):
         np.testing.assert_allclose(ort_value.numpy(), torch_tensor.numpy(), atol=1e-4)
 
@@ -134,10 +139,31 @@ def test_non_recurrent_model_exports_without_state(tmp_path: Path) -> None:
     assert ModelSidecar.read(sidecar_path(tmp_path / "plain.onnx")).model_meta().recurrent is False
     backend = open_backend(OnnxSource(tmp_path / "plain.onnx"))
     image = np.random.default_rng(1).random((1, 3, 64, 128), dtype=np.float32)
-    disparity, _ = backend.run(image, None)
+    output, _ = backend.run(image, None)
     with torch.no_grad():
         expected = run_siamese(net, torch.from_numpy(image))[0].disp_refined[0][:, 0:1].numpy()
-    np.testing.assert_allclose(disparity, expected, atol=1e-5)
+    np.testing.assert_allclose(output.disparity, expected, atol=1e-5)
+
+
+def test_single_pass_model_exports_without_a_confidence_output(tmp_path: Path) -> None:
+    meta = ModelMeta(net_width=NET_WIDTH, siamese=False, height=64, width=128)
+    sidecar = export_onnx(meta.build_network().eval(), meta, (64, 128), tmp_path / "single.onnx")
+    assert sidecar.confidence_output is None
+    assert [item.name for item in onnx.load(str(tmp_path / "single.onnx")).graph.output][0:2] == [
+        "disparity", "state_out.convlstm_skip1.h"]
+    backend = open_backend(OnnxSource(tmp_path / "single.onnx"))
+    output, _ = backend.run(np.zeros((1, 3, 64, 128), np.float32), None)
+    assert not backend.has_confidence and output.confidence is None and output.disparity.shape == (1, 1, 64, 128)
+
+
+def test_onnx_whose_outputs_differ_from_its_sidecar_is_refused(small_onnx: Path, tmp_path: Path) -> None:
+    claimed = tmp_path / "claimed.onnx"
+    claimed.write_bytes(small_onnx.read_bytes())
+    fields = json.loads(sidecar_path(small_onnx).read_text())
+    sidecar_path(claimed).write_text(json.dumps({**fields, "confidence_output": "certainty"}))
+    with pytest.raises(BackendError, match=r"claimed.onnx does not match its sidecar .*outputs \['disparity', "
+                       r"'confidence', .*sidecar says \['disparity', 'certainty'"):
+        open_backend(OnnxSource(claimed))
 
 
 def test_cli_reports_missing_checkpoint_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

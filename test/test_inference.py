@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from siam_depth_core.backends import BackendError
+from siam_depth_core.backends import BackendError, StepOutput
 from siam_depth_core.backends.source import CheckpointSource, OnnxSource, RuntimeOptions, untrained_source
 from siam_depth_core.checkpoint import CheckpointError, ModelMeta, load_model, save_checkpoint
 from siam_depth_core.export import export_onnx
@@ -42,14 +42,15 @@ class _ConstantDisparity:
     """A backend stand-in that returns the same disparity everywhere (to check the depth formula)."""
 
     name = "constant"
+    has_confidence = False
 
     def __init__(self, value: np.ndarray, meta: ModelMeta) -> None:
         self.value = value
         self.meta = meta
         self.input_size = value.shape[-2:]
 
-    def run(self, image: np.ndarray, state: object) -> tuple[np.ndarray, object]:
-        return self.value, state
+    def run(self, image: np.ndarray, state: object) -> tuple[StepOutput, object]:
+        return StepOutput(self.value), state
 
 
 def test_preprocess_colour_order_and_range() -> None:
@@ -144,6 +145,34 @@ def test_output_at_camera_resolution_and_matches_network(tiny_checkpoint: Path, 
     in_range = (fallback >= 0.1) & (fallback <= 80.0)
     np.testing.assert_allclose(result.depth_m[in_range], fallback[in_range], rtol=1e-5)
     assert np.isnan(result.depth_m[~in_range]).all()
+
+
+def test_confidence_is_the_agreement_of_the_two_left_estimates_at_camera_resolution(
+        tiny_checkpoint: Path, estimator: DepthEstimator) -> None:
+    from siam_depth_core.refine import disparity_confidence
+
+    image = _camera_image(seed=4)
+    result = estimator.step(image, 0.0)
+    assert estimator.has_confidence
+    assert result.confidence is not None and result.confidence.shape == CAMERA_SHAPE
+    assert result.confidence.dtype == np.float32
+    assert 0.0 <= result.confidence.min() and result.confidence.max() <= 1.0
+    net, _ = load_model(tiny_checkpoint)
+    with torch.no_grad():
+        output, _ = run_siamese(net, torch.from_numpy(preprocess(image, "rgb8", NET_SIZE)))
+        network_confidence = disparity_confidence(output.disp_direct[0], output.disp_flipped[0])[0, 0].numpy()
+    expected = cv2.resize(network_confidence, CAMERA_SHAPE[::-1], interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(result.confidence, expected, atol=1e-6)
+    assert result.confidence.std() > 1e-4, "a random network's two estimates must disagree somewhere"
+
+
+def test_a_single_pass_has_no_confidence(tmp_path: Path) -> None:
+    meta = ModelMeta(net_width=0.125, siamese=False, height=NET_SIZE[0], width=NET_SIZE[1])
+    checkpoint = save_checkpoint(tmp_path / "plain.pt", meta.build_network(), meta)
+    single = DepthEstimator(CheckpointSource(checkpoint))
+    assert not single.has_confidence and single.step(_camera_image(), 0.0).confidence is None
+    blended = DepthEstimator(CheckpointSource(checkpoint), RuntimeOptions(post_process=True))
+    assert blended.has_confidence and blended.step(_camera_image(), 0.0).confidence is not None
 
 
 def test_depth_formula_and_range_on_known_disparity(tiny_checkpoint: Path) -> None:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from siam_depth_core.refine import flip_horizontal, ramp_masks, refine_disparity
+from siam_depth_core.refine import disparity_confidence, flip_horizontal, ramp_masks, refine_disparity
 
 WIDTH = 64
 
@@ -89,3 +89,16 @@ def test_refine_is_differentiable_in_both_passes() -> None:
     assert d1.grad[:, 0, :, 0].abs().max().item() == 0.0
     torch.testing.assert_close(d1.grad[:, 0, :, WIDTH // 2], torch.full((1, 4), 0.5))
     torch.testing.assert_close(d1.grad[:, 0, :, -1], torch.ones(1, 4))
+
+
+def test_confidence_is_min_over_max_of_the_direct_and_unflipped_left_estimates() -> None:
+    direct = torch.tensor([[0.10, 0.20, 0.30, 0.00]]).view(1, 1, 1, 4)
+    flipped_left = torch.tensor([[0.00, 0.10, 0.15, 0.05]]).view(1, 1, 1, 4)  # unflipped: 0.05 0.15 0.10 0.00
+    disp_direct = torch.cat([direct, torch.full_like(direct, 9.0)], dim=1)  # the right channel plays no part
+    disp_flipped = torch.cat([flipped_left, torch.full_like(direct, 7.0)], dim=1)
+    confidence = disparity_confidence(disp_direct, disp_flipped)
+    assert confidence.shape == (1, 1, 1, 4)
+    np.testing.assert_allclose(confidence.flatten().numpy(), [0.5, 0.75, 1 / 3, 0.0], rtol=1e-6)
+    same = disparity_confidence(disp_direct, flip_horizontal(disp_direct))
+    np.testing.assert_allclose(same.flatten().numpy()[:3], 1.0)  # agreeing estimates: full confidence
+    assert same.flatten()[3].item() == 0.0  # both zero (infinitely far): no 0/0, no confidence

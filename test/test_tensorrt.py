@@ -62,8 +62,8 @@ def test_rtx_parses_exported_onnx_and_builds_engine(tensorrt_rtx, exported: tupl
     parser = tensorrt_rtx.OnnxParser(network, logger)
     assert parser.parse(onnx_path.read_bytes()) and parser.num_errors == 0
     state_count = len(json.loads(sidecar_path(onnx_path).read_text())["state"])
-    assert network.num_inputs == 1 + state_count and network.num_outputs == 1 + state_count
-    assert network.get_output(1).name == "state_out.convlstm_skip1.h"
+    assert network.num_inputs == 1 + state_count and network.num_outputs == 2 + state_count
+    assert [network.get_output(i).name for i in range(3)] == ["disparity", "confidence", "state_out.convlstm_skip1.h"]
 
 
 def test_rtx_reports_corrupt_onnx(tensorrt_rtx, exported: tuple[Path, Path], tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_fp16_keeps_every_state_producing_layer_fp32(tensorrt_rtx, exported: tup
     assert tensorrt_rtx.OnnxParser(network, logger).parse(exported[1].read_bytes())
     selected = convlstm_cell_layers(tensorrt_rtx, network)
     produced = {layer.get_output(i).name for layer in selected for i in range(layer.num_outputs)}
-    state_outputs = [network.get_output(i).name for i in range(1, network.num_outputs)]
+    state_outputs = [network.get_output(i).name for i in range(2, network.num_outputs)]
     assert set(state_outputs) <= produced, "every next h/c must come from an fp32-pinned layer"
     assert all(layer.type != tensorrt_rtx.LayerType.CONVOLUTION for layer in selected)
     assert all("convlstm" in layer.name for layer in selected)
@@ -109,9 +109,10 @@ def test_tensorrt_matches_torch_on_real_frames(exported: tuple[Path, Path], driv
     torch_state = trt_state = None
     for path in sorted((drive_0009 / "image_02" / "data").glob("*.png"))[:PARITY_FRAMES]:
         network_input = preprocess(cv2.imread(str(path)), "bgr8", (64, 128))
-        torch_disparity, torch_state = torch_estimator.backend.run(network_input, torch_state)
-        trt_disparity, trt_state = trt_estimator.backend.run(network_input, trt_state)
-        assert np.abs(torch_disparity - trt_disparity).max() < tolerance
+        torch_output, torch_state = torch_estimator.backend.run(network_input, torch_state)
+        trt_output, trt_state = trt_estimator.backend.run(network_input, trt_state)
+        assert np.abs(torch_output.disparity - trt_output.disparity).max() < tolerance
+        assert np.abs(torch_output.confidence - trt_output.confidence).max() < tolerance
 
 
 @needs_tensorrt_runtime

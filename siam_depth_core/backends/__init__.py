@@ -5,8 +5,9 @@ memory -> torch, ONNX -> onnxruntime, engine -> tensorrt) with runtime options; 
 honour an option raises a BackendError naming it instead of ignoring it.
 
 Every backend has the same small interface (`Backend`): it takes the (1,3,H,W) float32 RGB image in
-[0,1] and the state it returned for the previous frame (None = zeros, a fresh sequence) and returns
-the refined full-scale left disparity (1,1,H,W) float32, a fraction of width, and the next state.
+[0,1] and the state it returned for the previous frame (None = zeros, a fresh sequence) and returns a
+`StepOutput` — the refined full-scale left disparity (1,1,H,W) float32, a fraction of width, and its
+confidence (1,1,H,W) float32 in [0, 1] (None without the Siamese pass) — and the next state.
 The state is opaque to callers: torch tensors, ONNX Runtime values or a token naming TensorRT /
 CUDA-graph device buffers. A backend serves one stream: only the state returned by its latest `run`
 (or None) may be passed back (buffer-based backends reuse their buffers).
@@ -16,6 +17,7 @@ Backends are imported lazily so that `onnxruntime` and `tensorrt` stay optional.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,17 +34,32 @@ class BackendError(RuntimeError):
     """A backend that cannot run: missing package, missing GPU, bad model file, an option it cannot honour."""
 
 
+@dataclass(frozen=True)
+class StepOutput:
+    """What one step gives at the network size.
+
+    disparity: (1,1,H,W) float32 refined left disparity, fraction of width.
+    confidence: (1,1,H,W) float32 in [0, 1], the agreement of the direct and the flipped estimate of the
+    left disparity (`refine.disparity_confidence`); None when the step ran without the Siamese pass (a
+    model trained without it, or a single-pass run), which gives no second estimate to compare with.
+    """
+
+    disparity: np.ndarray
+    confidence: np.ndarray | None = None
+
+
 class Backend(Protocol):
     """One stateful Siamese step; see the module docstring."""
 
     name: str
     meta: ModelMeta
     input_size: ImageSize  # network (H, W) in pixels
+    has_confidence: bool  # whether `run` returns a confidence (the step runs the Siamese pass)
 
-    def run(self, image: np.ndarray, state: Any | None) -> tuple[np.ndarray, Any]:
+    def run(self, image: np.ndarray, state: Any | None) -> tuple[StepOutput, Any]:
         """image: (1,3,H,W) float32 RGB in [0,1]; state: previous return value or None (zeros).
 
-        Returns (disparity (1,1,H,W) float32 refined left disparity as a fraction of width, next state).
+        Returns (the step's `StepOutput`, next state).
         """
         ...
 

@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from siam_depth_core.backends import BackendError, check_exported_options, check_image, reject_unsupported
+from siam_depth_core.backends import (
+    BackendError,
+    StepOutput,
+    check_exported_options,
+    check_image,
+    reject_unsupported,
+)
 from siam_depth_core.backends.sidecar import ModelSidecar, check_onnx_sha256, sidecar_path
 from siam_depth_core.backends.source import OnnxSource, RuntimeOptions
 
@@ -55,6 +61,7 @@ class OnnxRuntimeBackend:
             raise BackendError(str(error)) from error
         self.meta = self.sidecar.model_meta()
         self.input_size = self.sidecar.input_size
+        self.has_confidence = self.sidecar.confidence_output is not None
         check_exported_options(self.name, self.onnx_path, options, self.input_size, self.meta)
         providers: list[Any] = [CPU_PROVIDER]
         self.device_type, self.device_id = "cpu", 0
@@ -83,12 +90,18 @@ class OnnxRuntimeBackend:
         if inputs != expected:
             raise BackendError(f"ONNX model {self.onnx_path} does not match its sidecar "
                                f"{sidecar_path(self.onnx_path)}: inputs {inputs}, sidecar says {expected}")
+        outputs = [item.name for item in self.session.get_outputs()]
+        expected_outputs = [name for name in (self.sidecar.disparity_output, self.sidecar.confidence_output)
+                            if name is not None] + [item.output_name for item in self.sidecar.state]
+        if outputs != expected_outputs:
+            raise BackendError(f"ONNX model {self.onnx_path} does not match its sidecar "
+                               f"{sidecar_path(self.onnx_path)}: outputs {outputs}, sidecar says {expected_outputs}")
 
     def _zero_state(self) -> list[Any]:
         return [self._ort.OrtValue.ortvalue_from_numpy(np.zeros(item.shape, np.float32), self.device_type,
                                                        self.device_id) for item in self.sidecar.state]
 
-    def run(self, image: np.ndarray, state: Any | None) -> tuple[np.ndarray, Any]:
+    def run(self, image: np.ndarray, state: Any | None) -> tuple[StepOutput, Any]:
         """See `Backend.run`; the state is the list of next-state `OrtValue`s."""
         check_image(image, self.input_size, f"ONNX model {self.onnx_path}")
         state = self._zero_state() if state is None else state
@@ -97,8 +110,12 @@ class OnnxRuntimeBackend:
         for item, value in zip(self.sidecar.state, state, strict=True):
             binding.bind_ortvalue_input(item.input_name, value)
         binding.bind_output(self.sidecar.disparity_output, "cpu")
+        if self.sidecar.confidence_output is not None:
+            binding.bind_output(self.sidecar.confidence_output, "cpu")
         for item in self.sidecar.state:
             binding.bind_output(item.output_name, self.device_type, self.device_id)
         self.session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
-        return outputs[0].numpy(), list(outputs[1:])
+        leading = 2 if self.has_confidence else 1
+        confidence = outputs[1].numpy() if self.has_confidence else None
+        return StepOutput(outputs[0].numpy(), confidence), list(outputs[leading:])

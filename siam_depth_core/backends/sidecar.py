@@ -22,6 +22,8 @@ LOGGER = logging.getLogger(__name__)
 FORMAT = "siam_depth_export/1"
 IMAGE_INPUT = "image"
 DISPARITY_OUTPUT = "disparity"
+#: The per-pixel agreement of the Siamese pass's two left-disparity estimates, (1,1,H,W) in [0, 1].
+CONFIDENCE_OUTPUT = "confidence"
 
 
 def state_input_name(layer: str, part: str) -> str:
@@ -50,6 +52,8 @@ class ModelSidecar:
     """Everything a backend needs besides the model file. height/width: network input in pixels.
 
     onnx_sha256: hex sha256 of the exported ONNX file (None in sidecars of older exports).
+    confidence_output: name of the (1,1,H,W) confidence output, right after the disparity; None when the
+    graph has none (a model without the Siamese pass, or an export older than the confidence output).
     """
 
     height: int
@@ -62,6 +66,7 @@ class ModelSidecar:
     format: str = FORMAT
     image_input: str = IMAGE_INPUT
     disparity_output: str = DISPARITY_OUTPUT
+    confidence_output: str | None = None
     tensorrt: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -9,6 +9,7 @@ and the engine is rebuilt (with a log line saying why) whenever one of them diff
 Execution: all device buffers are allocated once (as torch CUDA tensors); the state lives in two
 buffer sets used ping-pong (frame k reads set k%2 and writes the other), so it never travels to the
 host; work is queued on one CUDA stream, optionally replayed from a CUDA graph per ping-pong parity.
+Only the disparity and, for an export with the Siamese pass, its confidence are copied to the host.
 
 TensorRT is optional: it is imported lazily, and a GPU is checked for before any TensorRT object is
 created (creating one without a GPU can crash the process).
@@ -24,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from siam_depth_core.backends import BackendError, check_exported_options, check_image, reject_unsupported
+from siam_depth_core.backends import (
+    BackendError,
+    StepOutput,
+    check_exported_options,
+    check_image,
+    reject_unsupported,
+)
 from siam_depth_core.backends.sidecar import ModelSidecar, check_onnx_sha256, file_sha256, sidecar_path
 from siam_depth_core.backends.source import EngineSource, RuntimeOptions
 from siam_depth_core.model import SiamDepthNet
@@ -225,6 +232,7 @@ class TensorRTBackend:
         self.sidecar = _read_sidecar(sidecar_path(self.engine_path))
         self.meta = self.sidecar.model_meta()
         self.input_size = self.sidecar.input_size
+        self.has_confidence = self.sidecar.confidence_output is not None
         check_exported_options(self.name, self.engine_path, options, self.input_size, self.meta)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
@@ -264,6 +272,8 @@ class TensorRTBackend:
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         expected = {self.sidecar.image_input: [1, 3, *self.input_size], self.sidecar.disparity_output: [
             1, 1, *self.input_size]}
+        if self.sidecar.confidence_output is not None:
+            expected[self.sidecar.confidence_output] = [1, 1, *self.input_size]
         for item in self.sidecar.state:
             expected[item.input_name] = expected[item.output_name] = item.shape
         found = {name: list(self._engine.get_tensor_shape(name)) for name in names}
@@ -282,6 +292,11 @@ class TensorRTBackend:
         self._image = torch.zeros(1, 3, height, width, device="cuda")
         self._disparity = torch.zeros(1, 1, height, width, device="cuda")
         self._disparity_host = torch.zeros(1, 1, height, width, pin_memory=True)
+        self._confidence = self._confidence_host = None
+        if self.sidecar.confidence_output is not None:
+            self._confidence = torch.zeros(1, 1, height, width, device="cuda")
+            self._confidence_host = torch.zeros(1, 1, height, width, pin_memory=True)
+            self._context.set_tensor_address(self.sidecar.confidence_output, self._confidence.data_ptr())
         self._states = [[torch.zeros(item.shape, device="cuda") for item in self.sidecar.state] for _ in (0, 1)]
         self._context.set_tensor_address(self.sidecar.image_input, self._image.data_ptr())
         self._context.set_tensor_address(self.sidecar.disparity_output, self._disparity.data_ptr())
@@ -308,7 +323,7 @@ class TensorRTBackend:
             self._enqueue(parity)
         return graph
 
-    def run(self, image: np.ndarray, state: Any | None) -> tuple[np.ndarray, Any]:
+    def run(self, image: np.ndarray, state: Any | None) -> tuple[StepOutput, Any]:
         """See `Backend.run`; the state token is the index (0/1) of the buffer set holding the state."""
         check_image(image, self.input_size, f"TensorRT engine {self.engine_path}")
         torch = self._torch
@@ -323,5 +338,8 @@ class TensorRTBackend:
             else:
                 self._enqueue(parity)
             self._disparity_host.copy_(self._disparity, non_blocking=True)
+            if self._confidence is not None:
+                self._confidence_host.copy_(self._confidence, non_blocking=True)
         self._stream.synchronize()
-        return self._disparity_host.numpy().copy(), 1 - parity
+        confidence = None if self._confidence_host is None else self._confidence_host.numpy().copy()
+        return StepOutput(self._disparity_host.numpy().copy(), confidence), 1 - parity

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from siam_depth_core.backends import BackendError, check_image, reject_unsupported
+from siam_depth_core.backends import BackendError, StepOutput, check_image, reject_unsupported
 from siam_depth_core.backends.source import CheckpointSource, NetworkSource, RuntimeOptions
 from siam_depth_core.checkpoint import ModelMeta, load_model
 from siam_depth_core.model import NetState, SiamDepthNet, check_input_size, run_siamese
+from siam_depth_core.refine import disparity_confidence
 
 #: RuntimeOptions the torch backend honours (all of them).
 SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "fp16", "channels_last", "cuda_graph", "post_process")
@@ -50,6 +51,7 @@ class TorchBackend:
         self.meta = meta
         self.fp16 = options.fp16
         self.siamese = meta.siamese or options.post_process
+        self.has_confidence = self.siamese
         self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         self.net = net.to(self.device).eval().to(memory_format=self.memory_format)
         self.batch = 2 if self.siamese else 1
@@ -62,8 +64,10 @@ class TorchBackend:
             return torch.autocast(device_type="cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def step_tensors(self, image: torch.Tensor, state: NetState | None) -> tuple[torch.Tensor, NetState]:
-        """image (1,3,H,W) on the device -> (refined left disparity (1,1,H,W) float32, next state).
+    def step_tensors(self, image: torch.Tensor, state: NetState | None
+                     ) -> tuple[torch.Tensor, torch.Tensor | None, NetState]:
+        """image (1,3,H,W) on the device -> (refined left disparity (1,1,H,W) float32, its confidence
+        (1,1,H,W) float32 in [0, 1] or None without the Siamese pass, next state).
 
         state None starts from an explicit fp32 zero state, so that under fp16 autocast the cell state
         stays fp32 (f*c promotes to fp32) instead of inheriting the half-precision activations' dtype.
@@ -73,17 +77,20 @@ class TorchBackend:
         with torch.inference_mode(), self._autocast():
             output, next_state = run_siamese(self.net, image.contiguous(memory_format=self.memory_format),
                                              state, siamese=self.siamese)
-        return output.disp_refined[0][:, 0:1].float(), next_state
+            confidence = (None if output.disp_flipped is None else
+                          disparity_confidence(output.disp_direct[0].float(), output.disp_flipped[0].float()))
+        return output.disp_refined[0][:, 0:1].float(), confidence, next_state
 
-    def run(self, image: np.ndarray, state: Any | None) -> tuple[np.ndarray, Any]:
+    def run(self, image: np.ndarray, state: Any | None) -> tuple[StepOutput, Any]:
         """See `Backend.run`; the state is a `NetState` (or a graph token with cuda_graph)."""
         check_image(image, self.input_size, "the torch model")
         image_tensor = torch.from_numpy(image).to(self.device, non_blocking=False)
         if self._graph is not None:
-            disparity = self._graph.replay(image_tensor, fresh=state is None)
-            return disparity.cpu().numpy(), self._graph
-        disparity, next_state = self.step_tensors(image_tensor, state)
-        return disparity.cpu().numpy(), next_state
+            disparity, confidence = self._graph.replay(image_tensor, fresh=state is None)
+            next_state: Any = self._graph
+        else:
+            disparity, confidence, next_state = self.step_tensors(image_tensor, state)
+        return StepOutput(disparity.cpu().numpy(), None if confidence is None else confidence.cpu().numpy()), next_state
 
 
 class _CapturedStep:
@@ -103,14 +110,15 @@ class _CapturedStep:
         torch.cuda.current_stream(device).wait_stream(side_stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.disparity, next_state = backend.step_tensors(self.image, self.state)
+            self.disparity, self.confidence, next_state = backend.step_tensors(self.image, self.state)
             with torch.inference_mode():
                 for (hidden, cell), (next_hidden, next_cell) in zip(self.state, next_state, strict=True):
                     hidden.copy_(next_hidden)
                     cell.copy_(next_cell)
 
-    def replay(self, image: torch.Tensor, fresh: bool) -> torch.Tensor:
-        """Copy the image in, zero the state for a fresh sequence, replay; returns the disparity buffer."""
+    def replay(self, image: torch.Tensor, fresh: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Copy the image in, zero the state for a fresh sequence, replay; returns the disparity and confidence
+        buffers (confidence None without the Siamese pass)."""
         with torch.inference_mode():
             self.image.copy_(image)
             if fresh:
@@ -118,4 +126,4 @@ class _CapturedStep:
                     hidden.zero_()
                     cell.zero_()
         self.graph.replay()
-        return self.disparity
+        return self.disparity, self.confidence
