@@ -1,12 +1,18 @@
-"""Latency of one stateful Siamese step per backend x network width x input size.
+"""Latency of one stateful Siamese step per backend x network width x input size, against a reference network.
 
 Each configuration opens the model through `DepthEstimator` (the one inference path) and runs
 `--warmup` steps, then `--frames` timed steps (state carried) on a camera image of the network size;
 the time taken is the estimator's own "model" timing: the backend's step, (1,3,H,W) float32 in,
-refined disparity (1,1,H,W) back on the host. Reported: median and p90 latency, fps (1 / median), peak memory (process
-RSS high-water mark during the configuration, and torch's CUDA max allocated on a GPU), and the
-non-recurrent ablation model of the same width as a reference (ratio = recurrent / plain median,
-the cost of the ConvLSTM state). Torch and ONNX Runtime run side by side on the same thread count.
+refined disparity (1,1,H,W) back on the host. Reported: median and p90 latency, fps (1 / median), peak
+memory (process RSS high-water mark, and torch's CUDA max allocated on a GPU), and the non-recurrent
+ablation model of the same width (rec/plain = recurrent / plain median, the cost of the ConvLSTM state).
+
+The reference is what a user would run instead: monodepth2's depth network layout (ResNet-18 encoder,
+monodepth2 decoder, `benchmarks/reference_net.py`) at the same size and thread count, for one image
+and for image + flip (its post-processing, a batch of 2), on torch and ONNX Runtime. All configurations
+of a size are timed interleaved, `--rounds` rounds of a few steps each, so that load drift on a shared
+machine hits them alike; every row of ours gives `speedup` = reference median / our median on the same
+runtime (image + flip for the Siamese step, one image for the single-pass step; > 1 = we are faster).
 
     python -m benchmarks.model_latency --widths 0.25 --sizes 512x256 --json latency.json
 """
@@ -17,7 +23,10 @@ import importlib.util
 import json
 import os
 import platform
+import sys
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,27 +34,39 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.reference_net import Monodepth2Reference
 from siam_depth_core.backends import BackendError
 from siam_depth_core.backends.source import EngineSource, NetworkSource, OnnxSource, RuntimeOptions
 from siam_depth_core.checkpoint import ModelMeta
+from siam_depth_core.cli import non_negative_int, positive_int, run_cli
 from siam_depth_core.export import export_onnx
 from siam_depth_core.geometry import ImageSize
 from siam_depth_core.inference import DepthEstimator
 from siam_depth_core.model import count_parameters
 
-BACKEND_VARIANTS = ("torch", "torch_channels_last", "torch_cuda_graph", "onnxruntime", "tensorrt")
+BACKEND_VARIANTS = ("torch", "torch_channels_last", "torch_cuda_graph", "onnxruntime", "onnxruntime_int8", "tensorrt")
 DEFAULT_BACKENDS = ("torch", "torch_channels_last", "onnxruntime", "tensorrt")
+#: Runtime of each variant, for pairing with the reference timed on the same runtime.
+RUNTIME = {"torch": "torch", "torch_channels_last": "torch", "torch_cuda_graph": "torch", "onnxruntime": "onnxruntime",
+           "onnxruntime_int8": "onnxruntime", "tensorrt": "tensorrt"}
+REFERENCE_NAME = "monodepth2 ResNet-18"
 
 
 @dataclass
 class LatencyRow:
-    """One configuration's measurement; times in milliseconds, memory in MiB."""
+    """One configuration's measurement; times in milliseconds, memory in MiB.
+
+    model: "ours" (the Siamese ConvLSTM step) or the reference; images: 1, or 2 for the reference's image +
+    flip. speedup: the reference's median (same runtime; image + flip for our Siamese step) / this median.
+    """
 
     backend: str
+    model: str
     device: str
     precision: str
-    width_multiplier: float
-    recurrent: bool
+    width_multiplier: float | None
+    recurrent: bool | None
+    images: int
     height: int
     width: int
     parameters: int
@@ -56,6 +77,7 @@ class LatencyRow:
     peak_rss_mib: float
     cuda_max_allocated_mib: float | None
     recurrent_over_plain: float | None = None
+    speedup: float | None = None
 
 
 def size_argument(text: str) -> ImageSize:
@@ -64,14 +86,6 @@ def size_argument(text: str) -> ImageSize:
         return ImageSize.parse(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _reset_peak_rss() -> None:
-    """Reset the kernel's RSS high-water mark of this process (Linux; no-op elsewhere)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def _peak_rss_mib() -> float:
@@ -86,10 +100,22 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def calibration_clips(size: ImageSize) -> list[list[np.ndarray]]:
+    """Real KITTI frames (3 clips of 4 from drive 0009) for int8 calibration, else random images."""
+    from siam_depth_core.data import paths
+    from siam_depth_core.data.kitti import KittiDrive, load_image
+
+    drive = KittiDrive(paths.kitti_raw_root(), "2011_09_26/2011_09_26_drive_0009_sync")
+    if drive.exists():
+        return [[load_image(drive.image_path(f)) for f in range(start, start + 4)] for start in (0, 20, 40)]
+    rng = np.random.default_rng(0)
+    return [[rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(4)]]
+
+
 def make_estimator(variant: str, meta: ModelMeta, size: ImageSize, device: str, fp16: bool, threads: int,
                    workdir: Path) -> DepthEstimator:
     """A DepthEstimator running `variant` for a freshly initialised network described by `meta` (exported to
-    ONNX in `workdir` for the onnxruntime and tensorrt variants)."""
+    ONNX in `workdir` for the onnxruntime and tensorrt variants; quantised to int8 for onnxruntime_int8)."""
     torch.manual_seed(0)
     net = meta.build_network().eval()
     on_cuda = device.startswith("cuda")
@@ -102,6 +128,13 @@ def make_estimator(variant: str, meta: ModelMeta, size: ImageSize, device: str, 
         export_onnx(net, meta, size, onnx_path)
     if variant == "onnxruntime":
         return DepthEstimator(OnnxSource(onnx_path), RuntimeOptions(device=device, num_threads=threads))
+    if variant == "onnxruntime_int8":
+        from siam_depth_core.quantize import quantize_onnx
+
+        int8_path = onnx_path.with_suffix(".int8.onnx")
+        if not int8_path.exists():
+            quantize_onnx(onnx_path, int8_path, calibration_clips(size))
+        return DepthEstimator(OnnxSource(int8_path), RuntimeOptions(device=device, num_threads=threads))
     if variant == "tensorrt":
         return DepthEstimator(EngineSource(onnx=onnx_path), RuntimeOptions(device=device, fp16=fp16, cuda_graph=True))
     raise ValueError(f"unknown backend variant {variant!r}; choose from {', '.join(BACKEND_VARIANTS)}")
@@ -115,23 +148,82 @@ def measure(estimator: DepthEstimator, frames: int, warmup: int, seed: int = 0) 
     return [estimator.step(image, 0.1 * (warmup + index)).timings["model"] for index in range(frames)]
 
 
-def run_configuration(variant: str, meta: ModelMeta, size: ImageSize, args: argparse.Namespace,
-                      workdir: Path) -> LatencyRow:
-    on_cuda = args.device.startswith("cuda")
-    _reset_peak_rss()
-    if on_cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+class Timed:
+    """One configuration ready to time: `step()` runs one step and returns the seconds its model took."""
+
+    def __init__(self, row: LatencyRow, step: Callable[[], float]) -> None:
+        self.row = row
+        self.step = step
+        self.times_s: list[float] = []
+
+
+def our_configuration(variant: str, meta: ModelMeta, size: ImageSize, args: argparse.Namespace, workdir: Path
+                      ) -> Timed:
+    """Our step through DepthEstimator; its "model" timing, state carried from step to step."""
     estimator = make_estimator(variant, meta, size, args.device, args.fp16, args.threads, workdir)
-    times_ms = np.array(measure(estimator, args.frames, args.warmup)) * 1e3
-    median = float(np.median(times_ms))
-    fp16 = args.fp16 and on_cuda and variant != "onnxruntime"
-    return LatencyRow(
-        backend=variant, device=args.device, precision="fp16" if fp16 else "fp32", width_multiplier=meta.net_width,
-        recurrent=meta.recurrent, height=size.height, width=size.width, parameters=count_parameters(meta.build_network()),
-        frames=args.frames, median_ms=median, p90_ms=float(np.percentile(times_ms, 90)), fps=1e3 / median,
-        peak_rss_mib=_peak_rss_mib(),
-        cuda_max_allocated_mib=torch.cuda.max_memory_allocated() / 2**20 if on_cuda else None)
+    image = np.random.default_rng(0).integers(0, 256, (*estimator.input_size, 3), dtype=np.uint8)
+    stamp = iter(0.1 * i for i in range(10**9))
+    fp16 = args.fp16 and args.device.startswith("cuda") and RUNTIME[variant] != "onnxruntime"
+    row = LatencyRow(backend=variant, model="ours", device=args.device,
+                     precision="int8" if variant.endswith("int8") else "fp16" if fp16 else "fp32",
+                     width_multiplier=meta.net_width, recurrent=meta.recurrent, images=1, height=size.height,
+                     width=size.width, parameters=count_parameters(meta.build_network()), frames=0, median_ms=0.0,
+                     p90_ms=0.0, fps=0.0, peak_rss_mib=0.0, cuda_max_allocated_mib=None)
+    return Timed(row, lambda: estimator.step(image, next(stamp)).timings["model"])
+
+
+def reference_configuration(runtime: str, images: int, size: ImageSize, args: argparse.Namespace, workdir: Path
+                            ) -> Timed:
+    """monodepth2's layout on `runtime` ("torch" or "onnxruntime") for a batch of `images` (1, or 2 = image + flip)."""
+    torch.manual_seed(0)
+    net = Monodepth2Reference().eval()
+    batch = torch.rand(images, 3, size.height, size.width)
+    if runtime == "torch":
+        device = torch.device(args.device)
+        net, batch = net.to(device), batch.to(device)
+
+        def step() -> float:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                net(batch).cpu()
+            return time.perf_counter() - start
+    else:
+        import onnxruntime as ort
+
+        path = workdir / f"reference_{images}x{size}.onnx"
+        if not path.exists():
+            torch.onnx.export(net, (batch,), str(path), input_names=["image"], output_names=["disparity"],
+                              opset_version=17, dynamo=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = args.threads
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {"image": batch.numpy()}
+
+        def step() -> float:
+            start = time.perf_counter()
+            session.run(None, feed)
+            return time.perf_counter() - start
+    row = LatencyRow(backend=runtime, model=REFERENCE_NAME, device=args.device, precision="fp32",
+                     width_multiplier=None, recurrent=None, images=images, height=size.height, width=size.width,
+                     parameters=count_parameters(net), frames=0, median_ms=0.0, p90_ms=0.0, fps=0.0,
+                     peak_rss_mib=0.0, cuda_max_allocated_mib=None)
+    return Timed(row, step)
+
+
+def time_interleaved(configurations: list[Timed], frames: int, warmup: int, rounds: int) -> None:
+    """Warm every configuration up, then run `rounds` rounds of frames/rounds steps of each in turn."""
+    for configuration in configurations:
+        for _ in range(warmup):
+            configuration.step()
+    per_round = max(1, frames // rounds)
+    for _ in range(rounds):
+        for configuration in configurations:
+            configuration.times_s += [configuration.step() for _ in range(per_round)]
+    for configuration in configurations:
+        times_ms = np.array(configuration.times_s) * 1e3
+        row = configuration.row
+        row.frames, row.median_ms = len(times_ms), float(np.median(times_ms))
+        row.p90_ms, row.fps = float(np.percentile(times_ms, 90)), 1e3 / row.median_ms
 
 
 def skip_reason(variant: str, device: str) -> str | None:
@@ -144,64 +236,103 @@ def skip_reason(variant: str, device: str) -> str | None:
             return "tensorrt not installed"
     if variant == "torch_cuda_graph" and not on_cuda:
         return "CUDA graphs need --device cuda"
+    if variant == "onnxruntime_int8" and on_cuda:
+        return "the int8 model is for CPUs"
     return None
+
+
+def link_rows(rows: list[LatencyRow]) -> None:
+    """Fill rec/plain of our recurrent rows and every our-row's speedup over the reference on its runtime."""
+    reference = {(r.backend, r.images, r.width, r.height): r.median_ms for r in rows if r.model == REFERENCE_NAME}
+    ours = [r for r in rows if r.model == "ours"]
+    for row in ours:
+        plain = [p for p in ours if p.backend == row.backend and p.recurrent is False and row.recurrent
+                 and (p.width_multiplier, p.width, p.height) == (row.width_multiplier, row.width, row.height)]
+        if plain:
+            row.recurrent_over_plain = row.median_ms / plain[0].median_ms
+        reference_ms = reference.get((RUNTIME[row.backend], 2, row.width, row.height))
+        if reference_ms is not None:
+            row.speedup = reference_ms / row.median_ms
 
 
 def run_all(args: argparse.Namespace) -> tuple[list[LatencyRow], dict[str, str]]:
     rows: list[LatencyRow] = []
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="siam_latency_") as tmp:
-        for net_width in args.widths:
-            for size in args.sizes:
-                for variant in args.backends:
-                    reason = skip_reason(variant, args.device)
-                    if reason is not None:
-                        skipped[variant] = reason
-                        continue
-                    by_recurrence = {}
+        for size in args.sizes:
+            configurations: list[Timed] = []
+            for variant in args.backends:
+                reason = skip_reason(variant, args.device)
+                if reason is not None:
+                    skipped[variant] = reason
+                    continue
+                for net_width in args.widths:
                     for recurrent in (True, False) if args.ablation else (True,):
                         meta = ModelMeta(net_width=net_width, recurrent=recurrent, height=size.height, width=size.width)
                         try:
-                            row = run_configuration(variant, meta, size, args, Path(tmp))
+                            configurations.append(our_configuration(variant, meta, size, args, Path(tmp)))
                         except BackendError as error:
                             skipped[variant] = str(error)
                             break
-                        by_recurrence[recurrent] = row
-                        rows.append(row)
-                        print(format_row(row), flush=True)
-                    if True in by_recurrence and False in by_recurrence:
-                        ratio = by_recurrence[True].median_ms / by_recurrence[False].median_ms
-                        by_recurrence[True].recurrent_over_plain = ratio
+            if args.reference:
+                runtimes = sorted({RUNTIME[c.row.backend] for c in configurations} & {"torch", "onnxruntime"})
+                configurations += [reference_configuration(runtime, images, size, args, Path(tmp))
+                                   for runtime in runtimes for images in (1, 2)]
+            _reset_peak_rss()
+            time_interleaved(configurations, args.frames, args.warmup, args.rounds)
+            for configuration in configurations:
+                configuration.row.peak_rss_mib = _peak_rss_mib()
+                if args.device.startswith("cuda"):
+                    configuration.row.cuda_max_allocated_mib = torch.cuda.max_memory_allocated() / 2**20
+                rows.append(configuration.row)
+    link_rows(rows)
     return rows, skipped
 
 
-HEADER = (f"{'backend':<20} {'prec':<5} {'width':>5} {'model':<5} {'size':>9} {'median ms':>10} {'p90 ms':>9} "
-          f"{'fps':>7} {'RSS MiB':>8} {'CUDA MiB':>8} {'rec/plain':>9}")
+def _reset_peak_rss() -> None:
+    """Reset the kernel's RSS high-water mark of this process (Linux; no-op elsewhere)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+HEADER = (f"{'backend':<18} {'model':<21} {'prec':<5} {'width':>5} {'skips':<5} {'img':>3} {'size':>9} "
+          f"{'median ms':>10} {'p90 ms':>9} {'fps':>7} {'RSS MiB':>8} {'rec/plain':>9} {'speedup':>8}")
 
 
 def format_row(row: LatencyRow) -> str:
-    cuda = f"{row.cuda_max_allocated_mib:8.0f}" if row.cuda_max_allocated_mib is not None else f"{'-':>8}"
+    skips = "-" if row.recurrent is None else "lstm" if row.recurrent else "plain"
+    width = "-" if row.width_multiplier is None else f"{row.width_multiplier:g}"
     ratio = f"{row.recurrent_over_plain:9.2f}" if row.recurrent_over_plain is not None else f"{'-':>9}"
-    return (f"{row.backend:<20} {row.precision:<5} {row.width_multiplier:>5} {'lstm' if row.recurrent else 'plain':<5} "
+    speedup = f"{row.speedup:7.2f}x" if row.speedup is not None else f"{'-':>8}"
+    return (f"{row.backend:<18} {row.model:<21} {row.precision:<5} {width:>5} {skips:<5} {row.images:>3} "
             f"{row.width:>4}x{row.height:<4} {row.median_ms:10.2f} {row.p90_ms:9.2f} {row.fps:7.2f} "
-            f"{row.peak_rss_mib:8.0f} {cuda} {ratio}")
+            f"{row.peak_rss_mib:8.0f} {ratio} {speedup}")
+
+
+def cpu_features() -> dict[str, Any]:
+    """The CPU model and the vector extensions that decide CPU inference speed (Linux /proc/cpuinfo)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return {}
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    return {"cpu_model": model, "avx2": "avx2" in flags, "avx512f": "avx512f" in flags,
+            "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags,
+            "amx": any(flag.startswith("amx") for flag in flags)}
 
 
 def machine_description(device: str) -> dict[str, Any]:
     info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                             "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                            "torch_threads": torch.get_num_threads()}
+                            "torch_threads": torch.get_num_threads(), **cpu_features()}
     if importlib.util.find_spec("onnxruntime") is not None:
         import onnxruntime
         info["onnxruntime"] = onnxruntime.__version__
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
-    try:
-        model_names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                       if line.startswith("model name")]
-        info["cpu_model"] = model_names[0] if model_names else None
-    except OSError:
-        pass
     return info
 
 
@@ -216,12 +347,17 @@ def build_arg_parser() -> argparse.ArgumentParser:
                         help="network sizes WxH, comma separated")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     parser.add_argument("--fp16", action="store_true", help="fp16 for torch (autocast) and TensorRT on CUDA")
-    parser.add_argument("--frames", type=int, default=50, help="timed steps per configuration (>= 50 for reports)")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed steps before timing")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+    parser.add_argument("--frames", type=positive_int, default=50,
+                        help="timed steps per configuration (>= 50 for reports)")
+    parser.add_argument("--warmup", type=non_negative_int, default=5, help="untimed steps before timing")
+    parser.add_argument("--rounds", type=positive_int, default=10,
+                        help="interleaving rounds: each runs frames/rounds steps of every configuration")
+    parser.add_argument("--threads", type=positive_int, default=torch.get_num_threads(),
                         help="CPU threads for torch and ONNX Runtime alike")
     parser.add_argument("--no-ablation", dest="ablation", action="store_false",
-                        help="skip the non-recurrent reference model")
+                        help="skip the non-recurrent model of the same width")
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help=f"skip the {REFERENCE_NAME} reference (then no speedup column)")
     parser.add_argument("--json", type=Path, help="write rows + machine description here")
     return parser
 
@@ -230,23 +366,29 @@ def main(argv: list[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
     unknown = set(args.backends) - set(BACKEND_VARIANTS)
     if unknown:
-        raise SystemExit(f"unknown backends {sorted(unknown)}; choose from {', '.join(BACKEND_VARIANTS)}")
+        print(f"model_latency: error: unknown backends {sorted(unknown)}; choose from {', '.join(BACKEND_VARIANTS)}",
+              file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     machine = machine_description(args.device)
     print(json.dumps(machine))
-    print(HEADER)
-    rows, skipped = run_all(args)
-    print("\n" + HEADER)
-    for row in rows:
-        print(format_row(row))
-    for variant, reason in skipped.items():
-        print(f"skipped {variant}: {reason}")
-    if args.json is not None:
-        args.json.write_text(json.dumps({"machine": machine, "settings": {
-            "frames": args.frames, "warmup": args.warmup, "threads": args.threads, "fp16": args.fp16},
-            "rows": [asdict(row) for row in rows], "skipped": skipped}, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0
+
+    def body() -> int:
+        rows, skipped = run_all(args)
+        print(HEADER)
+        for row in rows:
+            print(format_row(row))
+        for variant, reason in skipped.items():
+            print(f"skipped {variant}: {reason}")
+        if args.json is not None:
+            args.json.write_text(json.dumps({"machine": machine, "settings": {
+                "frames": args.frames, "warmup": args.warmup, "rounds": args.rounds, "threads": args.threads,
+                "fp16": args.fp16, "reference": REFERENCE_NAME}, "rows": [asdict(row) for row in rows],
+                "skipped": skipped}, indent=2) + "\n")
+            print(f"wrote {args.json}")
+        return 0
+
+    return run_cli("model_latency", body)
 
 
 if __name__ == "__main__":
