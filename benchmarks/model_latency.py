@@ -38,11 +38,11 @@ from benchmarks.reference_net import Monodepth2Reference
 from siam_depth_core.backends import BackendError
 from siam_depth_core.backends.source import EngineSource, NetworkSource, OnnxSource, RuntimeOptions
 from siam_depth_core.checkpoint import ModelMeta
-from siam_depth_core.cli import non_negative_int, positive_int, run_cli
+from siam_depth_core.cli import OneLineParser, non_negative_int, positive_int, run_cli
 from siam_depth_core.export import export_onnx
 from siam_depth_core.geometry import ImageSize
 from siam_depth_core.inference import DepthEstimator
-from siam_depth_core.model import count_parameters
+from siam_depth_core.model import check_input_size, count_parameters
 
 BACKEND_VARIANTS = ("torch", "torch_channels_last", "torch_cuda_graph", "onnxruntime", "onnxruntime_int8", "tensorrt")
 DEFAULT_BACKENDS = ("torch", "torch_channels_last", "onnxruntime", "tensorrt")
@@ -81,11 +81,13 @@ class LatencyRow:
 
 
 def size_argument(text: str) -> ImageSize:
-    """argparse type: `ImageSize.parse` ("512x256" = width x height)."""
+    """argparse type: a network size `ImageSize.parse` reads ("512x256" = width x height), multiples of 32."""
     try:
-        return ImageSize.parse(text)
+        size = ImageSize.parse(text)
+        check_input_size(*size)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+    return size
 
 
 def _peak_rss_mib() -> float:
@@ -336,8 +338,8 @@ def machine_description(device: str) -> dict[str, Any]:
     return info
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_arg_parser() -> OneLineParser:
+    parser = OneLineParser(prog="model_latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", type=lambda s: s.split(","), default=list(DEFAULT_BACKENDS),
                         help=f"comma list from {', '.join(BACKEND_VARIANTS)} (unavailable ones are skipped)")
     parser.add_argument("--widths", type=lambda s: [float(v) for v in s.split(",")], default=[1.0, 0.5, 0.25],

@@ -9,7 +9,6 @@ direct and flipped stream, batch 1, fp32) at the given input size.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from benchmarks.model_latency import size_argument
+from siam_depth_core.cli import OneLineParser, positive_float, run_cli
 from siam_depth_core.geometry import ImageSize
 from siam_depth_core.model import SiamDepthNet, count_parameters
 
@@ -60,22 +60,27 @@ def markdown_table(rows: list[dict[str, Any]], size: ImageSize) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--widths", type=float, nargs="+", default=list(WIDTH_MULTIPLIERS),
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(prog="param_counts", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--widths", type=positive_float, nargs="+", default=list(WIDTH_MULTIPLIERS),
                         help="channel width multipliers")
     parser.add_argument("--size", type=size_argument, default=ImageSize(256, 512),
                         help="network input WIDTHxHEIGHT for the state size (default 512x256)")
     parser.add_argument("--json", type=Path, help="also write the JSON to this file")
     args = parser.parse_args(argv)
-    rows = measure(tuple(args.widths), args.size)
-    report = {"input_size": [args.size.width, args.size.height], "rows": rows}
-    print(markdown_table(rows, args.size))
-    print()
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+    def body() -> int:
+        rows = measure(tuple(args.widths), args.size)
+        report = {"input_size": [args.size.width, args.size.height], "rows": rows}
+        print(markdown_table(rows, args.size))
+        print()
+        print(json.dumps(report, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        return 0
+
+    return run_cli("param_counts", body)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

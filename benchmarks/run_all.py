@@ -21,6 +21,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from siam_depth_core.cli import OneLineParser, run_cli
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
 CPU_BACKENDS = "torch,torch_channels_last,onnxruntime"
@@ -61,20 +63,28 @@ def planned_runs(out: Path, quick: bool, gpu: bool) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="run_all", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help=f"results folder (default {DEFAULT_RESULTS}/<UTC time>)")
     parser.add_argument("--quick", action="store_true", help="fewer frames and sizes (a smoke run, not for reports)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks (names as in summary.json)")
     args = parser.parse_args(argv)
     out = args.out or DEFAULT_RESULTS / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out.mkdir(parents=True, exist_ok=True)
     runs = planned_runs(out, args.quick, cuda_available())
+    unknown = set(args.only or []) - set(runs)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(runs)}")
+    return run_cli("run_all", lambda: _run(args, out, runs))
+
+
+def _run(args: argparse.Namespace, out: Path, runs: dict[str, list[str]]) -> int:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"cannot create the results folder {out} ({error.strerror or error}); choose another --out") \
+            from error
     skipped = {}
     if not kitti_available():
         skipped["node_latency"] = "KITTI drive 0009 not found (set KITTI_ROOT or SIAM_DEPTH_DATA)"
-    unknown = set(args.only or []) - set(runs)
-    if unknown:
-        raise SystemExit(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(runs)}")
     results = {}
     for name, module_args in runs.items():
         if args.only and name not in args.only:

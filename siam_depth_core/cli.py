@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from siam_depth_core.backends import BackendError
 from siam_depth_core.backends.source import (
@@ -26,6 +27,14 @@ from siam_depth_core.checkpoint import CheckpointError
 USAGE_ERROR = 2
 #: Errors a user's input can cause; anything else is a bug and keeps its traceback.
 USER_ERRORS = (ValueError, OSError, CheckpointError, BackendError)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, `<prog>: error: <message> (see --help)`, exit code 2
+    (argparse's own also prints the whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def one_line(error: BaseException) -> str:

@@ -37,6 +37,7 @@ import numpy as np
 
 from siam_depth_core.baselines import own_mean_control, street_prior, to_grid
 from siam_depth_core.cli import (
+    OneLineParser,
     add_model_arguments,
     model_source,
     non_negative_int,
@@ -200,8 +201,8 @@ def frames_from_args(args: argparse.Namespace, root: Path) -> list[EvalFrame]:
     return [EvalFrame(e.drive, e.frame, e.camera) for e in read_split(args.split, "test", args.splits_dir)]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="siam-depth-eval", description=__doc__,
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="siam-depth-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(parser)
     parser.add_argument("--split", default="eigen", help="split whose test_files.txt lists the test frames "

@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 
 from siam_depth_core.cli import (
+    OneLineParser,
     add_model_arguments,
     model_source,
     positive_float,
@@ -221,8 +222,8 @@ def predict(frames: Iterator[InputFrame], estimator: DepthEstimator, outputs: Pr
     return {"frames": count, "resets": resets, "intrinsics": origin, "out_dir": str(outputs.out_dir)}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="siam-depth-predict", description=__doc__,
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="siam-depth-predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", type=Path, help="a folder of images, a video file, or a rosbag2 (with --topic)")
     parser.add_argument("--out-dir", type=Path, required=True, help="where depth/, color/, npy/, ply/ go")

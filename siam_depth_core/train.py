@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from siam_depth_core.checkpoint import ModelMeta, git_revision, read_checkpoint, save_checkpoint
+from siam_depth_core.cli import OneLineParser
 from siam_depth_core.config import TrainConfig, field_help, load_config, save_config
 from siam_depth_core.data.stereo import StereoRig
 from siam_depth_core.losses import HintTargets, LossWeights, reconstruct_views, siamese_loss
@@ -556,9 +557,9 @@ def image_summaries(result: StepResult) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------- CLI
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> OneLineParser:
     fields = "\n".join(f"  {name:<20} {help} (default: {default})" for name, help, default in field_help())
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="siam-depth-train", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train the Siamese ConvLSTM depth network on stereo video (KITTI raw or odometry, a rosbag2 of "
                     "your own rig, a stereo folder) or synthetic data.",
