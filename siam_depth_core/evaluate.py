@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from siam_depth_core.baselines import own_mean_control, street_prior, to_grid
+from siam_depth_core.baselines import own_mean_control, to_grid
 from siam_depth_core.cli import (
     OneLineParser,
     add_model_arguments,
@@ -47,7 +47,13 @@ from siam_depth_core.cli import (
     runtime_options,
 )
 from siam_depth_core.data import paths
-from siam_depth_core.data.ground_truth import EvalFrame, ground_truth_depth, has_ground_truth
+from siam_depth_core.data.ground_truth import (
+    STREET_PRIOR_DRIVE,
+    EvalFrame,
+    drive_street_prior,
+    ground_truth_depth,
+    has_ground_truth,
+)
 from siam_depth_core.data.kitti import KittiDrive, load_image
 from siam_depth_core.data.kitti2015 import (
     NOMINAL_FOCAL_BASELINE_PX_M,
@@ -91,19 +97,6 @@ class DepthEvaluation:
     rows: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, dict[str, float]] = field(default_factory=dict)
     controls: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-#: The drive whose median LiDAR depth per pixel is the street-prior control (51 scans in ../shared/data).
-STREET_PRIOR_DRIVE = "2011_09_26/2011_09_26_drive_0009_sync"
-
-
-def drive_street_prior(root: Path, name: str = STREET_PRIOR_DRIVE) -> np.ndarray:
-    """(H,W) float32 per-pixel median LiDAR depth (metres) over every frame of a drive with ground truth."""
-    drive = KittiDrive(root, name)
-    depths = [ground_truth_depth(drive, frame) for frame in drive.frames(camera=2) if has_ground_truth(drive, frame)]
-    if not depths:
-        raise FileNotFoundError(f"no LiDAR ground truth in {drive.path} for the street prior")
-    return street_prior(depths)
 
 
 def warmup_frames(drive: KittiDrive, frame: EvalFrame, count: int, ext: str = ".png") -> list[int]:

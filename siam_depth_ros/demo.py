@@ -9,8 +9,10 @@ depth image and point cloud the node publishes; write `demo_out/`:
 - `depth/<frame>.png`: the published depth, colour-mapped (inverse depth, magma: bright = near)
 - `montage.png` (a few frames) and `demo.gif` (every frame): image | depth | LiDAR over the image
 - `cloud.ply`: the last published point cloud (x, y, z in the camera optical frame, metres; RGB)
-- `metrics.json`: Eigen metrics vs LiDAR (0-80 m, Garg crop) per frame and averaged, beside a
-  constant-depth baseline (each frame's median LiDAR depth), and the replay's FPS, latency and drops
+- `metrics.json`: Eigen metrics vs LiDAR (0-80 m, Garg crop) per frame and averaged, beside the
+  controls that need no image (`report.scene_controls`: the model's own mean depth map, each frame's
+  median LiDAR depth, the street prior of drive 0009), frame_corr and frame_gain, and the replay's FPS,
+  latency and drops
 
 Latency is publish -> depth received: the DDS source timestamp of the image (set by the player) to
 the arrival of the node's depth image in this process. KITTI data comes from `KITTI_ROOT` or
@@ -32,18 +34,17 @@ from typing import Any
 import numpy as np
 
 from siam_depth_core.data import paths
-from siam_depth_core.data.ground_truth import ground_truth_depth
+from siam_depth_core.data.ground_truth import STREET_PRIOR_DRIVE, drive_street_prior, ground_truth_depth
 from siam_depth_core.data.kitti import KittiDrive
 from siam_depth_core.data.synthetic import write_synthetic_drive
 from siam_depth_core.geometry import ImageSize
 from siam_depth_core.metrics import METRIC_NAMES
 from siam_depth_core.report import (
-    CONSTANT_LABEL,
     DEPTH_RANGES,
-    format_rows,
-    mean_metrics,
+    controls_table,
     median_gt_depth,
     range_scores,
+    scene_controls,
     write_ply,
 )
 from siam_depth_core.visualize import colorize_depth, triptych, write_gif, write_png
@@ -359,14 +360,19 @@ def run_demo(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]
         scored = score_recording(source, recording, source.drive.timestamps_ns())
         files = write_outputs(out_dir, source, recording, scored, args.montage_frames, round(1000 / 10 / args.rate))
     rows = [item.row for item in scored]
+    prior = None
+    if not source.synthetic and KittiDrive(source.drive.root, STREET_PRIOR_DRIVE).exists():
+        prior = drive_street_prior(source.drive.root)
+    controls = scene_controls([item.depth for item in scored], [item.depth_gt for item in scored], EVAL_RANGE, prior)
     report = {
         "source": {"kind": "synthetic" if source.synthetic else "kitti", "drive": source.drive.name,
                    "root": None if source.synthetic else str(source.drive.root), "frames": source.frames,
                    "ground_truth": source.ground_truth_name},
         "model": {"checkpoint": str(checkpoint)},
         "replay": {"rate": args.rate, **timing_summary(recording, published)},
-        "depth_0_80m": {"frames": len(rows), "model": mean_metrics(row["model"] for row in rows),
-                        "constant_median_depth": mean_metrics(row["constant"] for row in rows)},
+        "depth_0_80m": {"frames": len(rows), "model": controls["model"], "own_mean": controls["own_mean"],
+                        "constant_median_depth": controls["constant"], "street_prior": controls.get("street_prior"),
+                        "frame_corr": controls["frame_corr"], "frame_gain": controls["frame_gain"]},
         "per_frame": rows,
         "point_cloud": ({"stamp_ns": recording.last_cloud[0], "points": int(recording.last_cloud[1].shape[0])}
                         if recording.last_cloud else None),
@@ -385,7 +391,11 @@ def print_summary(report: dict[str, Any], files: dict[str, Path]) -> None:
         print("NOTE: synthetic drive (no KITTI data found); the model was trained on KITTI only.")
     print(f"Depth 0-80 m vs {report['source']['ground_truth']}, Garg crop, mean over {metrics['frames']} frames "
           "(lower is better for the first four, higher for the d columns)")
-    print("\n".join(format_rows([(MODEL_LABEL, metrics["model"]), (CONSTANT_LABEL, metrics["constant_median_depth"])])))
+    controls = {"model": metrics["model"], "own_mean": metrics["own_mean"], "constant": metrics["constant_median_depth"],
+                "frame_corr": metrics["frame_corr"], "frame_gain": metrics["frame_gain"]}
+    if metrics["street_prior"] is not None:
+        controls["street_prior"] = metrics["street_prior"]
+    print("\n".join(controls_table(controls, MODEL_LABEL)))
     print()
     latency = replay.get("latency_ms", {})
     rates = " / ".join("n/a" if replay[key] is None else f"{replay[key]:.1f}" for key in ("input_fps", "output_fps"))

@@ -77,6 +77,10 @@ def test_demo_reports_metrics_against_lidar_beside_a_constant_baseline_and_timin
         for scores in (row["model"], row["constant"]):
             assert 0 < scores["abs_rel"] and 0 <= scores["a1"] <= scores["a2"] <= scores["a3"] <= 1
     assert "constant depth (median GT per frame)" in printed and "ARD" in printed
+    assert "own-mean control" in printed and "street prior" in printed and "frame_gain" in printed
+    summary = metrics["depth_0_80m"]
+    assert summary["frame_gain"] == pytest.approx(summary["own_mean"]["abs_rel"] - summary["model"]["abs_rel"])
+    assert 0 < summary["street_prior"]["abs_rel"] and (summary["frame_corr"] is None) == (summary["frames"] < 3)
     assert str(out_dir / "metrics.json") in printed
 
 
