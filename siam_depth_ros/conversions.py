@@ -2,7 +2,11 @@
 
 Images: `image_to_numpy` / `numpy_to_image` follow cv_bridge (`imgmsg_to_cv2` / `cv2_to_imgmsg`):
 (H,W) for one channel, (H,W,C) otherwise, rows padded via `step`, `is_bigendian` honoured (the
-returned array is always in native byte order). Point clouds follow sensor_msgs_py `point_cloud2`:
+returned array is always in native byte order). `camera_image_to_numpy` takes only what the depth node
+can run on (CAMERA_ENCODINGS) and says so. Compressed images follow image_transport's `compressed`
+plugin: `compressed_image_to_numpy` decodes a JPEG or PNG sensor_msgs/CompressedImage with OpenCV,
+`numpy_to_compressed_image` encodes one (format strings such as `rgb8; jpeg compressed bgr8`).
+`camera_info_matrix` accepts only intrinsics a camera can have. Point clouds follow sensor_msgs_py `point_cloud2`:
 x, y, z FLOAT32 plus an optional `rgb` FLOAT32 whose bytes are 0x00RRGGBB as a little-endian uint32
 (the RViz / PCL packing); `pointcloud2_to_array` views any cloud as a numpy structured array.
 No function loops over pixels or points in Python.
@@ -11,13 +15,17 @@ from __future__ import annotations
 
 import sys
 
+import cv2
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-__all__ = ["IMAGE_ENCODINGS", "ImageConversionError", "camera_info_matrix",
-           "make_camera_info", "numpy_to_image", "image_to_numpy", "pack_rgb", "pointcloud2_to_array",
-           "points_to_pointcloud2", "rgb_view", "unpack_rgb"]
+from siam_depth_core.inference import SUPPORTED_ENCODINGS
+
+__all__ = ["CAMERA_ENCODINGS", "IMAGE_ENCODINGS", "ImageConversionError", "camera_image_to_numpy",
+           "camera_info_matrix", "compressed_image_to_numpy", "make_camera_info", "numpy_to_compressed_image",
+           "numpy_to_image", "image_to_numpy", "pack_rgb", "pointcloud2_to_array", "points_to_pointcloud2",
+           "rgb_view", "unpack_rgb"]
 
 #: sensor_msgs/Image encodings we convert: name -> (numpy dtype, channels).
 IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
@@ -30,6 +38,14 @@ IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "16UC1": (np.dtype(np.uint16), 1),
     "32FC1": (np.dtype(np.float32), 1),
 }
+
+#: Encodings of camera images the depth node runs on (colour or grayscale, 8 bits per channel).
+CAMERA_ENCODINGS = tuple(SUPPORTED_ENCODINGS)
+#: Compressed formats the node decodes (image_transport's `compressed` plugin: JPEG or PNG).
+COMPRESSED_FORMATS = ("jpeg", "png")
+#: Plausible focal lengths, pixels per pixel of the larger image side: below 0.05 the horizontal field of
+#: view would exceed ~170 degrees (no pinhole camera); above 1000 it would be below ~0.06 degrees.
+FOCAL_PER_SIZE_RANGE = (0.05, 1000.0)
 
 _NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 
@@ -83,6 +99,81 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     return array[:, :, 0] if channels == 1 else array
 
 
+def camera_image_to_numpy(msg: Image) -> np.ndarray:
+    """`image_to_numpy` for a camera image the depth node can run on: rgb8, bgr8, rgba8, bgra8 or mono8.
+
+    Raises ImageConversionError naming the encoding and what the node takes otherwise (depth-like
+    encodings such as 16UC1 or 32FC1 are not camera images; Bayer or YUV images need debayering /
+    conversion first, e.g. by image_proc).
+    """
+    if msg.encoding not in CAMERA_ENCODINGS:
+        raise ImageConversionError(
+            f"unsupported image encoding {msg.encoding!r}; the depth node takes camera images in "
+            f"{', '.join(CAMERA_ENCODINGS)} (convert Bayer/YUV images first, e.g. with image_proc; depth or "
+            "16-bit images are not camera input)")
+    return image_to_numpy(msg)
+
+
+def compressed_image_to_numpy(msg: CompressedImage) -> tuple[np.ndarray, str]:
+    """sensor_msgs/CompressedImage (JPEG or PNG, image_transport's `compressed` format) -> ((H,W,3) or (H,W)
+    uint8 array, its encoding: bgr8, bgra8 or mono8, the channel order OpenCV decodes to).
+
+    Raises ImageConversionError for an empty message, a format other than JPEG/PNG (e.g. the
+    `compressedDepth` transport's), bytes OpenCV cannot decode, or a 16-bit image.
+    """
+    text = msg.format.strip()
+    if "compresseddepth" in text.lower().replace(" ", ""):
+        raise ImageConversionError(f"CompressedImage format {text!r} is a compressedDepth image, not a camera image")
+    size = len(msg.data)
+    if size == 0:
+        raise ImageConversionError(f"empty CompressedImage (format {text!r}, 0 bytes)")
+    decoded = cv2.imdecode(np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise ImageConversionError(f"cannot decode the CompressedImage (format {text!r}, {size} bytes): not a "
+                                   f"complete {' or '.join(f.upper() for f in COMPRESSED_FORMATS)} image")
+    if decoded.dtype != np.uint8:
+        raise ImageConversionError(f"CompressedImage (format {text!r}) decodes to a {decoded.dtype} image; the depth "
+                                   "node takes 8-bit camera images")
+    if decoded.ndim == 3 and decoded.shape[2] == 1:
+        decoded = decoded[:, :, 0]
+    if decoded.ndim == 2:
+        return decoded, "mono8"
+    encoding = {3: "bgr8", 4: "bgra8"}.get(decoded.shape[2])
+    if encoding is None:
+        raise ImageConversionError(f"CompressedImage (format {text!r}) decodes to {decoded.shape[2]} channels; the "
+                                   "depth node takes 1, 3 or 4")
+    return decoded, encoding
+
+
+def numpy_to_compressed_image(array: np.ndarray, encoding: str, image_format: str = "jpeg", quality: int = 95,
+                              header: Header | None = None) -> CompressedImage:
+    """(H,W,3/4) or (H,W) uint8 image in `encoding` (rgb8, bgr8, rgba8, bgra8, mono8) -> CompressedImage as
+    image_transport's `compressed` plugin writes it: JPEG (`quality` 1..100; colour as BGR, alpha dropped) or
+    PNG (lossless), format e.g. `rgb8; jpeg compressed bgr8`."""
+    if image_format not in COMPRESSED_FORMATS:
+        raise ValueError(f"image_format must be one of {', '.join(COMPRESSED_FORMATS)}, got {image_format!r}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    array = np.asarray(array)
+    if encoding == "mono8":
+        source, compressed_as = array, "mono8"
+    else:
+        to_bgr = {"rgb8": cv2.COLOR_RGB2BGR, "rgba8": cv2.COLOR_RGBA2BGR, "bgra8": cv2.COLOR_BGRA2BGR}
+        if encoding not in (*to_bgr, "bgr8"):
+            raise ImageConversionError(f"cannot compress a {encoding!r} image; expected one of {', '.join(CAMERA_ENCODINGS)}")
+        source = cv2.cvtColor(array, to_bgr[encoding]) if encoding in to_bgr else array
+        compressed_as = "bgr8"
+    parameters = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if image_format == "jpeg" else []
+    ok, encoded = cv2.imencode(f".{'jpg' if image_format == 'jpeg' else 'png'}", source, parameters)
+    if not ok:
+        raise ImageConversionError(f"{image_format} encoding of a {array.shape} {encoding} image failed")
+    msg = CompressedImage(format=f"{encoding}; {image_format} compressed {compressed_as}")
+    if header is not None:
+        msg.header = header
+    msg.data = encoded.tobytes()
+    return msg
+
+
 def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = None, step: int | None = None,
                    is_bigendian: bool | None = None) -> Image:
     """(H,W) or (H,W,C) array -> sensor_msgs/Image (cv_bridge `cv2_to_imgmsg`).
@@ -130,10 +221,29 @@ def rgb_view(image: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def camera_info_matrix(info: CameraInfo) -> np.ndarray:
-    """The (3,3) float64 intrinsics K of a CameraInfo in pixels; raises ValueError if K is unset."""
+    """The (3,3) float64 intrinsics K of a CameraInfo in pixels.
+
+    Raises ValueError naming the problem unless fx and fy are finite and > 0, cx and cy finite, the
+    image size is set, and fx, fy are plausible for that size (FOCAL_PER_SIZE_RANGE times the larger
+    side: a field of view between about 0.06 and 170 degrees).
+    """
     camera_matrix = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    if not (camera_matrix[0, 0] > 0 and camera_matrix[1, 1] > 0):
-        raise ValueError(f"camera_info has no usable intrinsics (fx={camera_matrix[0, 0]}, fy={camera_matrix[1, 1]})")
+    fx, fy, cx, cy = camera_matrix[0, 0], camera_matrix[1, 1], camera_matrix[0, 2], camera_matrix[1, 2]
+    values = f"fx={fx}, fy={fy}, cx={cx}, cy={cy}"
+    if not (np.isfinite(fx) and np.isfinite(fy) and fx > 0 and fy > 0):
+        raise ValueError(f"camera_info has no usable intrinsics ({values}): fx and fy must be finite and > 0")
+    if not (np.isfinite(cx) and np.isfinite(cy)):
+        raise ValueError(f"camera_info has no usable intrinsics ({values}): cx and cy must be finite")
+    if info.width == 0 or info.height == 0:
+        raise ValueError(f"camera_info has no usable intrinsics ({values}): its image size is not set "
+                         f"({info.width}x{info.height})")
+    side = max(int(info.width), int(info.height))
+    low, high = (ratio * side for ratio in FOCAL_PER_SIZE_RANGE)
+    for name, focal in (("fx", fx), ("fy", fy)):
+        if not low <= focal <= high:
+            raise ValueError(f"camera_info has no usable intrinsics ({values}): {name}={focal:g} px is implausible "
+                             f"for a {info.width}x{info.height} image (expected {low:g}..{high:g} px, a field of "
+                             "view between about 0.06 and 170 degrees)")
     return camera_matrix
 
 

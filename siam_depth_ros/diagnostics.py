@@ -1,7 +1,8 @@
 """Frame counters of the depth node and their diagnostic_msgs/DiagnosticStatus (rates, latency, drops, resets,
 ignored camera_info messages, the time of each processing stage).
 
-Stage timings: for every stage the node reports (`STAGES`: input conversion, the estimator's preprocess /
+Stage timings: for every stage the node reports (`STAGES`: input conversion — with compressed input the
+JPEG/PNG decode —, the estimator's preprocess /
 model / postprocess, building each output, publishing, and `processing`, the whole frame in the worker)
 the status holds `<stage>_ms`, the mean per processed frame over the report period, and
 `<stage>_total_s`, the sum since the node started; differences of the totals between two reports give
@@ -19,7 +20,8 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 #: Stages timed per processed frame, in processing order ("processing" is the whole frame).
 STAGES = ("convert_input", "preprocess", "model", "postprocess", "build_depth", "build_depth_camera_info",
-          "build_disparity", "build_points", "build_depth_colored", "publish", "processing")
+          "build_disparity", "build_points", "build_depth_colored", "build_depth_confidence", "publish",
+          "processing")
 
 
 @dataclass
@@ -96,9 +98,11 @@ class FrameStats:
             self.resets += 1
             self.last_reset_reason = reason
 
-    def status(self, name: str, hardware_id: str, extra: dict[str, str] | None = None) -> DiagnosticStatus:
+    def status(self, name: str, hardware_id: str, extra: dict[str, str] | None = None,
+               idle_message: str | None = None) -> DiagnosticStatus:
         """DiagnosticStatus for the period since the previous call: OK, WARN (frames failed, camera_info
-        messages were ignored, or images arrive but none was processed) or STALE (no images)."""
+        messages were ignored, or images arrive but none was processed) or STALE (no images; with
+        `idle_message`, e.g. an inactive lifecycle node, STALE with that message)."""
         now = time.monotonic()
         with self._lock:
             window, self._window = self._window, _Window()
@@ -130,6 +134,8 @@ class FrameStats:
         }
         if window.failed:
             level, message = DiagnosticStatus.WARN, f"{window.failed} frame(s) failed: {last_error}"
+        elif idle_message is not None:
+            level, message = DiagnosticStatus.STALE, idle_message
         elif window.received == 0:
             level, message = DiagnosticStatus.STALE, "no images received"
         elif window.camera_infos_ignored:

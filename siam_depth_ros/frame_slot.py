@@ -42,6 +42,12 @@ class LatestFrameSlot(Generic[Item]):
             item, self._item = self._item, None
             return item
 
+    def clear(self) -> bool:
+        """Drop a frame nobody took (e.g. when the node stops processing); returns whether there was one."""
+        with self._ready:
+            dropped, self._item = self._item is not None, None
+        return dropped
+
     def close(self) -> None:
         """Wake the consumer: `take` returns None from now on."""
         with self._ready:

@@ -5,10 +5,13 @@ benchmarks share.
   the process id (parallel runs on one machine never see each other), Fast DDS with the shared-memory
   profile (`dds_profile`); child processes started afterwards inherit it.
 - `DepthNodeProcess`: `python -m siam_depth_ros.node --ros-args ...` (or another command, e.g. an installed
-  `depth_node`) with its output in a log file. `wait_until_ready` waits for the node's `~/reset` service,
-  which the node creates once its model is loaded: a ROS-native readiness signal, no log matching.
-- `DepthNodeClient`: publishes image + camera_info into the node's namespace, records every output it
-  publishes with the arrival time, collects its /diagnostics, calls `~/reset` and sets parameters.
+  `depth_node`; optionally a params file, or the lifecycle mode) with its output in a log file.
+  `wait_until_ready` waits for the node's `~/reset` service, which the node creates once its model is
+  loaded (a lifecycle node: for its `~/get_state` service, as it starts unconfigured): a ROS-native
+  readiness signal, no log matching.
+- `DepthNodeClient`: publishes image (raw, or a CompressedImage on `image/compressed`) + camera_info into
+  the node's namespace, records every output it publishes with the arrival time, collects its
+  /diagnostics, calls `~/reset`, sets parameters and drives lifecycle transitions (`lifecycle_msgs`).
 """
 from __future__ import annotations
 
@@ -144,28 +147,41 @@ class DepthNodeProcess(NodeProcess):
     """The siam_depth node in its own process, in `namespace`, with `parameters` and `remappings`.
 
     command: the executable and its leading arguments (default `python -m siam_depth_ros.node`; e.g.
-    `[install/.../depth_node]` for a colcon install); `--ros-args ...` is appended.
+    `[install/.../depth_node]` for a colcon install); `--lifecycle` (lifecycle=True) and `--ros-args ...`
+    are appended. params_file: a YAML parameter file (e.g. config/depth.yaml), applied before `parameters`.
     """
 
     def __init__(self, log_path: str | Path, namespace: str = "", parameters: Mapping[str, Any] | None = None,
                  remappings: Mapping[str, str] | None = None, command: Sequence[str] | None = None,
-                 **kwargs: Any) -> None:
+                 params_file: str | Path | None = None, lifecycle: bool = False, **kwargs: Any) -> None:
         self.namespace = namespace.rstrip("/")
+        self.lifecycle = lifecycle
         command = list(command) if command is not None else [sys.executable, "-m", NODE_MODULE]
-        super().__init__([*command, "--ros-args", *ros_arguments(self.namespace, parameters, remappings)], log_path,
-                         **kwargs)
+        options = ["--lifecycle"] if lifecycle else []
+        files = ["--params-file", str(params_file)] if params_file is not None else []
+        super().__init__([*command, *options, "--ros-args", *files,
+                          *ros_arguments(self.namespace, parameters, remappings)], log_path, **kwargs)
 
     @property
     def reset_service(self) -> str:
         """The node's `~/reset` service (std_srvs/Trigger), e.g. `/demo/siam_depth/reset`."""
         return f"{self.namespace}/{NODE_NAME}/reset"
 
-    def wait_until_ready(self, node: Any, timeout_s: float) -> None:
-        """Wait until the node offers `~/reset` (it does once its model is loaded), seen from the rclpy
-        `node` of this process; NodeStartError with the node's log if it exits first or `timeout_s` passes."""
-        from std_srvs.srv import Trigger
+    @property
+    def readiness_service(self) -> str:
+        """What `wait_until_ready` waits for: `~/reset` (model loaded), or a lifecycle node's `~/get_state`."""
+        return f"{self.namespace}/{NODE_NAME}/get_state" if self.lifecycle else self.reset_service
 
-        client = node.create_client(Trigger, self.reset_service)
+    def wait_until_ready(self, node: Any, timeout_s: float) -> None:
+        """Wait until the node offers `readiness_service` (`~/reset` once its model is loaded; a lifecycle
+        node's `~/get_state` once it exists), seen from the rclpy `node` of this process; NodeStartError with
+        the node's log if it exits first or `timeout_s` passes."""
+        if self.lifecycle:
+            from lifecycle_msgs.srv import GetState as service_type
+        else:
+            from std_srvs.srv import Trigger as service_type
+
+        client = node.create_client(service_type, self.readiness_service)
         deadline = time.monotonic() + timeout_s
         try:
             while not client.wait_for_service(timeout_sec=0.1):
@@ -174,7 +190,7 @@ class DepthNodeProcess(NodeProcess):
                                          f"ready:\n{self.log()}")
                 if time.monotonic() > deadline:
                     raise NodeStartError(f"the depth node was not ready after {timeout_s:.0f} s (no "
-                                         f"{self.reset_service} service):\n{self.log()}")
+                                         f"{self.readiness_service} service):\n{self.log()}")
         finally:
             node.destroy_client(client)
 
@@ -212,21 +228,27 @@ class DepthNodeClient:
 
     outputs: the output topics to subscribe (relative names; every subscribed output is built by the
     node). input_qos: of the image and camera_info publishers. keep_messages: False keeps only stamps
-    and arrival times (long runs).
+    and arrival times (long runs). image_transport: "raw" publishes sensor_msgs/Image on `image`,
+    "compressed" sensor_msgs/CompressedImage on `image/compressed` (the node's image_transport parameter).
     """
 
     def __init__(self, node: Any, executor: Any, namespace: str, outputs: Iterable[str] = OUTPUT_TOPICS,
-                 input_qos: Any = None, output_depth: int = 100, keep_messages: bool = True) -> None:
+                 input_qos: Any = None, output_depth: int = 100, keep_messages: bool = True,
+                 image_transport: str = "raw") -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from rcl_interfaces.srv import GetParameters, SetParameters
         from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-        from sensor_msgs.msg import CameraInfo, Image
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image
         from std_srvs.srv import Trigger
 
+        if image_transport not in ("raw", "compressed"):
+            raise ValueError(f"image_transport must be raw or compressed, got {image_transport!r}")
         self.node, self.executor, self.namespace = node, executor, namespace.rstrip("/")
         self.keep_messages = keep_messages
         input_qos = qos_profile_sensor_data if input_qos is None else input_qos
-        self.image_pub = node.create_publisher(Image, f"{self.namespace}/image", input_qos)
+        image_type, image_topic = ((CompressedImage, f"{self.namespace}/image/compressed")
+                                   if image_transport == "compressed" else (Image, f"{self.namespace}/image"))
+        self.image_pub = node.create_publisher(image_type, image_topic, input_qos)
         self.camera_info_pub = node.create_publisher(CameraInfo, f"{self.namespace}/camera_info", input_qos)
         self.arrivals: dict[str, list[Arrival]] = {topic: [] for topic in outputs}
         output_qos = QoSProfile(depth=output_depth, reliability=ReliabilityPolicy.RELIABLE)
@@ -238,6 +260,7 @@ class DepthNodeClient:
         self.reset_client = node.create_client(Trigger, f"{self.namespace}/{NODE_NAME}/reset")
         self.set_parameters_client = node.create_client(SetParameters, f"{self.namespace}/{NODE_NAME}/set_parameters")
         self.get_parameters_client = node.create_client(GetParameters, f"{self.namespace}/{NODE_NAME}/get_parameters")
+        self._lifecycle_clients: dict[str, Any] = {}
         self.published_s: dict[int, float] = {}  # image stamp (ns) -> monotonic time of its publication
 
     def _recorder(self, topic: str) -> Callable[[Any], None]:
@@ -352,6 +375,30 @@ class DepthNodeClient:
 
         response = self._call(self.get_parameters_client, GetParameters.Request(names=list(names)), timeout)
         return {name: parameter_value_to_python(value) for name, value in zip(names, response.values, strict=True)}
+
+    def _lifecycle_client(self, name: str) -> Any:
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        if name not in self._lifecycle_clients:
+            service_type = {"change_state": ChangeState, "get_state": GetState}[name]
+            self._lifecycle_clients[name] = self.node.create_client(service_type,
+                                                                    f"{self.namespace}/{NODE_NAME}/{name}")
+        return self._lifecycle_clients[name]
+
+    def change_state(self, transition: str, timeout: float = 120.0) -> bool:
+        """Request a lifecycle transition by its label (configure, activate, deactivate, cleanup, shutdown)
+        through the standard `~/change_state` service (lifecycle_msgs/srv/ChangeState); returns its success."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request(transition=Transition(label=transition))
+        return bool(self._call(self._lifecycle_client("change_state"), request, timeout).success)
+
+    def lifecycle_state(self, timeout: float = 20.0) -> str:
+        """The node's lifecycle state label (unconfigured, inactive, active, finalized) from `~/get_state`."""
+        from lifecycle_msgs.srv import GetState
+
+        return str(self._call(self._lifecycle_client("get_state"), GetState.Request(), timeout).current_state.label)
 
     def diagnostics_where(self, condition: Callable[[dict[str, str]], bool], timeout: float = 10.0
                           ) -> dict[str, str]:

@@ -7,11 +7,15 @@ its topic (relative names, as the node publishes them) with the seconds each too
 - `depth/camera_info`: the intrinsics of the published depth image (the input camera_info re-stamped,
   or the fallback intrinsics as a plumb_bob CameraInfo);
 - `disparity`: stereo_msgs/DisparityImage in pixels of the published image, invalid pixels -1;
-- `points`: sensor_msgs/PointCloud2 x, y, z + packed rgb in the camera optical frame;
-- `depth/colored`: rgb8 colour map for humans (`siam_depth_core.visualize`).
+- `points`: sensor_msgs/PointCloud2 x, y, z + packed rgb in the camera optical frame, without the
+  pixels whose confidence is below `cloud_min_confidence`;
+- `depth/colored`: rgb8 colour map for humans (`siam_depth_core.visualize`);
+- `depth/confidence`: sensor_msgs/Image 32FC1 in [0, 1], the agreement of the Siamese pass's two
+  estimates of each pixel's disparity (1 = identical; absent when the model has no second estimate).
 
 `depth` and `depth/camera_info` are always built; the others only when named in `wanted` (the node
-passes the enabled outputs that have subscribers).
+passes the enabled outputs that have subscribers). A frame's messages are all built before any is
+published, so a frame is published whole or not at all.
 """
 from __future__ import annotations
 
@@ -36,10 +40,11 @@ DEPTH_INFO = "depth/camera_info"
 DISPARITY = "disparity"
 POINTS = "points"
 COLORED = "depth/colored"
+CONFIDENCE = "depth/confidence"
 #: Every output topic, in publication order.
-OUTPUT_TOPICS = (DEPTH, DEPTH_INFO, DISPARITY, POINTS, COLORED)
+OUTPUT_TOPICS = (DEPTH, DEPTH_INFO, DISPARITY, POINTS, COLORED, CONFIDENCE)
 #: Outputs built only when wanted.
-OPTIONAL_OUTPUTS = (DISPARITY, POINTS, COLORED)
+OPTIONAL_OUTPUTS = (DISPARITY, POINTS, COLORED, CONFIDENCE)
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,9 @@ class InputFrame:
 class OutputSettings:
     """How the outputs are built. min_depth/max_depth: the valid depth range, metres (bounds of the
     disparity image); cloud_stride: every n-th pixel; cloud_min_depth/cloud_max_depth: metres kept in the
-    cloud; colored_min_depth: near end of the colour map, metres (far end: max_depth)."""
+    cloud; colored_min_depth: near end of the colour map, metres (far end: max_depth);
+    cloud_min_confidence: pixels whose confidence is below it (in [0, 1]; 0 keeps all) are left out of the
+    cloud (ignored for a model without confidence)."""
 
     min_depth: float
     max_depth: float
@@ -67,6 +74,11 @@ class OutputSettings:
     cloud_min_depth: float
     cloud_max_depth: float
     colored_min_depth: float
+    cloud_min_confidence: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.cloud_min_confidence <= 1.0:
+            raise ValueError(f"cloud_min_confidence must be in [0, 1], got {self.cloud_min_confidence}")
 
 
 @dataclass
@@ -93,11 +105,14 @@ class OutputBuilder:
             POINTS: lambda: self.points(result, frame, intrinsics, header),
             COLORED: lambda: numpy_to_image(colorize_depth(result.depth_m, self.settings.colored_min_depth,
                                                            self.settings.max_depth), "rgb8", header),
+            CONFIDENCE: lambda: numpy_to_image(result.confidence, "32FC1", header),
         }
         outputs = FrameOutputs({}, {})
         for topic, build in builders.items():
             if topic in OPTIONAL_OUTPUTS and topic not in wanted:
                 continue
+            if topic == CONFIDENCE and result.confidence is None:
+                continue  # a single pass: no second estimate, nothing to publish
             start = time.perf_counter()
             outputs.messages[topic] = build()
             outputs.timings[f"build_{topic.replace('/', '_')}"] = time.perf_counter() - start
@@ -132,9 +147,13 @@ class OutputBuilder:
             delta_d=width / estimator.input_size.width)
 
     def points(self, result: DepthResult, frame: InputFrame, intrinsics: Intrinsics, header: Header) -> Any:
-        """PointCloud2 of every cloud_stride-th pixel within [cloud_min_depth, cloud_max_depth], coloured."""
+        """PointCloud2 of every cloud_stride-th pixel within [cloud_min_depth, cloud_max_depth] whose confidence
+        is at least cloud_min_confidence, coloured."""
         settings = self.settings
-        points, pixel_index = backproject(result.depth_m, intrinsics.camera_matrix, settings.cloud_stride,
+        depth_m = result.depth_m
+        if settings.cloud_min_confidence > 0 and result.confidence is not None:
+            depth_m = np.where(result.confidence >= settings.cloud_min_confidence, depth_m, np.float32(np.nan))
+        points, pixel_index = backproject(depth_m, intrinsics.camera_matrix, settings.cloud_stride,
                                           settings.cloud_min_depth, settings.cloud_max_depth)
         colors = rgb_view(frame.image, frame.encoding)[pixel_index[:, 0], pixel_index[:, 1]]
         return points_to_pointcloud2(points, colors, header)

@@ -16,12 +16,17 @@ from rclpy.node import Node
 from siam_depth_core.backends.source import BACKEND_NAMES, ModelSource, RuntimeOptions, source_for_backend
 from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize
 from siam_depth_core.visualize import NEAR_DEPTH_M
+from siam_depth_ros.launch_support import IMAGE_TRANSPORTS
 from siam_depth_ros.outputs import OutputSettings
 
 PACKAGE_NAME = "siam_depth_ros"
 #: The trained demo model shipped with the package (share/siam_depth_ros/models or the repo's models/).
 SHIPPED_CHECKPOINT = "siam_depth_small.pt"
 QOS_CHOICES = ("sensor_data", "reliable")
+#: The device each backend runs on when `device` is empty.
+DEFAULT_DEVICES = {"torch": "cpu", "onnxruntime": "cpu", "tensorrt": "cuda"}
+#: Backends that run on the CPU's threads (num_threads applies to them; tensorrt runs on the GPU).
+CPU_THREAD_BACKENDS = ("torch", "onnxruntime")
 #: Parameters whose change at run time reloads the model.
 MODEL_PARAMETERS = ("checkpoint", "backend", "onnx", "engine")
 
@@ -34,7 +39,7 @@ class NodeSettings:
     backend: str = "torch"
     onnx: str = ""
     engine: str = ""
-    device: str = "cpu"
+    device: str = ""
     fp16: bool = False
     num_threads: int = 0
     network_height: int = 0
@@ -46,12 +51,15 @@ class NodeSettings:
     fallback_fx_ratio: float = FALLBACK_FX_PER_WIDTH
     frame_id: str = ""
     qos: str = "sensor_data"
+    image_transport: str = "raw"
     publish_disparity: bool = True
     publish_points: bool = True
     publish_colored: bool = True
+    publish_confidence: bool = True
     cloud_stride: int = 2
     cloud_min_depth: float = 0.5
     cloud_max_depth: float = 50.0
+    cloud_min_confidence: float = 0.0
     colored_min_depth: float = NEAR_DEPTH_M
 
     @property
@@ -69,16 +77,28 @@ class NodeSettings:
             checkpoint = shipped_checkpoint()
         return source_for_backend(self.backend, checkpoint, self.onnx or None, self.engine or None)
 
+    @property
+    def device_name(self) -> str:
+        """The device the model runs on: `device`, or the backend's default when it is empty."""
+        return self.device or DEFAULT_DEVICES.get(self.backend, "cpu")
+
+    @property
+    def threads(self) -> int:
+        """The CPU threads passed to the backend: num_threads for the CPU backends, 0 for tensorrt (GPU)."""
+        return self.num_threads if self.backend in CPU_THREAD_BACKENDS else 0
+
     def runtime_options(self) -> RuntimeOptions:
-        """device, num_threads, network size and fp16 as RuntimeOptions (ValueError naming a bad value)."""
-        return RuntimeOptions(device=self.device, num_threads=self.num_threads, input_size=self.network_size,
+        """device (None when empty: the backend's default), CPU threads, network size and fp16 as
+        RuntimeOptions (ValueError naming a bad value)."""
+        return RuntimeOptions(device=self.device or None, num_threads=self.threads, input_size=self.network_size,
                               fp16=self.fp16)
 
     def output_settings(self) -> OutputSettings:
-        """The depth range, cloud and colour-map parameters of the outputs."""
+        """The depth range, cloud, confidence and colour-map parameters of the outputs."""
         return OutputSettings(min_depth=self.min_depth, max_depth=self.max_depth, cloud_stride=self.cloud_stride,
                               cloud_min_depth=self.cloud_min_depth, cloud_max_depth=self.cloud_max_depth,
-                              colored_min_depth=self.colored_min_depth)
+                              colored_min_depth=self.colored_min_depth,
+                              cloud_min_confidence=self.cloud_min_confidence)
 
     def check_model_files(self) -> None:
         """A cheap check before loading: CheckpointError/BackendError naming a model file that does not exist,
@@ -99,12 +119,13 @@ PARAMETER_DOCS: dict[str, str] = {
     "backend": f"inference backend: {', '.join(BACKEND_NAMES)}",
     "onnx": "exported ONNX model (onnxruntime backend; tensorrt builds its engine from it)",
     "engine": "TensorRT engine file (tensorrt backend; built from `onnx` when missing or stale)",
-    "device": "cpu or cuda[:i] (torch, onnxruntime); tensorrt runs on the GPU and refuses cpu",
+    "device": "cpu or cuda[:i]; empty = the backend's default (cpu for torch and onnxruntime, the current GPU "
+              "for tensorrt, which refuses cpu)",
     "fp16": "half precision on CUDA (torch and tensorrt backends; onnxruntime refuses it)",
     "num_threads": "intra-op CPU threads of the model; 0 = the library's default (one per core). torch: "
                    "torch.set_num_threads, which applies to the whole node process; onnxruntime: the session's "
-                   "intra_op_num_threads; tensorrt refuses a value other than 0. On a small shared CPU 1 is often "
-                   "much faster",
+                   "intra_op_num_threads; not used by tensorrt (the GPU). See benchmarks/README.md for the "
+                   "measurement behind the default; on a larger CPU measure again",
     "network_height": "network input height in pixels, multiple of 32; 0 = the checkpoint's training size",
     "network_width": "network input width in pixels, multiple of 32; 0 = the checkpoint's training size",
     "min_depth": "metres; nearer depth is published as NaN (invalid)",
@@ -114,25 +135,32 @@ PARAMETER_DOCS: dict[str, str] = {
     "fallback_fx_ratio": f"fx / image width used while no camera_info has arrived (KITTI: {FALLBACK_FX_PER_WIDTH})",
     "frame_id": "frame_id of the outputs; empty = the input image's (the camera optical frame)",
     "qos": "QoS of the image and camera_info subscriptions: sensor_data (best effort) or reliable",
+    "image_transport": "raw: subscribe `image` (sensor_msgs/Image); compressed: subscribe `image/compressed` "
+                       "(sensor_msgs/CompressedImage, JPEG or PNG as image_transport's compressed plugin "
+                       "publishes it), decoded with OpenCV",
     "publish_disparity": "publish stereo_msgs/DisparityImage on `disparity`",
     "publish_points": "publish sensor_msgs/PointCloud2 (xyz + rgb) on `points`",
     "publish_colored": "publish a colour-mapped depth image (rgb8) on `depth/colored`",
+    "publish_confidence": "publish the per-pixel confidence (32FC1 in [0, 1]) on `depth/confidence`",
     "cloud_stride": "use every n-th pixel in both directions for the point cloud",
     "cloud_min_depth": "metres; nearer pixels are left out of the point cloud",
     "cloud_max_depth": "metres; farther pixels are left out of the point cloud",
+    "cloud_min_confidence": "pixels whose confidence (depth/confidence) is below this are left out of the point "
+                            "cloud; 0 keeps all (see models/README.md, Confidence, for what a threshold buys)",
     "colored_min_depth": "metres; near end of the `depth/colored` colour scale (inverse depth from "
                          "1/max_depth to 1/colored_min_depth; nearer is saturated)",
 }
 
 _FLOAT_RANGES = {"min_depth": (0.001, 1000.0), "max_depth": (0.01, 10000.0), "max_gap_s": (0.001, 3600.0),
                  "baseline_m": (0.0, 10.0), "fallback_fx_ratio": (0.01, 100.0), "cloud_min_depth": (0.0, 1000.0),
-                 "cloud_max_depth": (0.01, 10000.0), "colored_min_depth": (0.001, 1000.0)}
+                 "cloud_max_depth": (0.01, 10000.0), "colored_min_depth": (0.001, 1000.0),
+                 "cloud_min_confidence": (0.0, 1.0)}
 _INTEGER_RANGES = {"network_height": (0, 8192), "network_width": (0, 8192), "cloud_stride": (1, 64),
                    "num_threads": (0, 1024)}
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
-    choices = {"backend": BACKEND_NAMES, "qos": QOS_CHOICES}.get(name)
+    choices = {"backend": BACKEND_NAMES, "qos": QOS_CHOICES, "image_transport": IMAGE_TRANSPORTS}.get(name)
     descriptor = ParameterDescriptor(name=name, description=PARAMETER_DOCS[name],
                                      read_only=name not in MODEL_PARAMETERS)
     if choices:
@@ -151,7 +179,13 @@ def declare_parameters(node: Node) -> NodeSettings:
     defaults = NodeSettings()
     for field in fields(NodeSettings):
         node.declare_parameter(field.name, getattr(defaults, field.name), _descriptor(field.name))
-    return settings_with(defaults, {field.name: node.get_parameter(field.name).value for field in fields(NodeSettings)})
+    return read_parameters(node)
+
+
+def read_parameters(node: Node) -> NodeSettings:
+    """The current values of the declared parameters of `node` (ValueError naming a bad value)."""
+    return settings_with(NodeSettings(), {field.name: node.get_parameter(field.name).value
+                                          for field in fields(NodeSettings)})
 
 
 def settings_with(settings: NodeSettings, values: dict[str, Any]) -> NodeSettings:
@@ -163,6 +197,11 @@ def settings_with(settings: NodeSettings, values: dict[str, Any]) -> NodeSetting
         raise ValueError(f"backend must be one of {', '.join(BACKEND_NAMES)}, got {updated.backend!r}")
     if updated.qos not in QOS_CHOICES:
         raise ValueError(f"qos must be one of {', '.join(QOS_CHOICES)}, got {updated.qos!r}")
+    if updated.image_transport not in IMAGE_TRANSPORTS:
+        raise ValueError(f"image_transport must be one of {', '.join(IMAGE_TRANSPORTS)}, got "
+                         f"{updated.image_transport!r}")
+    if not 0.0 <= updated.cloud_min_confidence <= 1.0:
+        raise ValueError(f"cloud_min_confidence must be in [0, 1], got {updated.cloud_min_confidence}")
     if not updated.min_depth < updated.max_depth:
         raise ValueError(f"min_depth ({updated.min_depth}) must be below max_depth ({updated.max_depth})")
     if not updated.colored_min_depth < updated.max_depth:

@@ -4,17 +4,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from siam_depth_core.geometry import backproject
 from siam_depth_core.visualize import colorize_depth
 from siam_depth_ros.conversions import (
+    CAMERA_ENCODINGS,
     IMAGE_ENCODINGS,
     ImageConversionError,
+    camera_image_to_numpy,
     camera_info_matrix,
+    compressed_image_to_numpy,
     image_to_numpy,
     make_camera_info,
+    numpy_to_compressed_image,
     numpy_to_image,
     pack_rgb,
     pointcloud2_to_array,
@@ -182,3 +186,89 @@ def test_camera_info_round_trip_and_unset_intrinsics():
     np.testing.assert_array_equal(np.reshape(info.p, (3, 4))[:, :3], CAMERA_MATRIX)
     with pytest.raises(ValueError, match="no usable intrinsics"):
         camera_info_matrix(CameraInfo(width=64, height=24))
+
+
+
+@pytest.mark.parametrize(("entry", "value", "message"), [
+    ((0, 0), np.inf, "fx and fy must be finite and > 0"),
+    ((1, 1), np.inf, "fx and fy must be finite and > 0"),
+    ((1, 1), -90.0, "fx and fy must be finite and > 0"),
+    ((0, 2), np.nan, "cx and cy must be finite"),
+    ((1, 2), np.inf, "cx and cy must be finite"),
+    ((0, 0), 1e-30, r"fx=1e-30 px is implausible for a 64x24 image \(expected 3.2..64000 px"),
+    ((1, 1), 1e9, r"fy=1e\+09 px is implausible for a 64x24 image"),
+])
+def test_camera_info_with_impossible_intrinsics_is_refused_naming_the_problem(entry, value, message):
+    matrix = CAMERA_MATRIX.copy()
+    matrix[entry] = value
+    with pytest.raises(ValueError, match=rf"camera_info has no usable intrinsics \(fx=.*\): {message}"):
+        camera_info_matrix(_over_the_wire(make_camera_info(matrix, 64, 24)))
+
+
+def test_camera_info_without_an_image_size_is_refused():
+    with pytest.raises(ValueError, match=r"its image size is not set \(0x24\)"):
+        camera_info_matrix(make_camera_info(CAMERA_MATRIX, 0, 24))
+
+
+def test_camera_image_to_numpy_names_what_the_node_takes():
+    for encoding in ("mono16", "16UC1", "32FC1", "bayer_rggb8", "yuv422"):
+        msg = numpy_to_image(_random_image(encoding), encoding) if encoding in IMAGE_ENCODINGS else Image(
+            encoding=encoding, width=2, height=2, step=4, data=bytes(8))
+        with pytest.raises(ImageConversionError) as raised:
+            camera_image_to_numpy(msg)
+        text = str(raised.value)
+        assert f"unsupported image encoding {encoding!r}; the depth node takes camera images in rgb8, bgr8, rgba8, " \
+               "bgra8, mono8" in text
+        assert "mono16" not in text.replace(repr(encoding), "") and "32FC1" not in text.replace(repr(encoding), "")
+    for encoding in CAMERA_ENCODINGS:
+        image = _random_image(encoding)
+        np.testing.assert_array_equal(camera_image_to_numpy(numpy_to_image(image, encoding)), image)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "mono8"])
+def test_png_compressed_image_round_trip_is_lossless_in_opencv_order(encoding):
+    image = _random_image(encoding, height=20, width=30)
+    msg = _over_the_wire(numpy_to_compressed_image(image, encoding, "png", header=Header(frame_id="cam")))
+    decoded, decoded_encoding = compressed_image_to_numpy(msg)
+    expected = {"rgb8": lambda: image[..., ::-1], "bgr8": lambda: image, "rgba8": lambda: image[..., 2::-1],
+                "mono8": lambda: image}[encoding]()
+    assert decoded_encoding == ("mono8" if encoding == "mono8" else "bgr8")
+    assert msg.format == f"{encoding}; png compressed {'mono8' if encoding == 'mono8' else 'bgr8'}"
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_jpeg_compressed_image_is_close_to_the_original():
+    rows, cols = np.mgrid[0:60, 0:80]
+    image = np.stack([rows * 4, cols * 3, (rows + cols) * 2], axis=-1).astype(np.uint8)  # smooth: JPEG-friendly
+    msg = numpy_to_compressed_image(image, "rgb8", "jpeg", quality=95)
+    assert msg.format == "rgb8; jpeg compressed bgr8" and len(msg.data) < image.nbytes
+    decoded, encoding = compressed_image_to_numpy(msg)
+    assert encoding == "bgr8" and decoded.shape == image.shape
+    assert np.abs(decoded[..., ::-1].astype(int) - image).mean() < 2.0
+
+
+@pytest.mark.parametrize(("data", "image_format", "message"), [
+    (b"", "jpeg", r"empty CompressedImage \(format 'jpeg', 0 bytes\)"),
+    (b"\xff\xd8 not really a jpeg" * 4, "jpeg", r"cannot decode the CompressedImage \(format 'jpeg', 80 bytes\)"),
+    (b"\x00" * 10, "16UC1; compressedDepth png", "is a compressedDepth image, not a camera image"),
+])
+def test_undecodable_compressed_image_is_a_clear_error(data, image_format, message):
+    with pytest.raises(ImageConversionError, match=message):
+        compressed_image_to_numpy(CompressedImage(format=image_format, data=data))
+
+
+def test_truncated_jpeg_is_refused():
+    image = np.random.default_rng(1).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    msg = numpy_to_compressed_image(image, "rgb8")
+    msg.data = bytes(msg.data)[: len(msg.data) // 2]
+    with pytest.raises(ImageConversionError, match="not a complete JPEG or PNG image"):
+        compressed_image_to_numpy(msg)
+
+
+def test_sixteen_bit_png_is_refused():
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", np.full((4, 6), 40000, np.uint16))
+    assert ok
+    with pytest.raises(ImageConversionError, match="decodes to a uint16 image; the depth node takes 8-bit"):
+        compressed_image_to_numpy(CompressedImage(format="mono16; png compressed mono16", data=encoded.tobytes()))

@@ -5,6 +5,9 @@ serves the whole module; each test uses fresh, increasing stamps and resets the 
 """
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from siam_depth_core.checkpoint import KITTI_BASELINE_M, ModelMeta, save_checkpoint
 from siam_depth_ros.conversions import camera_info_matrix, image_to_numpy, pointcloud2_to_array, unpack_rgb
 from siam_depth_ros.harness import DepthNodeClient, DepthNodeProcess, stamp_ns_of
+from siam_depth_ros.outputs import OUTPUT_TOPICS
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -225,25 +229,99 @@ def _mismatched_camera_info(kitti, clock):
 
 
 @pytest.mark.parametrize(("make_bad_frame", "error_text"), [
-    (_unsupported_encoding, "unsupported image encoding '32FC1'"),
+    (_unsupported_encoding, "unsupported image encoding '32FC1'; the depth node takes camera images in rgb8, bgr8, "
+                            "rgba8, bgra8, mono8"),
     (_zero_size, "empty rgb8 image"),
     (_mismatched_camera_info, "camera_info is 620x188 but the image is 1242x375"),
 ])
 def test_bad_input_is_reported_once_and_the_next_good_frame_is_served(session, kitti, make_bad_frame, error_text):
     client, process, clock, _ = session
     log_start = len(process.log())
+    bad_stamps = []
     for _ in range(2):
-        client.publish(*make_bad_frame(kitti, clock))
-        process.wait_for_log(error_text, start=log_start, timeout=15)
+        bad_image, bad_info = make_bad_frame(kitti, clock)
+        bad_stamps.append(stamp_ns_of(bad_image))
+        client.publish(bad_image, bad_info)
+        process.wait_for_log(re.escape(error_text), start=log_start, timeout=15)
         time.sleep(0.3)  # the second bad frame is processed (and not logged again) before the good one
     outputs = client.send(*_good_frame(kitti, clock))
     assert np.isfinite(_depth(outputs)).mean() > 0.9
     assert process.log()[log_start:].count(error_text) == 1
     assert process.process.poll() is None
+    # a frame is published whole or not at all: the good one on every output, the failed ones on none
+    assert set(outputs) == set(OUTPUT_TOPICS)
+    assert not [topic for topic in OUTPUT_TOPICS for stamp in bad_stamps if client.arrival(topic, stamp)]
+
+
+def test_bad_frames_interleaved_with_good_ones_are_logged_once_and_all_counted(session, kitti):
+    """A second publisher or a flaky driver: bad frames between good ones must not flood the log."""
+    client, process, clock, _ = session
+    before = client.fresh_diagnostics()
+    log_start = len(process.log())
+    for _ in range(5):
+        yuv = Image(encoding="yuv422", width=6, height=4, step=12, data=bytes(48))
+        yuv.header.stamp = stamp_from_ns(clock.next())
+        client.publish(yuv, None)
+        time.sleep(0.2)
+        client.send(*_good_frame(kitti, clock), topics=["depth"])
+    assert process.log()[log_start:].count("unsupported image encoding 'yuv422'") == 1
+    client.diagnostics_where(lambda values: int(values["frames_failed"]) == int(before["frames_failed"]) + 5
+                             and "yuv422" in values["last_error"])
+
+
+def test_each_different_camera_info_problem_is_logged(session, kitti):
+    """Problems are logged once per episode each: a later, different problem is logged too."""
+    client, process, clock, _ = session
+    client.send(*_good_frame(kitti, clock), topics=["depth"])  # the camera_info the bad ones fall back on
+    log_start = len(process.log())
+    for entry, value, reason in (((0, 0), 0.0, "fx and fy must be finite and > 0"),
+                                 ((0, 2), float("nan"), "cx and cy must be finite"),
+                                 ((1, 1), 1e-30, "fy=1e-30 px is implausible for a 1242x375 image")):
+        for _ in range(2):
+            image, info = _good_frame(kitti, clock)
+            matrix = np.reshape(np.array(info.k), (3, 3))
+            matrix[entry] = value
+            info.k = matrix.ravel()
+            outputs = client.send(image, info, topics=["depth", "depth/camera_info"])
+            # the message is ignored: the frame is served with the last usable camera_info (KITTI's)
+            depth_info = camera_info_matrix(outputs["depth/camera_info"])
+            assert np.isfinite(depth_info).all() and depth_info[1, 1] == pytest.approx(kitti[2].k[4])
+        process.wait_for_log(f"ignoring camera_info on .*{re.escape(reason)}", start=log_start, timeout=10)
+        assert len(re.findall(re.escape(reason), process.log()[log_start:])) == 1
+    client.diagnostics_where(lambda values: "implausible" in values["last_camera_info_problem"])
+
+
+def test_empty_input_frame_id_is_warned_about_once(session, kitti):
+    client, process, clock, _ = session
+    log_start = len(process.log())
+    for _ in range(2):
+        image, info = _good_frame(kitti, clock)
+        image.header.frame_id = info.header.frame_id = ""
+        outputs = client.send(image, info, topics=["depth", "points"])
+        assert outputs["depth"].header.frame_id == "" and outputs["points"].header.frame_id == ""
+    log = process.log()[log_start:]
+    assert log.count("have an empty frame_id") == 1 and "set the frame_id parameter" in log
+
+
+def test_confidence_map_has_the_depth_header_and_values_in_zero_one(session, kitti):
+    client, _, clock, _ = session
+    outputs = client.send(*_good_frame(kitti, clock), topics=["depth", "depth/confidence"])
+    depth, confidence = outputs["depth"], outputs["depth/confidence"]
+    assert (confidence.header.stamp, confidence.header.frame_id) == (depth.header.stamp, depth.header.frame_id)
+    assert (confidence.width, confidence.height, confidence.encoding) == (depth.width, depth.height, "32FC1")
+    values = image_to_numpy(confidence)
+    assert np.isfinite(values).all() and 0.0 <= values.min() and values.max() <= 1.0 and values.std() > 1e-3
+
+
+def test_node_logs_the_fast_dds_profile_it_uses(session):
+    _, process, _, _ = session  # the harness sets FASTDDS_DEFAULT_PROFILES_FILE: the user's choice is kept
+    assert re.search(r"using the Fast DDS profile set in FASTDDS_DEFAULT_PROFILES_FILE: \S*fastdds_shm.xml",
+                     process.log())
 
 
 def test_missing_checkpoint_on_reload_keeps_the_model_serving(session, kitti, tiny_checkpoint):
     client, process, clock, _ = session
+    client.reset()  # the random network's depth is > 90 % valid from a fresh state on these frames
     log_start = len(process.log())
     (result,) = client.set_parameters(checkpoint="/nonexistent/siam_depth.pt")
     assert not result.successful and "checkpoint not found: /nonexistent/siam_depth.pt" in result.reason
@@ -259,6 +337,7 @@ def test_missing_checkpoint_on_reload_keeps_the_model_serving(session, kitti, ti
 def test_damaged_checkpoint_loads_in_the_background_fails_and_the_parameter_is_restored(session, kitti,
                                                                                        tiny_checkpoint, tmp_path):
     client, process, clock, _ = session
+    client.reset()
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(b"not a checkpoint at all")
     log_start = len(process.log())
@@ -294,6 +373,24 @@ def test_only_the_newest_frame_is_processed_when_frames_arrive_faster_than_the_m
     answered = {item.stamp_ns for item in client.arrivals["depth"]}
     assert len(sent_stamps & answered) < len(frames), "every frame of the burst was processed: nothing was dropped"
     client.diagnostics_where(lambda values: int(values["frames_dropped"]) > int(before["frames_dropped"]))
+
+
+def test_help_prints_topics_parameters_and_options_without_starting_a_node():
+    result = subprocess.run([sys.executable, "-m", "siam_depth_ros.node", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: depth_node [-h] [--lifecycle]")
+    for text in ("--lifecycle", "depth/confidence", "image/compressed", "cloud_min_confidence:", "image_transport:",
+                 "--ros-args"):
+        assert text in result.stdout, text
+    assert "ready:" not in result.stdout + result.stderr
+
+
+def test_unknown_option_is_an_error_naming_it(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "siam_depth_ros.node", "--lifecycel", "--ros-args", "-p",
+                             "num_threads:=1"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "depth_node: error: unrecognized arguments: --lifecycel" in result.stderr
 
 
 def test_frame_stats_report_rates_drops_and_levels():

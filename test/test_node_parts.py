@@ -1,4 +1,5 @@
-"""The depth node's pure pieces without DDS: camera_info cache, latest-frame slot, model holder, output builder."""
+"""The depth node's pure pieces without DDS: camera_info cache, latest-frame slot, model holder, output builder,
+problem log and input watchdog."""
 from __future__ import annotations
 
 import threading
@@ -29,6 +30,7 @@ from siam_depth_ros.frame_slot import FrameError, LatestFrameSlot  # noqa: E402
 from siam_depth_ros.model_loader import ModelHolder, ReloadInProgress  # noqa: E402
 from siam_depth_ros.outputs import (  # noqa: E402
     COLORED,
+    CONFIDENCE,
     DEPTH,
     DEPTH_INFO,
     DISPARITY,
@@ -37,6 +39,7 @@ from siam_depth_ros.outputs import (  # noqa: E402
     OutputBuilder,
     OutputSettings,
 )
+from siam_depth_ros.reporting import InputWatchdog, ProblemLog, problem_key  # noqa: E402
 
 SIZE = ImageSize(48, 160)
 CAMERA_MATRIX = np.array([[100.0, 0.0, 79.5], [0.0, 100.0, 23.5], [0.0, 0.0, 1.0]])
@@ -51,6 +54,19 @@ class _Log:
 
     def warning(self, message: str) -> None:
         self.lines.append(("warning", message))
+
+    def error(self, message: str) -> None:
+        self.lines.append(("error", message))
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand, seconds."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _info(stamp_ns: int, fx: float = 100.0, size: ImageSize = SIZE) -> CameraInfo:
@@ -162,9 +178,9 @@ def test_output_builder_makes_every_message_from_a_result(tiny_checkpoint: Path)
     header = Header(frame_id="out_frame")
     header.stamp.sec = 7
     outputs = OutputBuilder(settings).build(result, frame, Intrinsics(CAMERA_MATRIX, None), header, estimator)
-    assert list(outputs.messages) == [DEPTH, DEPTH_INFO, DISPARITY, POINTS, COLORED]
+    assert list(outputs.messages) == [DEPTH, DEPTH_INFO, DISPARITY, POINTS, COLORED, CONFIDENCE]
     assert set(outputs.timings) == {"build_depth", "build_depth_camera_info", "build_disparity", "build_points",
-                                    "build_depth_colored"}
+                                    "build_depth_colored", "build_depth_confidence"}
     for msg in outputs.messages.values():
         assert msg.header.frame_id == "out_frame" and msg.header.stamp.sec == 7
     np.testing.assert_array_equal(image_to_numpy(outputs.messages[DEPTH]), result.depth_m)
@@ -179,6 +195,9 @@ def test_output_builder_makes_every_message_from_a_result(tiny_checkpoint: Path)
     rows = np.rint(cloud["y"] / cloud["z"] * 100.0 + 23.5).astype(int)
     np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), frame.image[rows, cols, ::-1])  # bgr8 -> RGB
     assert outputs.messages[COLORED].encoding == "rgb8"
+    confidence = outputs.messages[CONFIDENCE]
+    assert confidence.encoding == "32FC1" and confidence.header.frame_id == "out_frame"
+    np.testing.assert_array_equal(image_to_numpy(confidence), result.confidence)
     only_depth = OutputBuilder(settings).build(result, frame, Intrinsics(CAMERA_MATRIX, None), header, estimator,
                                                wanted=[])
     assert list(only_depth.messages) == [DEPTH, DEPTH_INFO]
@@ -197,3 +216,105 @@ def test_depth_camera_info_is_the_input_camera_info_restamped(tiny_checkpoint: P
     depth_info = outputs.messages[DEPTH_INFO]
     assert depth_info.header.frame_id == "out_frame" and depth_info.distortion_model == "rational_polynomial"
     assert list(depth_info.k) == list(info.k)
+
+
+def test_cloud_min_confidence_leaves_out_the_unreliable_pixels_only(tiny_checkpoint: Path) -> None:
+    from siam_depth_ros.camera_info import Intrinsics
+
+    estimator, result, frame = _result(tiny_checkpoint)
+    threshold = float(np.median(result.confidence))  # a random network: about half the pixels below it
+    clouds = {}
+    for minimum in (0.0, threshold):
+        settings = OutputSettings(0.1, 80.0, 1, 0.0, 1000.0, 2.0, cloud_min_confidence=minimum)
+        message = OutputBuilder(settings).points(result, frame, Intrinsics(CAMERA_MATRIX, None), Header())
+        clouds[minimum] = pointcloud2_to_array(message)
+    everything, reliable = clouds[0.0], clouds[threshold]
+    assert everything.size == np.isfinite(result.depth_m).sum()
+    expected = np.isfinite(result.depth_m) & (result.confidence >= threshold)
+    assert reliable.size == expected.sum() and 0 < reliable.size < everything.size
+    cols = np.rint(reliable["x"] / reliable["z"] * 100.0 + 79.5).astype(int)
+    rows = np.rint(reliable["y"] / reliable["z"] * 100.0 + 23.5).astype(int)
+    assert (result.confidence[rows, cols] >= threshold).all()
+    with pytest.raises(ValueError, match=r"cloud_min_confidence must be in \[0, 1\], got 1.5"):
+        OutputSettings(0.1, 80.0, 1, 0.0, 1000.0, 2.0, cloud_min_confidence=1.5)
+
+
+def test_a_frame_whose_cloud_cannot_be_built_gives_no_message_at_all(tiny_checkpoint: Path) -> None:
+    """The builder makes every message of a frame before the node publishes any: an output that fails (here
+    the cloud, with a focal length no camera has) leaves nothing half-published for that stamp."""
+    from siam_depth_ros.camera_info import Intrinsics
+
+    estimator, result, frame = _result(tiny_checkpoint)
+    broken = CAMERA_MATRIX.copy()
+    broken[1, 1] = np.inf
+    builder = OutputBuilder(OutputSettings(0.1, 80.0, 2, 0.5, 50.0, 2.0))
+    with pytest.raises(ValueError, match="fy must be a positive finite number, got inf"):
+        builder.build(result, frame, Intrinsics(broken, None), Header(), estimator)
+    assert list(builder.build(result, frame, Intrinsics(broken, None), Header(), estimator, wanted=[]).messages) == [
+        DEPTH, DEPTH_INFO]  # without the cloud the same frame builds
+
+
+def test_a_single_pass_result_has_no_confidence_message(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from siam_depth_ros.camera_info import Intrinsics
+
+    meta = ModelMeta(net_width=0.125, siamese=False, height=32, width=96)
+    estimator = DepthEstimator(CheckpointSource(save_checkpoint(tmp_path / "single.pt", meta.build_network(), meta)))
+    image = np.random.default_rng(0).integers(0, 256, (*SIZE, 3), dtype=np.uint8)
+    result = estimator.step(image, 1.0, "rgb8", fx_px=100.0)
+    settings = OutputSettings(0.1, 80.0, 2, 0.5, 50.0, 2.0, cloud_min_confidence=0.9)
+    outputs = OutputBuilder(settings).build(result, InputFrame(image, "rgb8", Header()),
+                                            Intrinsics(CAMERA_MATRIX, None), Header(), estimator)
+    assert CONFIDENCE not in outputs.messages and POINTS in outputs.messages
+    assert pointcloud2_to_array(outputs.messages[POINTS]).size > 0  # nothing to filter by: every point kept
+
+
+def test_latest_frame_slot_clear_drops_the_waiting_frame() -> None:
+    slot: LatestFrameSlot[int] = LatestFrameSlot()
+    assert slot.clear() is False
+    slot.put(1)
+    assert slot.clear() is True
+    slot.put(2)
+    assert slot.take() == 2
+
+
+def test_problem_key_masks_numbers() -> None:
+    assert problem_key("needs 1440 bytes of data, got 7") == problem_key("needs 96 bytes of data, got 3")
+    assert problem_key("fx=-1.5e+03, fy=nan") == "fx=#, fy=nan"
+    assert problem_key("unsupported image encoding 'yuv422'") != problem_key("unsupported image encoding 'nv21'")
+
+
+def test_problem_log_logs_once_per_episode_and_rate_limits_a_lasting_problem() -> None:
+    log, clock = _Log(), _Clock()
+    problems = ProblemLog(log, episode_gap_s=10.0, repeat_s=60.0, clock=clock)
+    truncated = "skipping frame: needs {} bytes of data, got {}"
+    assert problems.report(truncated.format(1440, 7)) is True  # first occurrence: logged
+    for second in range(1, 60):  # interleaved with good frames, every second: one episode, silent
+        clock.now += 1.0
+        assert problems.report(truncated.format(1440 + second, second)) is False
+    assert problems.report("ignoring camera_info: cx and cy must be finite", severity="warning") is True  # another
+    clock.now += 1.0  # 60 s since it was logged, and it never stopped for 10 s: logged again, with the count
+    assert problems.report(truncated.format(1, 2)) is True
+    assert "still happening: 60 time(s) in the last 60 s" in log.lines[-1][1]
+    clock.now += 11.0  # quiet for longer than the episode gap: the next occurrence starts a new episode
+    assert problems.report(truncated.format(3, 4)) is True and log.lines[-1][1] == truncated.format(3, 4)
+    assert [level for level, _ in log.lines] == ["error", "warning", "error", "error"]
+    with pytest.raises(ValueError, match="severity"):
+        problems.report("x", severity="fatal")
+
+
+def test_input_watchdog_reports_matched_publishers_that_never_deliver() -> None:
+    clock = _Clock()
+    watchdog = InputWatchdog(silent_s=5.0, clock=clock)
+    assert watchdog.check(0) is None
+    assert watchdog.check(1) is None  # just matched
+    clock.now += 4.9
+    assert watchdog.check(1) is None
+    clock.now += 0.2
+    assert watchdog.check(1) == pytest.approx(5.1)
+    watchdog.frame_received()
+    clock.now += 60.0
+    assert watchdog.check(1) is None  # it delivered once: a pause is not a lost connection
+    assert watchdog.check(0) is None  # the publisher left ...
+    assert watchdog.check(1) is None  # ... a new one matched
+    clock.now += 6.0
+    assert watchdog.check(1) == pytest.approx(6.0)
