@@ -15,18 +15,16 @@ the checkpoint's sha256 and the ONNX file's sha256 (checked by the backends at l
 """
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from torch import Tensor, nn
 
-from siam_depth_core.backends import BackendError
 from siam_depth_core.backends.sidecar import (
     CONFIDENCE_OUTPUT,
     DISPARITY_OUTPUT,
@@ -38,12 +36,17 @@ from siam_depth_core.backends.sidecar import (
     state_input_name,
     state_output_name,
 )
-from siam_depth_core.checkpoint import CheckpointError, ModelMeta, load_model
+from siam_depth_core.checkpoint import ModelMeta, load_model
+from siam_depth_core.cli import OneLineParser, positive_int, run_cli
 from siam_depth_core.model import SiamDepthNet, check_input_size, run_siamese
 from siam_depth_core.refine import disparity_confidence
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
+#: int8 calibration by default: 3 runs of 8 consecutive frames of this drive (the shipped model's training drive).
+CALIBRATION_DRIVE = "2011_09_26/2011_09_26_drive_0009_sync"
+CALIBRATION_CLIP_LEN = 8
+CALIBRATION_CLIPS = 3
 STATE_PARTS = ("h", "c")
 
 
@@ -77,19 +80,23 @@ class SiameseStep(nn.Module):
         return (disparity, disparity_confidence(output.disp_direct[0], output.disp_flipped[0]), *flat_next_state)
 
 
-def state_layout(net: SiamDepthNet, meta: ModelMeta, height: int, width: int) -> list[StateTensor]:
-    """The state tensors of one step at (height, width), in graph order (layer by layer, h then c)."""
-    batch = 2 if meta.siamese else 1
+def state_layout(net: SiamDepthNet, siamese: bool, height: int, width: int) -> list[StateTensor]:
+    """The state tensors of one step at (height, width), in graph order (layer by layer, h then c): batch 2
+    (direct and flipped streams) for a Siamese step, 1 for a single pass."""
+    batch = 2 if siamese else 1
     return [StateTensor(layer=layer, part=part, shape=list(shape), input_name=state_input_name(layer, part),
                         output_name=state_output_name(layer, part))
             for layer, shape in net.state_shapes(batch, height, width).items() for part in STATE_PARTS]
 
 
 def export_onnx(net: SiamDepthNet, meta: ModelMeta, size: tuple[int, int], onnx_path: str | Path,
-                checkpoint_sha256: str | None = None, opset: int = DEFAULT_OPSET) -> ModelSidecar:
+                checkpoint_sha256: str | None = None, opset: int = DEFAULT_OPSET, single_pass: bool = False
+                ) -> ModelSidecar:
     """Write `net` as a one-step ONNX model of network size (H, W) plus its sidecar; returns the sidecar.
 
-    The model is checked with onnx.checker (full check, with shape inference) before returning.
+    single_pass: only the direct branch of a Siamese model (no flipped image, no refinement, no confidence,
+    state of batch 1): half the compute. The model is checked with onnx.checker (full check, with shape
+    inference) before returning.
     """
     if opset < DEFAULT_OPSET:
         raise ValueError(f"opset must be >= {DEFAULT_OPSET}, got {opset}")
@@ -97,8 +104,8 @@ def export_onnx(net: SiamDepthNet, meta: ModelMeta, size: tuple[int, int], onnx_
     check_input_size(height, width)
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    step = SiameseStep(net.cpu().eval(), siamese=meta.siamese)
-    layout = state_layout(net, meta, height, width)
+    step = SiameseStep(net.cpu().eval(), siamese=meta.siamese and not single_pass)
+    layout = state_layout(net, step.siamese, height, width)
     example = (torch.rand(1, 3, height, width), *[torch.zeros(item.shape) for item in layout])
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)  # the TorchScript-based exporter
@@ -110,7 +117,8 @@ def export_onnx(net: SiamDepthNet, meta: ModelMeta, size: tuple[int, int], onnx_
     sidecar = ModelSidecar(height=height, width=width, meta=asdict(meta),
                            state=layout, checkpoint_sha256=checkpoint_sha256, opset=opset,
                            onnx_sha256=file_sha256(onnx_path),
-                           confidence_output=CONFIDENCE_OUTPUT if step.siamese else None)
+                           confidence_output=CONFIDENCE_OUTPUT if step.siamese else None,
+                           single_pass=meta.siamese and single_pass)
     sidecar.write(sidecar_path(onnx_path))
     LOGGER.info("exported %s (%dx%d, %d state tensors) and %s", onnx_path, width, height, len(layout),
                 sidecar_path(onnx_path))
@@ -118,22 +126,53 @@ def export_onnx(net: SiamDepthNet, meta: ModelMeta, size: tuple[int, int], onnx_
 
 
 def export_checkpoint(checkpoint: str | Path, onnx_path: str | Path, size: tuple[int, int] | None = None,
-                      opset: int = DEFAULT_OPSET) -> ModelSidecar:
+                      opset: int = DEFAULT_OPSET, single_pass: bool = False) -> ModelSidecar:
     """Load a checkpoint and export it (size (H, W) defaults to the checkpoint's training size)."""
     net, meta = load_model(checkpoint)
     size = size if size is not None else meta.input_size
-    return export_onnx(net, meta, size, onnx_path, checkpoint_sha256=file_sha256(checkpoint), opset=opset)
+    return export_onnx(net, meta, size, onnx_path, checkpoint_sha256=file_sha256(checkpoint), opset=opset,
+                       single_pass=single_pass)
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="siam-depth-export", description=__doc__.split("\n\n")[0])
+def calibration_clips(folder: Path | None, clip_len: int = CALIBRATION_CLIP_LEN, clips: int = CALIBRATION_CLIPS
+                      ) -> list[list[np.ndarray]]:
+    """Camera frames for int8 calibration: `clips` runs of `clip_len` consecutive images, spread over the sorted
+    images of `folder`, or by default over KITTI drive 2011_09_26_0009 (../shared/data or $KITTI_ROOT)."""
+    from siam_depth_core.data import paths
+    from siam_depth_core.data.kitti import IMAGE_EXTENSIONS, KittiDrive, load_image
+
+    if folder is None:
+        drive = KittiDrive(paths.kitti_raw_root(), CALIBRATION_DRIVE)
+        if not drive.exists():
+            raise FileNotFoundError(f"int8 calibration needs camera frames: KITTI drive {CALIBRATION_DRIVE} is not under "
+                                    f"{paths.kitti_raw_root()}; pass --calibration-images FOLDER (consecutive frames)")
+        files = [drive.image_path(frame) for frame in drive.frames()]
+    else:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"calibration folder not found: {folder}")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if len(files) < clip_len:
+        raise ValueError(f"int8 calibration needs at least {clip_len} consecutive frames, found {len(files)}")
+    starts = np.unique(np.linspace(0, len(files) - clip_len, clips).round().astype(int))
+    return [[load_image(path) for path in files[start:start + clip_len]] for start in starts]
+
+
+def build_arg_parser() -> OneLineParser:
+    parser = OneLineParser(prog="siam-depth-export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="siam_depth checkpoint (.pt) to export")
-    parser.add_argument("--height", type=int, help="network input height in pixels (multiple of 32; "
+    parser.add_argument("--height", type=positive_int, help="network input height in pixels (multiple of 32; "
                         "default: the checkpoint's training height)")
-    parser.add_argument("--width", type=int, help="network input width in pixels (multiple of 32; "
+    parser.add_argument("--width", type=positive_int, help="network input width in pixels (multiple of 32; "
                         "default: the checkpoint's training width)")
     parser.add_argument("--onnx", required=True, type=Path, help="ONNX file to write (sidecar: <onnx>.json)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
+    parser.add_argument("--single-pass", action="store_true", help="only the direct branch of the Siamese model "
+                        "(no flipped image, no refinement, no confidence): half the compute")
+    parser.add_argument("--int8", action="store_true", help="also write a statically quantised int8 copy, "
+                        "<onnx stem>.int8.onnx, for ONNX Runtime on CPUs (calibrated on real frames streamed with "
+                        "the ConvLSTM state)")
+    parser.add_argument("--calibration-images", type=Path, help="folder of consecutive camera frames for the int8 "
+                        f"calibration (default: KITTI drive {CALIBRATION_DRIVE})")
     parser.add_argument("--engine", type=Path, help="also build a TensorRT engine here (needs tensorrt and a GPU)")
     parser.add_argument("--fp16", action="store_true", help="build the engine with fp16 kernels "
                         "(the ConvLSTM cell state stays fp32)")
@@ -143,22 +182,30 @@ def build_arg_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point of `siam-depth-export`."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_arg_parser().parse_args(argv)
+    parser = build_arg_parser()
+    args = parser.parse_args(argv)
     if (args.height is None) != (args.width is None):
-        raise SystemExit("give both --height and --width, or neither")
+        parser.error("give both --height and --width, or neither")
     size = (args.height, args.width) if args.height is not None else None
-    try:
-        sidecar = export_checkpoint(args.checkpoint, args.onnx, size=size, opset=args.opset)
-        print(f"wrote {args.onnx} ({sidecar.width}x{sidecar.height}, opset {sidecar.opset}) and "
-              f"{sidecar_path(args.onnx)}")
+
+    def body() -> int:
+        sidecar = export_checkpoint(args.checkpoint, args.onnx, size=size, opset=args.opset,
+                                    single_pass=args.single_pass)
+        print(f"wrote {args.onnx} ({sidecar.width}x{sidecar.height}, opset {sidecar.opset}"
+              f"{', single pass' if sidecar.single_pass else ''}) and {sidecar_path(args.onnx)}")
+        if args.int8:
+            from siam_depth_core.quantize import int8_path, quantize_onnx
+
+            quantized = int8_path(args.onnx)
+            quantize_onnx(args.onnx, quantized, calibration_clips(args.calibration_images))
+            print(f"wrote {quantized} and {sidecar_path(quantized)}")
         if args.engine is not None:
             from siam_depth_core.backends.tensorrt_backend import build_engine_file
             build_engine_file(args.onnx, args.engine, fp16=args.fp16)
             print(f"wrote {args.engine}")
-    except (CheckpointError, BackendError, ValueError) as error:
-        print(f"siam-depth-export: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli("siam-depth-export", body)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -105,6 +104,7 @@ def quantize_onnx(fp32_path: str | Path, int8_path: str | Path, clips: Sequence[
     return quantized
 
 
-def describe(sidecar: ModelSidecar) -> dict[str, Any]:
-    """The quantisation record of a sidecar ({} for a float model)."""
-    return sidecar.meta.get("extra", {}).get("quantization", {})
+def int8_path(onnx_path: str | Path) -> Path:
+    """Where the int8 copy of an exported model goes: `model.onnx` -> `model.int8.onnx`."""
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(f"{onnx_path.stem}.int8{onnx_path.suffix}")

@@ -177,3 +177,63 @@ def test_sidecar_of_an_older_export_with_a_top_level_baseline_still_loads(small_
     fields = json.loads(sidecar_path(small_onnx).read_text())
     sidecar_path(older).write_text(json.dumps({**fields, "baseline_m": 0.54}))
     assert ModelSidecar.read(sidecar_path(older)).model_meta().baseline_m == pytest.approx(0.54)
+
+
+def test_single_pass_runs_only_the_direct_branch_in_torch_and_onnx(checkpoint: Path, drive_0009: Path,
+                                                                  tmp_path: Path) -> None:
+    onnx_path = tmp_path / "single.onnx"
+    assert main(["--checkpoint", str(checkpoint), "--height", "64", "--width", "128", "--onnx", str(onnx_path),
+                 "--single-pass"]) == 0
+    sidecar = ModelSidecar.read(sidecar_path(onnx_path))
+    assert sidecar.single_pass and sidecar.confidence_output is None
+    assert all(item.shape[0] == 1 for item in sidecar.state)  # the direct stream's state only
+    options = RuntimeOptions(single_pass=True, input_size=(64, 128))
+    in_torch = DepthEstimator(CheckpointSource(checkpoint), options)
+    in_onnx = DepthEstimator(OnnxSource(onnx_path), RuntimeOptions(single_pass=True))
+    siamese = DepthEstimator(CheckpointSource(checkpoint), RuntimeOptions(input_size=(64, 128)))
+    net = in_torch.backend.net
+    state = None
+    for index, frame in enumerate(_real_frames(drive_0009, 3)):
+        torch_result = in_torch.step(frame, 0.1 * index)
+        onnx_result = in_onnx.step(frame, 0.1 * index)
+        siamese_result = siamese.step(frame, 0.1 * index)
+        with torch.no_grad():
+            output, state = run_siamese(net, torch.from_numpy(preprocess(frame, "rgb8", (64, 128))), state,
+                                        siamese=False)
+        direct = cv2.resize(output.disp_direct[0][0, 0].numpy(), frame.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_allclose(torch_result.disparity, direct, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(onnx_result.disparity, torch_result.disparity, rtol=1e-3, atol=1e-5)
+        assert torch_result.confidence is None and onnx_result.confidence is None
+        assert not np.allclose(siamese_result.disparity, torch_result.disparity)  # the refinement did something
+    export_onnx(*_tiny_model(), (64, 128), tmp_path / "siamese.onnx")
+    with pytest.raises(BackendError, match="export a single-pass model"):
+        DepthEstimator(OnnxSource(tmp_path / "siamese.onnx"), RuntimeOptions(single_pass=True))
+    with pytest.raises(ValueError, match="contradict"):
+        RuntimeOptions(single_pass=True, post_process=True)
+
+
+def _tiny_model() -> tuple:
+    torch.manual_seed(0)
+    meta = ModelMeta(net_width=NET_WIDTH)
+    return meta.build_network(), meta
+
+
+def test_int8_export_loads_in_onnx_runtime_and_stays_close_to_fp32(drive_0009: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # The shipped model (a trained network: a random one has no meaningful activation ranges), its own size.
+    shipped = Path(__file__).resolve().parents[1] / "models" / "siam_depth_small.pt"
+    onnx_path = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(shipped), "--onnx", str(onnx_path), "--int8",
+                 "--calibration-images", str(drive_0009 / "image_02" / "data")]) == 0
+    int8 = tmp_path / "model.int8.onnx"
+    assert str(int8) in capsys.readouterr().out
+    sidecar = ModelSidecar.read(sidecar_path(int8))
+    assert sidecar.onnx_sha256 == file_sha256(int8) and sidecar.meta["extra"]["quantization"]["format"] == "QDQ"
+    model = onnx.load(str(int8))
+    assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+    fp32_estimator, int8_estimator = DepthEstimator(OnnxSource(onnx_path)), DepthEstimator(OnnxSource(int8))
+    for index, frame in enumerate(_real_frames(drive_0009, 4)):
+        fp32, quantized = fp32_estimator.step(frame, 0.1 * index), int8_estimator.step(frame, 0.1 * index)
+    # Streamed over 4 frames, the int8 disparity stays within 5 % of fp32 on average (1-3 % measured).
+    relative = np.abs(quantized.disparity - fp32.disparity) / fp32.disparity
+    assert float(relative.mean()) < 0.05, float(relative.mean())

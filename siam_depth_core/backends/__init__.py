@@ -83,12 +83,16 @@ def reject_unsupported(backend: str, options: RuntimeOptions, supported: Collect
 
 
 def check_exported_options(backend: str, model_file: Path, options: RuntimeOptions, input_size: ImageSize,
-                           meta: ModelMeta) -> None:
+                           meta: ModelMeta, single_pass_graph: bool = False) -> None:
     """What an exported model (ONNX, engine) fixes: its input size (ValueError naming both sizes when another
-    is asked for) and whether the flipped pass is in the graph (BackendError for post_process without it)."""
+    is asked for) and whether the flipped pass is in the graph (BackendError for post_process without it,
+    and for single_pass with it)."""
     if options.input_size is not None and options.input_size != input_size:
         raise ValueError(f"requested network size {options.input_size} but the {backend} model was exported for "
                          f"{input_size} (width x height); re-export it or drop the size")
+    if options.single_pass and meta.siamese and not single_pass_graph:
+        raise BackendError(f"{model_file} runs the Siamese pass (image + flip); for single_pass export a single-pass "
+                           "model: siam-depth-export --single-pass")
     if options.post_process and not meta.siamese:
         raise BackendError(f"{model_file} was exported from a model without the Siamese pass, so post_process "
                            "cannot be applied to it; run its checkpoint with the torch backend")

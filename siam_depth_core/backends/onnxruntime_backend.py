@@ -26,8 +26,9 @@ from siam_depth_core.backends.source import OnnxSource, RuntimeOptions
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
-#: RuntimeOptions ONNX Runtime honours (input_size and post_process only as the exported model fixes them).
-SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "post_process")
+#: RuntimeOptions ONNX Runtime honours (input_size, post_process and single_pass only as the exported model
+#: fixes them).
+SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "post_process", "single_pass")
 
 
 class OnnxRuntimeBackend:
@@ -62,7 +63,8 @@ class OnnxRuntimeBackend:
         self.meta = self.sidecar.model_meta()
         self.input_size = self.sidecar.input_size
         self.has_confidence = self.sidecar.confidence_output is not None
-        check_exported_options(self.name, self.onnx_path, options, self.input_size, self.meta)
+        check_exported_options(self.name, self.onnx_path, options, self.input_size, self.meta,
+                               self.sidecar.single_pass)
         providers: list[Any] = [CPU_PROVIDER]
         self.device_type, self.device_id = "cpu", 0
         if options.device_type == "cuda":

@@ -54,6 +54,7 @@ class ModelSidecar:
     onnx_sha256: hex sha256 of the exported ONNX file (None in sidecars of older exports).
     confidence_output: name of the (1,1,H,W) confidence output, right after the disparity; None when the
     graph has none (a model without the Siamese pass, or an export older than the confidence output).
+    single_pass: the graph runs only the direct branch of a Siamese model (`siam-depth-export --single-pass`).
     """
 
     height: int
@@ -67,6 +68,7 @@ class ModelSidecar:
     image_input: str = IMAGE_INPUT
     disparity_output: str = DISPARITY_OUTPUT
     confidence_output: str | None = None
+    single_pass: bool = False
     tensorrt: dict[str, Any] = field(default_factory=dict)
 
     @property

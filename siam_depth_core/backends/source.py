@@ -160,6 +160,9 @@ class RuntimeOptions:
     channels_last: torch channels-last memory format. cuda_graph: replay each step from a CUDA graph.
     post_process: for a model trained without the Siamese pass, also run the flipped image and blend
     (monodepth's post-processing); a Siamese model does this already, so it changes nothing there.
+    single_pass: run only the direct branch of a Siamese model (no mirrored image, no refinement, no
+    confidence): half the compute, for CPUs and small GPUs that need the rate (an ONNX model or engine
+    must have been exported with `siam-depth-export --single-pass`).
     """
 
     device: str | None = None
@@ -169,8 +172,11 @@ class RuntimeOptions:
     channels_last: bool = False
     cuda_graph: bool = False
     post_process: bool = False
+    single_pass: bool = False
 
     def __post_init__(self) -> None:
+        if self.single_pass and self.post_process:
+            raise ValueError("single_pass and post_process contradict each other (one pass, or image + flip)")
         if self.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
             raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:<index>', got {self.device!r}")
         if self.num_threads < 0:

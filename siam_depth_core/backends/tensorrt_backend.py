@@ -38,8 +38,9 @@ from siam_depth_core.model import SiamDepthNet
 
 LOGGER = logging.getLogger(__name__)
 WORKSPACE_BYTES = 1 << 30
-#: RuntimeOptions TensorRT honours (input_size and post_process only as the exported model fixes them).
-SUPPORTED_OPTIONS = ("device", "input_size", "fp16", "cuda_graph", "post_process")
+#: RuntimeOptions TensorRT honours (input_size, post_process and single_pass only as the exported model fixes
+#: them).
+SUPPORTED_OPTIONS = ("device", "input_size", "fp16", "cuda_graph", "post_process", "single_pass")
 _CONVLSTM_LAYERS = SiamDepthNet.SKIP_NAMES + SiamDepthNet.BOTTLENECK_NAMES
 
 
@@ -233,7 +234,8 @@ class TensorRTBackend:
         self.meta = self.sidecar.model_meta()
         self.input_size = self.sidecar.input_size
         self.has_confidence = self.sidecar.confidence_output is not None
-        check_exported_options(self.name, self.engine_path, options, self.input_size, self.meta)
+        check_exported_options(self.name, self.engine_path, options, self.input_size, self.meta,
+                               self.sidecar.single_pass)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         try:

@@ -21,12 +21,14 @@ from siam_depth_core.model import NetState, SiamDepthNet, check_input_size, run_
 from siam_depth_core.refine import disparity_confidence
 
 #: RuntimeOptions the torch backend honours (all of them).
-SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "fp16", "channels_last", "cuda_graph", "post_process")
+SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "fp16", "channels_last", "cuda_graph", "post_process",
+                     "single_pass")
 
 
 class TorchBackend:
     """Stateful Siamese step of a SiamDepthNet in torch; state = the `NetState` on the device (batch 2 for
-    the direct and flipped streams, 1 for a non-Siamese model run without post-processing)."""
+    the direct and flipped streams, 1 for a single pass: a non-Siamese model without post-processing, or
+    `single_pass`)."""
 
     name = "torch"
 
@@ -50,7 +52,7 @@ class TorchBackend:
             raise BackendError("fp16 and cuda_graph need a CUDA device for the torch backend")
         self.meta = meta
         self.fp16 = options.fp16
-        self.siamese = meta.siamese or options.post_process
+        self.siamese = (meta.siamese or options.post_process) and not options.single_pass
         self.has_confidence = self.siamese
         self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
         self.net = net.to(self.device).eval().to(memory_format=self.memory_format)
