@@ -76,6 +76,11 @@ class OnnxRuntimeBackend:
             providers = [(CUDA_PROVIDER, {"device_id": self.device_id}), CPU_PROVIDER]
         session_options = onnxruntime.SessionOptions()
         session_options.intra_op_num_threads = options.num_threads  # (0 is ONNX Runtime's own "default")
+        # Sequential execution needs no inter-op pool; and intra-op threads that spin while waiting took
+        # CPU from the node's other threads: on a loaded 2-core VM a step took 838 ms without spinning and
+        # 973 ms with it at 2 threads (benchmarks/README.md, "Threads").
+        session_options.inter_op_num_threads = 1
+        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         model_bytes = self.onnx_path.read_bytes()
         try:
             self.session = onnxruntime.InferenceSession(model_bytes, session_options, providers=providers)
