@@ -84,6 +84,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cpu; the GPU for --engine)")
     parser.add_argument("--num-threads", type=non_negative_int, default=0,
                         help="intra-op CPU threads (default 0: the library's default)")
+    parser.add_argument("--single-pass", action="store_true", help="only the direct branch of the Siamese model "
+                        "(half the compute; an ONNX model must be exported with --single-pass)")
 
 
 def model_source(args: argparse.Namespace) -> ModelSource:
@@ -101,5 +103,5 @@ def model_source(args: argparse.Namespace) -> ModelSource:
 
 
 def runtime_options(args: argparse.Namespace, **extra: object) -> RuntimeOptions:
-    """RuntimeOptions from --device / --num-threads (and any other option given as a keyword)."""
-    return RuntimeOptions(device=args.device, num_threads=args.num_threads, **extra)
+    """RuntimeOptions from --device / --num-threads / --single-pass (and any other option given as a keyword)."""
+    return RuntimeOptions(device=args.device, num_threads=args.num_threads, single_pass=args.single_pass, **extra)
