@@ -528,8 +528,9 @@ class DepthLifecycleNode(LifecycleNode):
         except Exception:
             super().destroy_node()
             raise
-        self.get_logger().info(f"lifecycle node unconfigured: configure loads the model (lifecycle_msgs/srv/"
-                               f"ChangeState on {self.get_fully_qualified_name()}/change_state)")
+        self.get_logger().info(f"lifecycle node waiting in the unconfigured state; the configure transition loads "
+                               f"the model (lifecycle_msgs/srv/ChangeState on {self.get_fully_qualified_name()}/"
+                               "change_state)")
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:

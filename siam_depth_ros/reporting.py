@@ -5,7 +5,8 @@
   occurrence after `episode_gap_s` without it —, and while the episode lasts at most once per `repeat_s`,
   saying how often it occurred meanwhile. Problems are told apart by their message with the numbers
   masked (`problem_key`), so a flaky driver sending truncated images of varying lengths is one problem.
-  The node counts every occurrence in /diagnostics regardless.
+  Quoted names (an encoding '32FC1') keep their digits. The node counts every occurrence in /diagnostics
+  regardless.
 - `InputWatchdog`: publishers are matched on the image topic but nothing has arrived since they matched
   (large messages lost without the shared-memory profile, or a publisher that never sends).
 
@@ -28,6 +29,7 @@ REPEAT_S = 60.0
 SILENT_PUBLISHER_S = 5.0
 
 _NUMBER = re.compile(r"[-+]?\d+(\.\d+)?([eE][-+]?\d+)?")
+_QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
 
 
 class Logger(Protocol):
@@ -39,8 +41,10 @@ class Logger(Protocol):
 
 
 def problem_key(message: str) -> str:
-    """`message` with every number replaced by '#': what makes two occurrences the same problem."""
-    return _NUMBER.sub("#", message)
+    """`message` with every number outside quotes replaced by '#': what makes two occurrences the same
+    problem (sizes and stamps vary; quoted names such as an encoding '32FC1' tell problems apart)."""
+    parts = _QUOTED.split(message)
+    return "".join(part if index % 2 else _NUMBER.sub("#", part) for index, part in enumerate(parts))
 
 
 @dataclass

@@ -281,6 +281,8 @@ def test_problem_key_masks_numbers() -> None:
     assert problem_key("needs 1440 bytes of data, got 7") == problem_key("needs 96 bytes of data, got 3")
     assert problem_key("fx=-1.5e+03, fy=nan") == "fx=#, fy=nan"
     assert problem_key("unsupported image encoding 'yuv422'") != problem_key("unsupported image encoding 'nv21'")
+    assert problem_key("encoding '32FC1' in a 40x24 image") == "encoding '32FC1' in a #x# image"
+    assert problem_key("encoding '32FC1'") != problem_key("encoding '64FC1'")
 
 
 def test_problem_log_logs_once_per_episode_and_rate_limits_a_lasting_problem() -> None:

@@ -34,8 +34,9 @@ from stereo_msgs.msg import DisparityImage  # noqa: E402
 from siam_depth_core.backends.source import CheckpointSource  # noqa: E402
 from siam_depth_core.checkpoint import ModelMeta, save_checkpoint  # noqa: E402
 from siam_depth_core.inference import DepthEstimator  # noqa: E402
-from siam_depth_ros.conversions import image_to_numpy, make_camera_info, numpy_to_image  # noqa: E402
+from siam_depth_ros.conversions import camera_info_matrix, image_to_numpy, make_camera_info, numpy_to_image  # noqa: E402
 from siam_depth_ros.harness import Arrival, DepthNodeClient, DepthNodeProcess, stamp_ns_of  # noqa: E402
+from siam_depth_ros.reporting import problem_key  # noqa: E402
 
 NET_SIZE = (64, 128)  # (H, W): tiny network input, so that the node runs fast on 2 shared cores
 GOOD_SHAPE = (120, 400)  # (H, W) of the good frames: width not a multiple of 32, like real cameras
@@ -188,10 +189,11 @@ Builder = Callable[[int, int], tuple[Image, CameraInfo | None]]
 class BadInput:
     """One bad (or odd) input and what the node must do with it.
 
-    diagnostic: regex the node's log must show for it. accepted: the node processes the frame (an
-    odd but valid size, a reset, an ignored camera_info) and its depth must match the reference;
-    otherwise the frame is skipped and counted as failed. logged_once: the node reports this kind of
-    problem once per run (so an earlier case may have printed it). fx_used: focal length the node must
+    diagnostic: regex the node's log must show for an accepted case, or /diagnostics' last_error for a
+    failed one (the log says a problem once per episode, and several cases are the same problem).
+    accepted: the node processes the frame (an odd but valid size, a reset, an ignored camera_info) and
+    its depth must match the reference; otherwise the frame is skipped and counted as failed.
+    logged_once: an earlier case may have printed the line (the same problem, in the same episode). fx_used: focal length the node must
     use for an accepted frame (None: the case's own camera_info).
     """
 
@@ -261,16 +263,22 @@ def bad_input_matrix() -> list[BadInput]:
                  r"step \d+ is shorter than one row of 4294967295 pixels"),
     ]
     good_width, good_height = GOOD_SHAPE[1], GOOD_SHAPE[0]
-    for name, fx in (("fx = 0", 0.0), ("fx < 0", -200.0), ("fx = NaN", np.nan)):
-        cases.append(BadInput(f"camera_info {name}", _with_info(GOOD_IMAGE, _matrix_with_fx(fx)),
+    # camera_info a camera cannot have: ignored with its reason; the frame runs on the last usable one
+    impossible = {"fx = 0": ((0, 0), 0.0), "fx < 0": ((0, 0), -200.0), "fx = NaN": ((0, 0), np.nan),
+                  "fx = inf": ((0, 0), np.inf), "fy = inf": ((1, 1), np.inf), "cx = NaN": ((0, 2), np.nan),
+                  "cy = inf": ((1, 2), np.inf), "fx = 1e-30": ((0, 0), 1e-30), "fy = 1e30": ((1, 1), 1e30)}
+    for name, (entry, value) in impossible.items():
+        matrix = GOOD_MATRIX.copy()
+        matrix[entry] = value
+        cases.append(BadInput(f"camera_info {name}", _with_info(GOOD_IMAGE, matrix),
                               r"ignoring camera_info .*no usable intrinsics", accepted=True, logged_once=True,
                               fx_used=float(GOOD_MATRIX[0, 0])))
-    cases.append(BadInput("camera_info fx = inf", _with_info(GOOD_IMAGE, _matrix_with_fx(np.inf)),
-                          r"fx_px must be a positive number of pixels, got inf"))
-    for name, size in (("0x0", (0, 0)), ("-1 x -1 (uint32)", (UINT32_MINUS_ONE, UINT32_MINUS_ONE)),
-                       ("of another size", (good_width // 2, good_height))):
+    for name, size in (("0x0", (0, 0)), ("-1 x -1 (uint32)", (UINT32_MINUS_ONE, UINT32_MINUS_ONE))):
         cases.append(BadInput(f"camera_info {name}", _with_info(GOOD_IMAGE, GOOD_MATRIX, size),
-                              rf"camera_info is {size[0]}x{size[1]} but the image is {good_width}x{good_height}"))
+                              r"ignoring camera_info .*no usable intrinsics", accepted=True, logged_once=True,
+                              fx_used=float(GOOD_MATRIX[0, 0])))
+    cases.append(BadInput("camera_info of another size", _with_info(GOOD_IMAGE, GOOD_MATRIX, (good_width // 2, good_height)),
+                          rf"camera_info is {good_width // 2}x{good_height} but the image is {good_width}x{good_height}"))
     for name, shape in (("1x1", (1, 1)), ("33x17 (not multiples of 32)", (17, 33)), ("4K", (2160, 3840))):
         image = random_image((*shape, 3), seed=shape[1])
         cases.append(BadInput(f"image {name}", _with_info(image, camera_matrix_for(shape[1], shape[0])),
@@ -289,6 +297,15 @@ def bad_input_matrix() -> list[BadInput]:
 
 
 BAD_INPUTS = bad_input_matrix()
+
+
+def _usable(info: CameraInfo) -> bool:
+    """Whether the node keeps this camera_info (conversions.camera_info_matrix, unit-tested on its own)."""
+    try:
+        camera_info_matrix(info)
+    except ValueError:
+        return False
+    return True
 
 
 @pytest.mark.timeout(300)
@@ -310,26 +327,36 @@ def test_bad_input_gives_diagnostic_and_next_good_frame_is_processed_normally(
 
     last_good = FIRST_STAMP_NS
     send_good(last_good, "start-up")
-    failed = 0
+    failed = ignored_infos = 0
+    failure_texts: list[str] = []
     for case in BAD_INPUTS:
         log_start = 0 if case.logged_once else harness.log_length()
         image_msg, info_msg = case.build(last_good + FRAME_PERIOD_NS, last_good)
+        ignored_infos += info_msg is not None and not _usable(info_msg)  # (also those of the bad images' sizes)
         harness.publish(image_msg, info_msg)
-        harness.wait_for_log(case.diagnostic, log_start)
         if case.accepted:
+            harness.wait_for_log(case.diagnostic, log_start)
             fx = case.fx_used if case.fx_used is not None else float(info_msg.k[0])
             expect_depth(stamp_ns_of(image_msg), image_to_numpy(image_msg), fx, case.name)
-        else:
+        else:  # each failure is counted with its exact reason (the log says it once per episode of a problem)
             failed += 1
+            report = harness.client.diagnostics_where(
+                lambda values: int(values["frames_failed"]) == failed  # noqa: B023 (read at once, in this loop)
+                and re.search(case.diagnostic, values["last_error"]) is not None, timeout=20.0)  # noqa: B023
+            failure_texts.append(report["last_error"])
         last_good += 2 * FRAME_PERIOD_NS
         send_good(last_good, case.name)
         assert harness.process.alive(), f"the node died on {case.name}:\n{harness.process.log()}"
     report = harness.fresh_diagnostics()
     assert int(report["frames_failed"]) == failed, report
-    ignored_infos = [case for case in BAD_INPUTS if case.diagnostic.startswith("ignoring camera_info")]
-    assert int(report["camera_infos_ignored"]) == len(ignored_infos), report
-    assert re.fullmatch(r"camera_info has no usable intrinsics \(fx=nan, fy=[\d.]+\)",
-                        report["last_camera_info_problem"]), report  # the last of them: fx = NaN
+    logged = {problem_key(line.split(" s): ", 1)[1]) for line in harness.process.log().splitlines()
+              if "skipping" in line and " s): " in line}
+    assert {problem_key(text) for text in failure_texts} <= logged  # every distinct problem is in the log
+    assert ignored_infos > len([case for case in BAD_INPUTS if case.diagnostic.startswith("ignoring camera_info")])
+    assert int(report["camera_infos_ignored"]) == ignored_infos, report
+    assert re.fullmatch(r"camera_info has no usable intrinsics \(fx=200.0, fy=200.0, cx=199.5, cy=59.5\): fx=200 px "
+                        r"is implausible for a 4294967295x4294967295 image .*",
+                        report["last_camera_info_problem"]), report  # the last of them: -1 x -1
     assert int(report["resets"]) == reference.reset_count, report  # bad frames never reset the state
     assert report["frames_dropped"] == "0", report
 
