@@ -21,7 +21,7 @@ setup(
         "setuptools",
         "numpy",
         "torch>=2.4",
-        "opencv-python-headless",
+        "opencv-python-headless",  # image resizing, colour maps, and decoding CompressedImage (JPEG/PNG) input
         "scipy",
         "pillow",
         "pyyaml",
@@ -40,6 +40,7 @@ setup(
             "ros-kilted-builtin-interfaces",
             "ros-kilted-rcl-interfaces",
             "ros-kilted-diagnostic-msgs",
+            "ros-kilted-lifecycle-msgs",  # the managed (lifecycle) mode: depth_node --lifecycle
             "ros-kilted-visualization-msgs",
             "ros-kilted-rosgraph-msgs",
             "ros-kilted-ament-index-python",
