@@ -20,7 +20,6 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from ros_helpers import (  # noqa: E402
     REPO_ROOT,
     DepthNodeClient,
-    NodeProcess,
     StampClock,
     configure_dds,
     image_message,
@@ -28,6 +27,7 @@ from ros_helpers import (  # noqa: E402
 )
 
 from siam_depth_ros.conversions import image_to_numpy  # noqa: E402
+from siam_depth_ros.harness import DepthNodeProcess  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -44,6 +44,31 @@ def readme_build_commands() -> list[str]:
     readme = (REPO_ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", readme, flags=re.DOTALL)
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("colcon build")]
+
+
+def test_every_ros_interface_package_the_code_imports_is_declared():
+    """package.xml (rosdep, colcon) and setup.py's ros extra (pip) must name every message/service package
+    imported anywhere in the package (tf2_msgs has no pip wheel: the player skips /tf without it)."""
+    import ast
+    import xml.etree.ElementTree as ElementTree
+
+    imported = set()
+    for path in [*REPO_ROOT.glob("siam_depth_ros/*.py"), *REPO_ROOT.glob("siam_depth_core/**/*.py"),
+                 *REPO_ROOT.glob("launch/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
+                     [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+            imported |= {name.split(".")[0] for name in names
+                         if re.fullmatch(r"[a-z_]+_(msgs|srvs|interfaces)", name.split(".")[0])}
+    assert {"lifecycle_msgs", "sensor_msgs", "std_srvs"} <= imported
+    exec_depends = {element.text for element in ElementTree.parse(REPO_ROOT / "package.xml").getroot()
+                    .iter("exec_depend")}
+    assert imported <= exec_depends, sorted(imported - exec_depends)
+    setup_source = (REPO_ROOT / "setup.py").read_text()
+    ros_extra = set(re.findall(r'"(ros-kilted-[a-z-]+)"', setup_source))
+    wheels = {f"ros-kilted-{name.replace('_', '-')}" for name in imported - {"tf2_msgs"}}
+    assert wheels <= ros_extra, sorted(wheels - ros_extra)
+    assert "opencv" in (REPO_ROOT / "package.xml").read_text() and '"opencv-python-headless' in setup_source
 
 
 def test_readme_shows_the_command_this_test_runs():
@@ -130,12 +155,13 @@ def test_installed_depth_node_with_installed_config_publishes_depth(colcon_insta
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     namespace = unique_namespace() + "_colcon"
-    command = [str(colcon_install / "lib" / PACKAGE / "depth_node"), "--ros-args",
-               "--params-file", str(colcon_install / "share" / PACKAGE / "config" / "depth.yaml"),
-               "-r", f"__ns:={namespace}", "-p", "network_height:=64", "-p", "network_width:=192"]
+    depth_node = colcon_install / "lib" / PACKAGE / "depth_node"
+    installed_config = colcon_install / "share" / PACKAGE / "config" / "depth.yaml"
     try:
-        with NodeProcess(command, tmp_path / "depth_node.log", env=environment, stop_timeout=30.0) as process:
-            process.wait_for_log(r"siam_depth\]: ready:", timeout=120)
+        with DepthNodeProcess(tmp_path / "depth_node.log", namespace, {"network_height": 64, "network_width": 192},
+                              command=[str(depth_node)], params_file=installed_config, env=environment,
+                              stop_timeout=30.0) as process:
+            process.wait_until_ready(node, timeout_s=120)  # ~/reset exists: the installed model is loaded
             client = DepthNodeClient(node, executor, namespace, outputs=["depth"])
             client.wait_until_connected()
             clock = StampClock(1_600_000_000 * 10**9)
