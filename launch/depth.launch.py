@@ -5,10 +5,13 @@
     ros2 launch siam_depth_ros depth.launch.py use_sim_time:=true rviz:=true checkpoint:=/path/model.pt
     ros2 launch siam_depth_ros depth.launch.py backend:=tensorrt engine:=/path/model.engine
     ros2 launch siam_depth_ros depth.launch.py num_threads:=1 image_transport:=compressed
+    ros2 launch siam_depth_ros depth.launch.py lifecycle:=true    # managed: ros2 lifecycle set /siam_depth configure
 
-`backend`, `engine`, `checkpoint`, `qos`, `num_threads` and `image_transport` override the params file only
-when given (non-empty). With rviz:=true but no RViz2 installed, the node starts alone and a warning says so.
-The decisions are plain functions in `siam_depth_ros.launch_support` (tested without launch).
+`backend`, `engine`, `checkpoint`, `qos`, `device`, `num_threads` and `image_transport` override the params
+file only when given (non-empty). lifecycle:=true starts the node as a lifecycle node (launch_ros
+LifecycleNode; it waits unconfigured for its lifecycle manager). With rviz:=true but no RViz2 installed, the
+node starts alone and a warning says so. The decisions are plain functions in
+`siam_depth_ros.launch_support` (tested without launch).
 """
 from pathlib import Path
 
@@ -17,9 +20,15 @@ from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 
-from siam_depth_ros.launch_support import PARAMETER_OVERRIDES, find_rviz2, parameter_overrides, parse_bool
+from siam_depth_ros.launch_support import (
+    PARAMETER_OVERRIDES,
+    find_rviz2,
+    node_arguments,
+    parameter_overrides,
+    parse_bool,
+)
 
 PACKAGE = "siam_depth_ros"
 
@@ -44,25 +53,35 @@ def _arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument("checkpoint", default_value="", description="override the checkpoint (.pt)"),
         DeclareLaunchArgument("qos", default_value="",
                               description="override the input QoS: sensor_data or reliable (bag replay)"),
+        DeclareLaunchArgument("device", default_value="",
+                              description="override the device: cpu, cuda or cuda:<index> (default: the "
+                                          "backend's own, the GPU for tensorrt)"),
         DeclareLaunchArgument("num_threads", default_value="",
                               description="override the model's CPU threads (0 = the library's default)"),
         DeclareLaunchArgument("image_transport", default_value="",
                               description="override the input transport: raw (image) or compressed "
                                           "(image/compressed, sensor_msgs/CompressedImage)"),
+        DeclareLaunchArgument("lifecycle", default_value="false",
+                              description="start as a managed lifecycle node (unconfigured until configured, "
+                                          "subscribing only while active)"),
         DeclareLaunchArgument("rviz", default_value="false", description="also start RViz2 with config/depth.rviz"),
     ]
 
 
 def _nodes(context: LaunchContext) -> list[Node]:
-    """The depth node (and RViz2 when rviz:=true and installed) for the evaluated launch arguments."""
+    """The depth node (a lifecycle node with lifecycle:=true; and RViz2 when rviz:=true and installed) for the
+    evaluated launch arguments."""
     def value(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
     use_sim_time = parse_bool("use_sim_time", value("use_sim_time"))
     overrides = parameter_overrides({name: value(name) for name in PARAMETER_OVERRIDES})
-    nodes = [Node(package=PACKAGE, executable="depth_node", name="siam_depth", output="screen", emulate_tty=True,
-                  parameters=[value("params_file"), {**overrides, "use_sim_time": use_sim_time}],
-                  remappings=[("image", value("image")), ("camera_info", value("camera_info"))])]
+    arguments = node_arguments(value("lifecycle"))
+    depth_node = dict(package=PACKAGE, executable="depth_node", name="siam_depth", output="screen", emulate_tty=True,
+                      arguments=arguments,
+                      parameters=[value("params_file"), {**overrides, "use_sim_time": use_sim_time}],
+                      remappings=[("image", value("image")), ("camera_info", value("camera_info"))])
+    nodes = [LifecycleNode(namespace="", **depth_node) if arguments else Node(**depth_node)]
     if not parse_bool("rviz", value("rviz")):
         return nodes
     rviz, reason = find_rviz2()

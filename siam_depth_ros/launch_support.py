@@ -8,6 +8,7 @@ told — is testable without a ROS 2 install (`launch`/`launch_ros` are not on P
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,14 @@ def _parse_num_threads(text: str) -> int:
     return value
 
 
+def _parse_device(text: str) -> str:
+    value = text.strip()
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        raise ValueError(f"launch argument device:={text!r} must be cpu, cuda or cuda:<index> (empty: the "
+                         "backend's default)")
+    return value
+
+
 def _parse_image_transport(text: str) -> str:
     value = text.strip()
     if value not in IMAGE_TRANSPORTS:
@@ -82,6 +91,7 @@ PARAMETER_OVERRIDES = {
     "engine": str,
     "checkpoint": str,
     "qos": str,
+    "device": _parse_device,
     "num_threads": _parse_num_threads,
     "image_transport": _parse_image_transport,
 }
@@ -89,14 +99,20 @@ PARAMETER_OVERRIDES = {
 
 def parameter_overrides(arguments: Mapping[str, str]) -> dict[str, object]:
     """Node parameters from depth.launch.py's override arguments: the non-empty ones of PARAMETER_OVERRIDES,
-    typed as the node declares them (num_threads an int >= 0, image_transport raw|compressed); ValueError
-    naming the argument when a value is invalid."""
+    typed as the node declares them (num_threads an int >= 0, image_transport raw|compressed, device
+    cpu|cuda[:i]); ValueError naming the argument when a value is invalid."""
     overrides: dict[str, object] = {}
     for name, parse in PARAMETER_OVERRIDES.items():
         text = arguments.get(name, "").strip()
         if text:
             overrides[name] = parse(text)
     return overrides
+
+
+def node_arguments(lifecycle: str) -> list[str]:
+    """depth_node's own command-line arguments for depth.launch.py's `lifecycle` argument (true/false):
+    `--lifecycle` starts it as a managed node (launch_ros's LifecycleNode action), else none."""
+    return ["--lifecycle"] if parse_bool("lifecycle", lifecycle) else []
 
 
 def image_topic(base_topic: str, image_transport: str) -> str:

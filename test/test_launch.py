@@ -41,8 +41,10 @@ EXPECTED_ARGUMENTS = {
     "engine": "",
     "checkpoint": "",
     "qos": "",
+    "device": "",  # empty: config/depth.yaml's value ("": the backend's default device)
     "num_threads": "",  # empty: config/depth.yaml's value
     "image_transport": "",
+    "lifecycle": "false",
     "rviz": "false",
     "params_file": None,  # the installed config/depth.yaml, found through the ament index
 }
@@ -83,7 +85,7 @@ def test_depth_launch_checks_for_rviz2_and_types_its_overrides():
     list asks `find_rviz2` (tested in test_launch_support.py) and logs a warning when it is absent."""
     tree = ast.parse(LAUNCH_FILE.read_text())
     calls = _calls_in(tree, "_nodes")
-    assert {"find_rviz2", "parameter_overrides", "warning", "Node"} <= calls
+    assert {"find_rviz2", "parameter_overrides", "warning", "Node", "LifecycleNode", "node_arguments"} <= calls
     rviz_branch = next(node for node in ast.walk(tree) if isinstance(node, ast.If)
                        and ast.unparse(node.test) == "rviz is None")
     assert "warning" in ast.unparse(rviz_branch.body[0]) and "rviz2" in ast.unparse(rviz_branch.orelse[0])
@@ -111,6 +113,23 @@ def test_depth_yaml_sets_every_parameter_to_the_node_default():
     assert set(parameters) == set(defaults) == set(PARAMETER_DOCS)
     for name, value in parameters.items():
         assert type(value) is type(defaults[name]) and value == defaults[name], name
+
+
+def test_depth_yaml_with_backend_tensorrt_gives_options_tensorrt_accepts():
+    """`ros2 launch ... backend:=tensorrt engine:=...` with the shipped depth.yaml: device "" means the backend's
+    default (the GPU) and num_threads is not passed to TensorRT, so the backend's option check passes (it used
+    to refuse device 'cpu')."""
+    from siam_depth_core.backends import reject_unsupported
+    from siam_depth_core.backends.tensorrt_backend import SUPPORTED_OPTIONS
+    from siam_depth_ros.parameters import settings_with
+
+    parameters = yaml.safe_load((CONFIG / "depth.yaml").read_text())["/**"]["ros__parameters"]
+    settings = settings_with(NodeSettings(), {**parameters, "backend": "tensorrt", "engine": "/m.engine"})
+    options = settings.runtime_options()
+    assert options.device is None and options.num_threads == 0 and settings.device_name == "cuda"
+    reject_unsupported("tensorrt", options, SUPPORTED_OPTIONS)  # raises BackendError naming a refused option
+    torch_options = settings_with(NodeSettings(), parameters).runtime_options()
+    assert torch_options.device is None and torch_options.num_threads == parameters["num_threads"]
 
 
 def test_rviz_config_shows_camera_depth_and_cloud_in_the_optical_frame():
@@ -246,3 +265,7 @@ def test_launch_description_with_the_launch_api(tmp_path, monkeypatch):
         assert [(node.node_package, node.node_executable) for node in with_rviz][1] == ("rviz2", "rviz2")
     with pytest.raises(ValueError, match="num_threads"):
         nodes_for(num_threads="many")
+    from launch_ros.actions import LifecycleNode
+
+    (managed,) = nodes_for(lifecycle="true")
+    assert isinstance(managed, LifecycleNode) and not isinstance(depth_node, LifecycleNode)

@@ -13,6 +13,7 @@ from siam_depth_ros.launch_support import (
     bag_topics,
     find_rviz2,
     image_topic,
+    node_arguments,
     parameter_overrides,
     parse_bool,
     plan_replay,
@@ -66,11 +67,19 @@ def test_parameter_overrides_are_typed_and_checked():
     assert overrides == {"checkpoint": "/m.pt", "qos": "reliable", "num_threads": 1, "image_transport": "compressed"}
     assert type(overrides["num_threads"]) is int  # a ROS integer parameter rejects the string "1"
     assert parameter_overrides({"num_threads": "", "image_transport": ""}) == {}
+    assert parameter_overrides({"device": " cuda:1 "}) == {"device": "cuda:1"}
     for bad, message in (({"num_threads": "two"}, "num_threads:='two' must be an integer"),
+                         ({"device": "gpu"}, "device:='gpu' must be cpu, cuda or cuda:<index>"),
                          ({"num_threads": "-1"}, "num_threads:=-1 must be >= 0"),
                          ({"image_transport": "theora"}, "image_transport:='theora' must be one of raw, compressed")):
         with pytest.raises(ValueError, match=message):
             parameter_overrides(bad)
+
+
+def test_lifecycle_argument_starts_the_node_managed():
+    assert node_arguments("true") == ["--lifecycle"] and node_arguments("false") == []
+    with pytest.raises(ValueError, match="lifecycle:='managed' must be true or false"):
+        node_arguments("managed")
 
 
 def test_image_transport_from_the_bag():
