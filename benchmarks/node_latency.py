@@ -14,11 +14,18 @@ subscribes to every output (so the node builds all of them, as with RViz attache
   frames dropped (the node keeps only the newest frame) and latency including the wait for the model.
 
 Also measured, in this process after the node has stopped: the model alone (benchmarks.model_latency)
-for the same network, and the point-cloud build time (the node's own `OutputBuilder.points`) for the
-1242x375 depth map that network gives for the first frame, at stride 1 and 2.
+for the same network, the point-cloud build time (the node's own `OutputBuilder.points`) for the
+1242x375 depth map that network gives for the first frame, at stride 1 and 2, and the JPEG decode of a
+KITTI frame as the node decodes compressed input (`conversions.compressed_image_to_numpy`).
+
+`--image-transport compressed` feeds the node JPEG sensor_msgs/CompressedImage (quality `--jpeg-quality`,
+as `siam-depth-kitti2bag --compressed` writes them) on `image/compressed`; the node's `convert_input` stage
+is then the decode. `--num-threads` sets the node's num_threads parameter (default: the node's default).
 
     python -m benchmarks.node_latency --json node_latency.json
     python -m benchmarks.node_latency --width-multiplier 0.25 --size 512x256 --frames 100 --rate 10
+    python -m benchmarks.node_latency --checkpoint models/siam_depth_small.pt --size 192x64 --num-threads 1
+    python -m benchmarks.node_latency --image-transport compressed
 """
 from __future__ import annotations
 
@@ -57,12 +64,13 @@ def load_kitti(frames: int) -> tuple[list[np.ndarray], np.ndarray]:
 class Client:
     """Publishes KITTI frames to the node under test (`DepthNodeClient`) and keeps its /diagnostics."""
 
-    def __init__(self, images: list[np.ndarray], camera_matrix: np.ndarray) -> None:
+    def __init__(self, images: list[np.ndarray], camera_matrix: np.ndarray, image_transport: str = "raw",
+                 jpeg_quality: int = 95) -> None:
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
 
-        from siam_depth_ros.conversions import make_camera_info, numpy_to_image
+        from siam_depth_ros.conversions import make_camera_info, numpy_to_compressed_image, numpy_to_image
         from siam_depth_ros.harness import DepthNodeClient
 
         self.context = Context()
@@ -70,9 +78,11 @@ class Client:
         self.node = rclpy.create_node("node_benchmark_client", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.node_client = DepthNodeClient(self.node, self.executor, NAMESPACE, output_depth=10, keep_messages=False)
+        self.node_client = DepthNodeClient(self.node, self.executor, NAMESPACE, output_depth=10, keep_messages=False,
+                                           image_transport=image_transport)
         height, width = images[0].shape[:2]
-        self.messages = [numpy_to_image(image, "rgb8") for image in images]
+        self.messages = ([numpy_to_compressed_image(image, "rgb8", "jpeg", jpeg_quality) for image in images]
+                         if image_transport == "compressed" else [numpy_to_image(image, "rgb8") for image in images])
         self.info = make_camera_info(camera_matrix, width, height)
         for msg in [*self.messages, self.info]:
             msg.header.frame_id = FRAME_ID
@@ -195,6 +205,23 @@ def cloud_build_times(depth_m: np.ndarray, image: np.ndarray, camera_matrix: np.
     return rows
 
 
+def jpeg_decode_times(images: list[np.ndarray], quality: int, repeats: int) -> dict[str, Any]:
+    """The node's decode of compressed input (`compressed_image_to_numpy`) for each KITTI frame as a JPEG of
+    `quality`, `repeats` times each: median / p90 ms per frame and the median message size."""
+    from siam_depth_ros.conversions import compressed_image_to_numpy, numpy_to_compressed_image
+
+    messages = [numpy_to_compressed_image(image, "rgb8", "jpeg", quality) for image in images]
+    seconds = []
+    for _ in range(repeats):
+        for msg in messages:
+            start = time.perf_counter()
+            compressed_image_to_numpy(msg)
+            seconds.append(time.perf_counter() - start)
+    return {"quality": quality, "frames": len(messages), "repeats": repeats,
+            "median_bytes": float(np.median([len(msg.data) for msg in messages])),
+            "raw_bytes": int(images[0].nbytes), **percentiles_ms(seconds)}
+
+
 def _totals(values: dict[str, str]) -> dict[str, float]:
     """The cumulative stage seconds and frames processed of one /diagnostics report."""
     from siam_depth_ros.diagnostics import STAGES
@@ -233,9 +260,10 @@ def period_ratios(reports: list[dict[str, str]], before: dict[str, str], after: 
 
 
 def standalone_model(backend: str, width_multiplier: float, size: ImageSize, frames: int, image: np.ndarray,
-                     camera_matrix: np.ndarray) -> tuple[dict[str, float | None], np.ndarray]:
+                     camera_matrix: np.ndarray, threads: int | None = None) -> tuple[dict[str, float | None], np.ndarray]:
     """The network alone (benchmarks.model_latency), same width/size/backend, in this process: its step
-    times and the (H,W) depth in metres it gives for `image` (for the point-cloud timing).
+    times and the (H,W) depth in metres it gives for `image` (for the point-cloud timing). threads: torch /
+    ONNX Runtime intra-op threads (None: this process's torch setting).
 
     Run from a worker thread, as the node runs its model (on the loaded development VM the calling
     thread changed torch's CPU timings).
@@ -250,7 +278,8 @@ def standalone_model(backend: str, width_multiplier: float, size: ImageSize, fra
     meta = ModelMeta(net_width=width_multiplier, height=size.height, width=size.width)
     seconds: list[float] = []
     with tempfile.TemporaryDirectory(prefix="siam_node_bench_") as workdir:
-        estimator = make_estimator(backend, meta, size, "cpu", False, torch.get_num_threads(), Path(workdir))
+        threads = torch.get_num_threads() if not threads else threads
+        estimator = make_estimator(backend, meta, size, "cpu", False, threads, Path(workdir))
         worker = threading.Thread(target=lambda: seconds.extend(measure(estimator, frames, warmup=3)))
         worker.start()
         worker.join()
@@ -267,7 +296,9 @@ def prepare_model(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if checkpoint is None:
         checkpoint = save_checkpoint(workdir / "random.pt", meta.build_network(), meta)
     parameters: dict[str, Any] = {"checkpoint": checkpoint, "network_height": args.size.height,
-                                  "network_width": args.size.width}
+                                  "network_width": args.size.width, "image_transport": args.image_transport}
+    if args.num_threads is not None:
+        parameters["num_threads"] = args.num_threads
     if args.backend == "onnxruntime":
         from siam_depth_core.export import export_checkpoint
 
@@ -295,7 +326,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         node = DepthNodeProcess(workdir / "node.log", NAMESPACE, prepare_model(args, workdir), env=env, cwd=REPO_ROOT,
                                 stop_timeout=30.0)
-        client = Client(images, camera_matrix)
+        client = Client(images, camera_matrix, args.image_transport, args.jpeg_quality)
         try:
             node.wait_until_ready(client.node, timeout_s=120.0)
             client.node_client.wait_until_connected(timeout=120.0)
@@ -311,7 +342,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             node.stop()
     lockstep_stages = stage_breakdown(before_lockstep, after_lockstep)
     model, depth_m = standalone_model(args.backend, args.width_multiplier, args.size, args.model_frames, images[0],
-                                      camera_matrix)
+                                      camera_matrix, args.num_threads)
     ratios: dict[str, Any] = {"node_processing_over_model_per_period":
                               period_ratios(reports, before_lockstep, after_lockstep)}
     if lockstep_stages["frames"]:
@@ -326,17 +357,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          "network_size": [args.size.width, args.size.height],
                          "image_size": [images[0].shape[1], images[0].shape[0]],
                          "checkpoint": str(args.checkpoint) if args.checkpoint else "random weights",
+                         "num_threads": args.num_threads if args.num_threads is not None else "node default",
+                         "image_transport": args.image_transport,
                          "rate_hz": args.rate, "frames": args.frames, "lockstep_frames": args.lockstep_frames},
             "lockstep": lockstep, "stream": stream, "node_stages_lockstep": lockstep_stages,
             "node_stages_stream": stage_breakdown(after_lockstep, after_stream), "model_standalone": model,
-            "ratios": ratios, "point_cloud": cloud_build_times(depth_m, images[0], camera_matrix, args.cloud_repeats)}
+            "ratios": ratios, "point_cloud": cloud_build_times(depth_m, images[0], camera_matrix, args.cloud_repeats),
+            "jpeg_decode": jpeg_decode_times(images, args.jpeg_quality, args.decode_repeats)}
 
 
 def print_report(report: dict[str, Any]) -> None:
     settings = report["settings"]
     print(f"\nnode: {settings['backend']} width x{settings['width_multiplier']} network "
           f"{settings['network_size'][0]}x{settings['network_size'][1]}, KITTI {settings['image_size'][0]}x"
-          f"{settings['image_size'][1]}, all outputs subscribed")
+          f"{settings['image_size'][1]} {settings['image_transport']}, num_threads {settings['num_threads']}, all "
+          "outputs subscribed")
 
     def line(name: str, stats: dict[str, float | None]) -> str:
         values = [f"{stats[key]:9.1f}" if stats[key] is not None else f"{'-':>9}"
@@ -369,6 +404,10 @@ def print_report(report: dict[str, Any]) -> None:
     if per_period["median"] is not None:
         print(f"{'node_processing_over_model per ~1 s period':<46} {per_period['median']:7.3f}  median, "
               f"{per_period['p90']:.3f} p90 over {per_period['periods']} periods")
+    decode = report["jpeg_decode"]
+    print(f"\nJPEG decode (quality {decode['quality']}, {decode['median_bytes'] / 1e3:.0f} kB vs "
+          f"{decode['raw_bytes'] / 1e6:.2f} MB raw): {decode['median_ms']:.1f} ms median, {decode['p90_ms']:.1f} ms p90 "
+          f"over {decode['frames']} frames x {decode['repeats']}")
     print(f"\n{'point cloud':<22} {'stride':>6} {'points':>8} {'MB':>6} {'median ms':>9} {'p90 ms':>9}")
     for row in report["point_cloud"]:
         print(f"{row['width']}x{row['height']:<17} {row['stride']:>6} {row['points']:>8} {row['bytes'] / 1e6:6.2f} "
@@ -376,13 +415,23 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from siam_depth_core.cli import OneLineParser, non_negative_int
+
+    parser = OneLineParser(prog="node_latency", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="node backend")
     parser.add_argument("--width-multiplier", type=float, default=0.25,
                         help="network channel width multiplier (random weights)")
     parser.add_argument("--size", type=size_argument, default=ImageSize(256, 512),
                         help="network input WxH (default 512x256)")
     parser.add_argument("--checkpoint", type=Path, help="a trained checkpoint instead of random weights")
+    parser.add_argument("--num-threads", type=non_negative_int, help="the node's num_threads parameter (default: "
+                        "the node's default; 0 = the library's default)")
+    parser.add_argument("--image-transport", choices=("raw", "compressed"), default="raw",
+                        help="feed the node raw Image or JPEG CompressedImage (on image/compressed)")
+    parser.add_argument("--jpeg-quality", type=int, choices=range(1, 101), default=95, metavar="1..100",
+                        help="JPEG quality of compressed input")
+    parser.add_argument("--decode-repeats", type=int, default=3, help="passes over the frames of the JPEG decode "
+                        "timing")
     parser.add_argument("--rate", type=float, default=10.0, help="camera rate of the stream phase, Hz")
     parser.add_argument("--frames", type=int, default=100, help="frames of the stream phase")
     parser.add_argument("--lockstep-frames", type=int, default=30, help="frames of the lock-step phase")
@@ -395,7 +444,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from siam_depth_core.cli import run_cli
+
     args = build_arg_parser().parse_args(argv)
+    return run_cli("node_latency", lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
     report = run(args)
     print(json.dumps(report["machine"]))
     print_report(report)

@@ -55,6 +55,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from stereo_msgs.msg import DisparityImage
 
+from siam_depth_core.cli import OneLineParser
 from siam_depth_core.inference import DepthEstimator
 from siam_depth_ros.camera_info import CameraInfoCache
 from siam_depth_ros.conversions import camera_image_to_numpy, compressed_image_to_numpy
@@ -216,25 +217,30 @@ class DepthPipeline:
         model: ModelHolder[NodeSettings] = ModelHolder(build_estimator, settings, self._on_model_reloaded,
                                                        self._on_model_failed)
         self.settings = settings
-        self._camera_infos = CameraInfoCache(self.node.resolve_topic_name("camera_info"), settings.fallback_fx_ratio,
-                                             self._log)
-        self._outputs = OutputBuilder(settings.output_settings())
-        self._frames = LatestFrameSlot()
-        self._last_stamp_ns = None
-        create: Callable[..., Any] = (self.node.create_lifecycle_publisher if self.managed  # type: ignore[attr-defined]
-                                      else self.node.create_publisher)
-        self._output_publishers = {topic: create(OUTPUT_TYPES[topic], topic, OUTPUT_QOS) for topic in OUTPUT_TYPES
-                                   if topic not in OUTPUT_SWITCHES or getattr(settings, OUTPUT_SWITCHES[topic])}
-        self._diagnostics_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._report_timer = self.node.create_timer(REPORT_PERIOD_S, self._on_report_timer, clock=self._steady_clock)
         self._model = model
-        self._worker = threading.Thread(target=self._work, name="siam_depth_worker", daemon=True)
-        self._worker.start()
-        estimator, _ = model.snapshot()
-        if not estimator.has_confidence and (settings.publish_confidence or settings.cloud_min_confidence > 0):
-            self._log.warning("the model runs without the Siamese pass, so it gives no confidence: depth/confidence "
-                              "is not published and cloud_min_confidence is not applied")
-        self._reset_srv = self.node.create_service(Trigger, "~/reset", self._on_reset)  # last: the readiness signal
+        try:
+            self._camera_infos = CameraInfoCache(self.node.resolve_topic_name("camera_info"),
+                                                 settings.fallback_fx_ratio, self._log)
+            self._outputs = OutputBuilder(settings.output_settings())
+            self._frames = LatestFrameSlot()
+            self._last_stamp_ns = None
+            create: Callable[..., Any] = (self.node.create_lifecycle_publisher  # type: ignore[attr-defined]
+                                          if self.managed else self.node.create_publisher)
+            self._output_publishers = {topic: create(OUTPUT_TYPES[topic], topic, OUTPUT_QOS) for topic in OUTPUT_TYPES
+                                       if topic not in OUTPUT_SWITCHES or getattr(settings, OUTPUT_SWITCHES[topic])}
+            self._diagnostics_pub = self.node.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self._report_timer = self.node.create_timer(REPORT_PERIOD_S, self._on_report_timer,
+                                                        clock=self._steady_clock)
+            self._worker = threading.Thread(target=self._work, name="siam_depth_worker", daemon=True)
+            self._worker.start()
+            estimator, _ = model.snapshot()
+            if not estimator.has_confidence and (settings.publish_confidence or settings.cloud_min_confidence > 0):
+                self._log.warning("the model runs without the Siamese pass, so it gives no confidence: "
+                                  "depth/confidence is not published and cloud_min_confidence is not applied")
+            self._reset_srv = self.node.create_service(Trigger, "~/reset", self._on_reset)  # last: the readiness signal
+        except Exception:  # leave nothing half-configured behind
+            self.cleanup()
+            raise
 
     def activate(self) -> None:
         """Subscribe to the images and camera_info; processed frames are published from now on."""
@@ -576,11 +582,11 @@ class DepthLifecycleNode(LifecycleNode):
         super().destroy_node()
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
+def build_arg_parser() -> OneLineParser:
     """depth_node's own (non-ROS) command line; ROS arguments go after `--ros-args`."""
     parameters = "\n".join(f"  {name}: {doc}" for name, doc in PARAMETER_DOCS.items())
     outputs = ", ".join(OUTPUT_TYPES)
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="depth_node", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Metric depth from one camera (Siamese ConvLSTM network) as a ROS 2 node `siam_depth`.",
         epilog=f"topics:\n  in:  image (or image/compressed with image_transport: compressed), camera_info\n"

@@ -41,7 +41,7 @@ class NodeSettings:
     engine: str = ""
     device: str = ""
     fp16: bool = False
-    num_threads: int = 0
+    num_threads: int = 1  # measured: benchmarks/README.md, "num_threads: the default"
     network_height: int = 0
     network_width: int = 0
     min_depth: float = 0.1
@@ -124,8 +124,9 @@ PARAMETER_DOCS: dict[str, str] = {
     "fp16": "half precision on CUDA (torch and tensorrt backends; onnxruntime refuses it)",
     "num_threads": "intra-op CPU threads of the model; 0 = the library's default (one per core). torch: "
                    "torch.set_num_threads, which applies to the whole node process; onnxruntime: the session's "
-                   "intra_op_num_threads; not used by tensorrt (the GPU). See benchmarks/README.md for the "
-                   "measurement behind the default; on a larger CPU measure again",
+                   "intra_op_num_threads; not used by tensorrt (the GPU). Default 1: on a 2-core CPU shared with "
+                   "other work it was never slower than more threads and often much faster (benchmarks/README.md); "
+                   "on a larger, otherwise idle CPU measure with benchmarks.node_latency --num-threads",
     "network_height": "network input height in pixels, multiple of 32; 0 = the checkpoint's training size",
     "network_width": "network input width in pixels, multiple of 32; 0 = the checkpoint's training size",
     "min_depth": "metres; nearer depth is published as NaN (invalid)",

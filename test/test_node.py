@@ -430,6 +430,8 @@ def test_frame_stats_report_rates_drops_and_levels():
     values = {item.key: item.value for item in status.values}
     assert status.level == DiagnosticStatus.OK  # the level is per report period; the count and reason stay
     assert values["camera_infos_ignored"] == "2" and "fx=-1.0" in values["last_camera_info_problem"]
+    idle = stats.status("n", "torch:cpu", idle_message="inactive: not subscribed")
+    assert idle.level == DiagnosticStatus.STALE and idle.message == "inactive: not subscribed"
 
 
 def test_frame_stats_report_each_stage_per_period_and_in_total():
