@@ -54,4 +54,6 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path:
     moved = max((single_weights[k] - untrained[k]).abs().max().item() for k in untrained)
     assert moved > 1e-4, "training did not change the weights; the comparison would be vacuous"
     largest_gap = max((ddp_weights[k] - single_weights[k]).abs().max().item() for k in single_weights)
-    assert largest_gap < 1e-5, f"DDP and 1-process weights differ by {largest_gap}"
+    # the all-reduce sums in another order than one process; Adam's step (about lr per weight whatever the gradient
+    # size) magnifies that rounding where a gradient is near zero. A batch half left out moves weights by ~lr.
+    assert largest_gap < 0.05 * moved, f"DDP and 1-process weights differ by {largest_gap} (training moved {moved})"

@@ -298,7 +298,9 @@ def test_depth_learned_on_synthetic_stereo_correlates_with_the_exact_depth(tmp_p
     untrained = _depth_rank_correlation(None, meta, unseen)
     train(config)
     trained = _depth_rank_correlation(tmp_path / LAST_CHECKPOINT, None, unseen)
-    assert abs(untrained) < 0.3 and trained > 0.7, f"rank correlation {untrained:.2f} untrained, {trained:.2f} trained"
+    # He-initialised, the untrained network already echoes image structure; training must add to it
+    assert trained > 0.7 and trained > untrained + 0.3, \
+        f"rank correlation {untrained:.2f} untrained, {trained:.2f} trained"
 
 
 def test_only_the_newest_epoch_checkpoints_are_kept_plus_the_best(tmp_path: Path) -> None:
