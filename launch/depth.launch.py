@@ -5,9 +5,10 @@
     ros2 launch siam_depth_ros depth.launch.py use_sim_time:=true rviz:=true checkpoint:=/path/model.pt
     ros2 launch siam_depth_ros depth.launch.py backend:=tensorrt engine:=/path/model.engine
     ros2 launch siam_depth_ros depth.launch.py num_threads:=1 image_transport:=compressed
+    ros2 launch siam_depth_ros depth.launch.py single_pass:=true  # direct branch only: ~2x the rate, no confidence
     ros2 launch siam_depth_ros depth.launch.py lifecycle:=true    # managed: ros2 lifecycle set /siam_depth configure
 
-`backend`, `engine`, `checkpoint`, `qos`, `device`, `num_threads` and `image_transport` override the params
+`backend`, `engine`, `checkpoint`, `qos`, `device`, `num_threads`, `image_transport` and `single_pass` override the params
 file only when given (non-empty). lifecycle:=true starts the node as a lifecycle node (launch_ros
 LifecycleNode; it waits unconfigured for its lifecycle manager). With rviz:=true but no RViz2 installed, the
 node starts alone and a warning says so. The decisions are plain functions in
@@ -61,6 +62,9 @@ def _arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument("image_transport", default_value="",
                               description="override the input transport: raw (image) or compressed "
                                           "(image/compressed, sensor_msgs/CompressedImage)"),
+        DeclareLaunchArgument("single_pass", default_value="",
+                              description="override single_pass: true runs only the direct branch (about half the "
+                                          "model time, no confidence output)"),
         DeclareLaunchArgument("lifecycle", default_value="false",
                               description="start as a managed lifecycle node (unconfigured until configured, "
                                           "subscribing only while active)"),

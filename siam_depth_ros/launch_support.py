@@ -94,13 +94,14 @@ PARAMETER_OVERRIDES = {
     "device": _parse_device,
     "num_threads": _parse_num_threads,
     "image_transport": _parse_image_transport,
+    "single_pass": lambda text: parse_bool("single_pass", text),
 }
 
 
 def parameter_overrides(arguments: Mapping[str, str]) -> dict[str, object]:
     """Node parameters from depth.launch.py's override arguments: the non-empty ones of PARAMETER_OVERRIDES,
     typed as the node declares them (num_threads an int >= 0, image_transport raw|compressed, device
-    cpu|cuda[:i]); ValueError naming the argument when a value is invalid."""
+    cpu|cuda[:i], single_pass a bool); ValueError naming the argument when a value is invalid."""
     overrides: dict[str, object] = {}
     for name, parse in PARAMETER_OVERRIDES.items():
         text = arguments.get(name, "").strip()

@@ -233,10 +233,7 @@ class DepthPipeline:
                                                         clock=self._steady_clock)
             self._worker = threading.Thread(target=self._work, name="siam_depth_worker", daemon=True)
             self._worker.start()
-            estimator, _ = model.snapshot()
-            if not estimator.has_confidence and (settings.publish_confidence or settings.cloud_min_confidence > 0):
-                self._log.warning("the model runs without the Siamese pass, so it gives no confidence: "
-                                  "depth/confidence is not published and cloud_min_confidence is not applied")
+            self._warn_if_no_confidence(*model.snapshot())
             self._reset_srv = self.node.create_service(Trigger, "~/reset", self._on_reset)  # last: the readiness signal
         except Exception:  # leave nothing half-configured behind
             self.cleanup()
@@ -328,6 +325,13 @@ class DepthPipeline:
 
     def _on_model_reloaded(self, estimator: DepthEstimator, settings: NodeSettings) -> None:
         self._log.info(f"model reloaded: {describe_model(estimator, settings)}; the recurrent state starts from zero")
+        self._warn_if_no_confidence(estimator, settings)
+
+    def _warn_if_no_confidence(self, estimator: DepthEstimator, settings: NodeSettings) -> None:
+        if not estimator.has_confidence and (settings.publish_confidence or settings.cloud_min_confidence > 0):
+            self._log.warning("the model runs without the Siamese pass (single_pass or a single-pass export), so "
+                              "it gives no confidence: depth/confidence is not published and cloud_min_confidence "
+                              "is not applied")
 
     def _on_model_failed(self, settings: NodeSettings, error: Exception, serving: NodeSettings) -> None:
         """Log and report (reload thread); the parameters are set back to the serving model by the executor."""

@@ -1,6 +1,6 @@
 """The `siam_depth` node's parameters: declared with descriptors, read once into a typed `NodeSettings`.
 
-Defaults here match `config/depth.yaml`. The model parameters (checkpoint, backend, onnx, engine)
+Defaults here match `config/depth.yaml`. The model parameters (checkpoint, backend, onnx, engine, single_pass)
 may be changed at run time (the node then reloads the model); every other parameter is read-only.
 `NodeSettings` turns them into what the core takes: a model source, runtime options and output settings.
 """
@@ -28,7 +28,7 @@ DEFAULT_DEVICES = {"torch": "cpu", "onnxruntime": "cpu", "tensorrt": "cuda"}
 #: Backends that run on the CPU's threads (num_threads applies to them; tensorrt runs on the GPU).
 CPU_THREAD_BACKENDS = ("torch", "onnxruntime")
 #: Parameters whose change at run time reloads the model.
-MODEL_PARAMETERS = ("checkpoint", "backend", "onnx", "engine")
+MODEL_PARAMETERS = ("checkpoint", "backend", "onnx", "engine", "single_pass")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class NodeSettings:
     device: str = ""
     fp16: bool = False
     num_threads: int = 1  # measured: benchmarks/README.md, "num_threads: the default"
+    single_pass: bool = False
     network_height: int = 0
     network_width: int = 0
     min_depth: float = 0.1
@@ -88,10 +89,10 @@ class NodeSettings:
         return self.num_threads if self.backend in CPU_THREAD_BACKENDS else 0
 
     def runtime_options(self) -> RuntimeOptions:
-        """device (None when empty: the backend's default), CPU threads, network size and fp16 as
+        """device (None when empty: the backend's default), CPU threads, network size, fp16 and single pass as
         RuntimeOptions (ValueError naming a bad value)."""
         return RuntimeOptions(device=self.device or None, num_threads=self.threads, input_size=self.network_size,
-                              fp16=self.fp16)
+                              fp16=self.fp16, single_pass=self.single_pass)
 
     def output_settings(self) -> OutputSettings:
         """The depth range, cloud, confidence and colour-map parameters of the outputs."""
@@ -127,6 +128,9 @@ PARAMETER_DOCS: dict[str, str] = {
                    "intra_op_num_threads; not used by tensorrt (the GPU). Default 1: on a 2-core CPU shared with "
                    "other work it was never slower than more threads and often much faster (benchmarks/README.md); "
                    "on a larger, otherwise idle CPU measure with benchmarks.node_latency --num-threads",
+    "single_pass": "run only the direct branch (no mirrored image, no refinement): about half the model time, "
+                   "no confidence output, somewhat less accurate (models/README.md, Single pass); an ONNX model "
+                   "or engine exported with --single-pass needs it",
     "network_height": "network input height in pixels, multiple of 32; 0 = the checkpoint's training size",
     "network_width": "network input width in pixels, multiple of 32; 0 = the checkpoint's training size",
     "min_depth": "metres; nearer depth is published as NaN (invalid)",

@@ -44,6 +44,7 @@ EXPECTED_ARGUMENTS = {
     "device": "",  # empty: config/depth.yaml's value ("": the backend's default device)
     "num_threads": "",  # empty: config/depth.yaml's value
     "image_transport": "",
+    "single_pass": "",  # empty: config/depth.yaml's value
     "lifecycle": "false",
     "rviz": "false",
     "params_file": None,  # the installed config/depth.yaml, found through the ament index

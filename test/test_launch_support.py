@@ -68,9 +68,11 @@ def test_parameter_overrides_are_typed_and_checked():
     assert type(overrides["num_threads"]) is int  # a ROS integer parameter rejects the string "1"
     assert parameter_overrides({"num_threads": "", "image_transport": ""}) == {}
     assert parameter_overrides({"device": " cuda:1 "}) == {"device": "cuda:1"}
+    assert parameter_overrides({"single_pass": "True"}) == {"single_pass": True}
     for bad, message in (({"num_threads": "two"}, "num_threads:='two' must be an integer"),
                          ({"device": "gpu"}, "device:='gpu' must be cpu, cuda or cuda:<index>"),
                          ({"num_threads": "-1"}, "num_threads:=-1 must be >= 0"),
+                         ({"single_pass": "fast"}, "single_pass:='fast' must be true or false"),
                          ({"image_transport": "theora"}, "image_transport:='theora' must be one of raw, compressed")):
         with pytest.raises(ValueError, match=message):
             parameter_overrides(bad)

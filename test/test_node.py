@@ -334,6 +334,24 @@ def test_missing_checkpoint_on_reload_keeps_the_model_serving(session, kitti, ti
     client.send(*_good_frame(kitti, clock), topics=["depth"])
 
 
+def test_single_pass_parameter_reloads_a_direct_branch_model_without_confidence(session, kitti):
+    client, process, clock, _ = session
+    log_start = len(process.log())
+    (result,) = client.set_parameters(single_pass=True)
+    assert result.successful
+    process.wait_for_log("model reloaded", start=log_start, timeout=20)
+    log = process.log()[log_start:]
+    assert "no confidence (single pass)" in log and "depth/confidence is not published" in log
+    outputs = client.send(*_good_frame(kitti, clock), topics=["depth", "points"])
+    assert np.isfinite(_depth(outputs)).mean() > 0.9
+    log_start = len(process.log())
+    (result,) = client.set_parameters(single_pass=False)
+    assert result.successful
+    process.wait_for_log("model reloaded", start=log_start, timeout=20)
+    outputs = client.send(*_good_frame(kitti, clock), topics=["depth", "depth/confidence"])
+    assert np.isfinite(image_to_numpy(outputs["depth/confidence"])).all()
+
+
 def test_damaged_checkpoint_loads_in_the_background_fails_and_the_parameter_is_restored(session, kitti,
                                                                                        tiny_checkpoint, tmp_path):
     client, process, clock, _ = session
