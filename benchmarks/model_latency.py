@@ -56,12 +56,14 @@ REFERENCE_NAME = "monodepth2 ResNet-18"
 class LatencyRow:
     """One configuration's measurement; times in milliseconds, memory in MiB.
 
-    model: "ours" (the Siamese ConvLSTM step) or the reference; images: 1, or 2 for the reference's image +
-    flip. speedup: the reference's median (same runtime; image + flip for our Siamese step) / this median.
+    model: "ours" (the Siamese ConvLSTM step) or the reference; mode: "siamese" (image + flip, refined) or
+    "single" (one pass: the direct branch, or the reference on one image); images: batch of the reference
+    (1, or 2 for image + flip). speedup: the reference's median on the same runtime in the same mode / this.
     """
 
     backend: str
     model: str
+    mode: str
     device: str
     precision: str
     width_multiplier: float | None
@@ -115,30 +117,35 @@ def calibration_clips(size: ImageSize) -> list[list[np.ndarray]]:
 
 
 def make_estimator(variant: str, meta: ModelMeta, size: ImageSize, device: str, fp16: bool, threads: int,
-                   workdir: Path) -> DepthEstimator:
+                   workdir: Path, single_pass: bool = False) -> DepthEstimator:
     """A DepthEstimator running `variant` for a freshly initialised network described by `meta` (exported to
-    ONNX in `workdir` for the onnxruntime and tensorrt variants; quantised to int8 for onnxruntime_int8)."""
+    ONNX in `workdir` for the onnxruntime and tensorrt variants; quantised to int8 for onnxruntime_int8);
+    `single_pass`: only the direct branch."""
     torch.manual_seed(0)
     net = meta.build_network().eval()
     on_cuda = device.startswith("cuda")
     if variant in ("torch", "torch_channels_last", "torch_cuda_graph"):
         return DepthEstimator(NetworkSource(net, meta), RuntimeOptions(
             device=device, num_threads=threads, input_size=size, fp16=fp16 and on_cuda,
-            channels_last=variant == "torch_channels_last", cuda_graph=variant == "torch_cuda_graph"))
-    onnx_path = workdir / f"w{meta.net_width}_{'rec' if meta.recurrent else 'plain'}_{size}.onnx"
+            channels_last=variant == "torch_channels_last", cuda_graph=variant == "torch_cuda_graph",
+            single_pass=single_pass))
+    mode = "single" if single_pass else "siamese"
+    onnx_path = workdir / f"w{meta.net_width}_{'rec' if meta.recurrent else 'plain'}_{size}_{mode}.onnx"
     if not onnx_path.exists():
-        export_onnx(net, meta, size, onnx_path)
+        export_onnx(net, meta, size, onnx_path, single_pass=single_pass)
+    options = RuntimeOptions(device=device, num_threads=threads, single_pass=single_pass)
     if variant == "onnxruntime":
-        return DepthEstimator(OnnxSource(onnx_path), RuntimeOptions(device=device, num_threads=threads))
+        return DepthEstimator(OnnxSource(onnx_path), options)
     if variant == "onnxruntime_int8":
         from siam_depth_core.quantize import quantize_onnx
 
         int8_path = onnx_path.with_suffix(".int8.onnx")
         if not int8_path.exists():
             quantize_onnx(onnx_path, int8_path, calibration_clips(size))
-        return DepthEstimator(OnnxSource(int8_path), RuntimeOptions(device=device, num_threads=threads))
+        return DepthEstimator(OnnxSource(int8_path), options)
     if variant == "tensorrt":
-        return DepthEstimator(EngineSource(onnx=onnx_path), RuntimeOptions(device=device, fp16=fp16, cuda_graph=True))
+        return DepthEstimator(EngineSource(onnx=onnx_path), RuntimeOptions(device=device, fp16=fp16, cuda_graph=True,
+                                                                           single_pass=single_pass))
     raise ValueError(f"unknown backend variant {variant!r}; choose from {', '.join(BACKEND_VARIANTS)}")
 
 
@@ -159,14 +166,14 @@ class Timed:
         self.times_s: list[float] = []
 
 
-def our_configuration(variant: str, meta: ModelMeta, size: ImageSize, args: argparse.Namespace, workdir: Path
-                      ) -> Timed:
+def our_configuration(variant: str, meta: ModelMeta, size: ImageSize, args: argparse.Namespace, workdir: Path,
+                      single_pass: bool = False) -> Timed:
     """Our step through DepthEstimator; its "model" timing, state carried from step to step."""
-    estimator = make_estimator(variant, meta, size, args.device, args.fp16, args.threads, workdir)
+    estimator = make_estimator(variant, meta, size, args.device, args.fp16, args.threads, workdir, single_pass)
     image = np.random.default_rng(0).integers(0, 256, (*estimator.input_size, 3), dtype=np.uint8)
     stamp = iter(0.1 * i for i in range(10**9))
     fp16 = args.fp16 and args.device.startswith("cuda") and RUNTIME[variant] != "onnxruntime"
-    row = LatencyRow(backend=variant, model="ours", device=args.device,
+    row = LatencyRow(backend=variant, model="ours", mode="single" if single_pass else "siamese", device=args.device,
                      precision="int8" if variant.endswith("int8") else "fp16" if fp16 else "fp32",
                      width_multiplier=meta.net_width, recurrent=meta.recurrent, images=1, height=size.height,
                      width=size.width, parameters=count_parameters(meta.build_network()), frames=0, median_ms=0.0,
@@ -205,7 +212,8 @@ def reference_configuration(runtime: str, images: int, size: ImageSize, args: ar
             start = time.perf_counter()
             session.run(None, feed)
             return time.perf_counter() - start
-    row = LatencyRow(backend=runtime, model=REFERENCE_NAME, device=args.device, precision="fp32",
+    row = LatencyRow(backend=runtime, model=REFERENCE_NAME, mode="siamese" if images == 2 else "single",
+                     device=args.device, precision="fp32",
                      width_multiplier=None, recurrent=None, images=images, height=size.height, width=size.width,
                      parameters=count_parameters(net), frames=0, median_ms=0.0, p90_ms=0.0, fps=0.0,
                      peak_rss_mib=0.0, cuda_max_allocated_mib=None)
@@ -249,10 +257,12 @@ def link_rows(rows: list[LatencyRow]) -> None:
     ours = [r for r in rows if r.model == "ours"]
     for row in ours:
         plain = [p for p in ours if p.backend == row.backend and p.recurrent is False and row.recurrent
-                 and (p.width_multiplier, p.width, p.height) == (row.width_multiplier, row.width, row.height)]
+                 and (p.mode, p.width_multiplier, p.width, p.height)
+                 == (row.mode, row.width_multiplier, row.width, row.height)]
         if plain:
             row.recurrent_over_plain = row.median_ms / plain[0].median_ms
-        reference_ms = reference.get((RUNTIME[row.backend], 2, row.width, row.height))
+        images = 2 if row.mode == "siamese" else 1
+        reference_ms = reference.get((RUNTIME[row.backend], images, row.width, row.height))
         if reference_ms is not None:
             row.speedup = reference_ms / row.median_ms
 
@@ -272,7 +282,9 @@ def run_all(args: argparse.Namespace) -> tuple[list[LatencyRow], dict[str, str]]
                     for recurrent in (True, False) if args.ablation else (True,):
                         meta = ModelMeta(net_width=net_width, recurrent=recurrent, height=size.height, width=size.width)
                         try:
-                            configurations.append(our_configuration(variant, meta, size, args, Path(tmp)))
+                            for single_pass in (False, True) if args.single_pass else (False,):
+                                configurations.append(our_configuration(variant, meta, size, args, Path(tmp),
+                                                                        single_pass))
                         except BackendError as error:
                             skipped[variant] = str(error)
                             break
@@ -299,7 +311,7 @@ def _reset_peak_rss() -> None:
         pass
 
 
-HEADER = (f"{'backend':<18} {'model':<21} {'prec':<5} {'width':>5} {'skips':<5} {'img':>3} {'size':>9} "
+HEADER = (f"{'backend':<18} {'model':<21} {'mode':<7} {'prec':<5} {'width':>5} {'skips':<5} {'img':>3} {'size':>9} "
           f"{'median ms':>10} {'p90 ms':>9} {'fps':>7} {'RSS MiB':>8} {'rec/plain':>9} {'speedup':>8}")
 
 
@@ -308,7 +320,7 @@ def format_row(row: LatencyRow) -> str:
     width = "-" if row.width_multiplier is None else f"{row.width_multiplier:g}"
     ratio = f"{row.recurrent_over_plain:9.2f}" if row.recurrent_over_plain is not None else f"{'-':>9}"
     speedup = f"{row.speedup:7.2f}x" if row.speedup is not None else f"{'-':>8}"
-    return (f"{row.backend:<18} {row.model:<21} {row.precision:<5} {width:>5} {skips:<5} {row.images:>3} "
+    return (f"{row.backend:<18} {row.model:<21} {row.mode:<7} {row.precision:<5} {width:>5} {skips:<5} {row.images:>3} "
             f"{row.width:>4}x{row.height:<4} {row.median_ms:10.2f} {row.p90_ms:9.2f} {row.fps:7.2f} "
             f"{row.peak_rss_mib:8.0f} {ratio} {speedup}")
 
@@ -358,6 +370,8 @@ def build_arg_parser() -> OneLineParser:
                         help="CPU threads for torch and ONNX Runtime alike")
     parser.add_argument("--no-ablation", dest="ablation", action="store_false",
                         help="skip the non-recurrent model of the same width")
+    parser.add_argument("--single-pass", action="store_true",
+                        help="also time the single-pass mode (direct branch only) of every configuration")
     parser.add_argument("--no-reference", dest="reference", action="store_false",
                         help=f"skip the {REFERENCE_NAME} reference (then no speedup column)")
     parser.add_argument("--json", type=Path, help="write rows + machine description here")

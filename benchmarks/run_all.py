@@ -6,7 +6,8 @@
 Each benchmark runs in its own process (so that memory high-water marks and thread settings do not
 leak between them) and prints its own table; a failing one is recorded and the others still run.
 Defaults: on a CPU-only machine the model grid is the CPU variant (width 0.25) at 512x256 and
-640x192 for torch, torch channels_last and ONNX Runtime; with a CUDA GPU the full grid (widths
+640x192 for torch, torch channels_last, ONNX Runtime and its int8 model, Siamese and single-pass, beside
+the monodepth2 reference; with a CUDA GPU the full grid (widths
 1.0/0.5/0.25 x 512x256/640x192/1024x320) for every GPU backend in fp32 and fp16. The node benchmark
 replays KITTI drive 0009 at 10 Hz (skipped with the reason when the data is absent).
 `summary.json` lists what ran, with which command, how long it took and whether it succeeded.
@@ -25,7 +26,7 @@ from siam_depth_core.cli import OneLineParser, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
-CPU_BACKENDS = "torch,torch_channels_last,onnxruntime"
+CPU_BACKENDS = "torch,torch_channels_last,onnxruntime,onnxruntime_int8"
 GPU_BACKENDS = "torch,torch_channels_last,torch_cuda_graph,onnxruntime,tensorrt"
 
 
@@ -53,7 +54,7 @@ def planned_runs(out: Path, quick: bool, gpu: bool) -> dict[str, list[str]]:
                 "benchmarks.model_latency", "--device", "cuda", "--backends", GPU_BACKENDS, *frames,
                 *(["--fp16"] if precision == "fp16" else []), "--json", str(out / f"model_latency_cuda_{precision}.json")]
     runs["model_latency_cpu"] = ["benchmarks.model_latency", "--backends", CPU_BACKENDS, "--widths", "0.25",
-                                 "--sizes", "512x256" if quick else "512x256,640x192", *frames,
+                                 "--sizes", "512x256" if quick else "512x256,640x192", "--single-pass", *frames,
                                  "--json", str(out / "model_latency_cpu.json")]
     node = ["benchmarks.node_latency", "--json", str(out / "node_latency.json")]
     if quick:
