@@ -102,6 +102,14 @@ def test_cache_reuses_a_hint_and_recomputes_when_the_image_or_settings_change(tm
     other_settings.get(left_path, right_path)
     assert calls == [1]
 
+    copied = tmp_path / "copied"  # the same images elsewhere, with other modification times: the same hint
+    copied.mkdir()
+    copies = [copied / path.name for path in (left_path, right_path)]
+    for path, copy in zip((left_path, right_path), copies, strict=True):
+        copy.write_bytes(path.read_bytes())
+        os.utime(copy, ns=(1, 1))
+    assert np.array_equal(cache.get(*copies).left, first.left) and calls == [1]
+
     _write_pair(tmp_path / "images", shift=SHIFT_PX + 2)  # the images change on disk
     os.utime(left_path, ns=(1, 1))
     changed = cache.get(left_path, right_path)

@@ -112,16 +112,21 @@ def stereo_hint(left: np.ndarray, right: np.ndarray, param_sets: Sequence[SgbmPa
     return StereoHint(left=hint_left / width, right=np.ascontiguousarray(hint_right) / width)
 
 
-def _file_identity(path: Path) -> dict:
+def _content_digest(path: Path, memo: dict[tuple[str, int, int], str]) -> str:
+    """sha256 of the file's bytes, remembered per (path, size, modification time) so each file is read once."""
     stat = path.stat()
-    return {"path": str(path.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    identity = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if identity not in memo:
+        memo[identity] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return memo[identity]
 
 
 class DepthHintCache:
     """Fused hints on disk, one `.npz` per stereo pair, computed on first use.
 
-    The key covers both image files (absolute path, size in bytes, modification time), the SGBM
-    parameter sets and HINT_VERSION, so a changed image or setting never reuses a stale hint. Files are
+    The key covers the content of both image files (sha256 of their bytes), the SGBM parameter sets and
+    HINT_VERSION, so a changed image or setting never reuses a stale hint, while a copied or re-mounted
+    dataset (new paths, new modification times) reuses the hints already computed. Files are
     written to a temporary name and renamed, so processes filling the same cache never see half a file.
     """
 
@@ -130,10 +135,12 @@ class DepthHintCache:
             raise ValueError("depth hints need at least one SGBM parameter set")
         self.cache_dir = Path(cache_dir)
         self.param_sets = tuple(param_sets)
+        self._digests: dict[tuple[str, int, int], str] = {}
 
     def key(self, left_path: str | Path, right_path: str | Path) -> str:
         """Hex digest naming the cache file of this pair under the current settings."""
-        description = {"left": _file_identity(Path(left_path)), "right": _file_identity(Path(right_path)),
+        description = {"left": _content_digest(Path(left_path), self._digests),
+                       "right": _content_digest(Path(right_path), self._digests),
                        "sgbm": [asdict(p) for p in self.param_sets], "version": HINT_VERSION}
         return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:32]
 
