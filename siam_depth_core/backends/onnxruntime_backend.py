@@ -31,6 +31,18 @@ CPU_PROVIDER = "CPUExecutionProvider"
 SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "post_process", "single_pass")
 
 
+def session_options_for(onnxruntime: Any, num_threads: int) -> Any:
+    """The SessionOptions every session of ours uses: `num_threads` intra-op threads (0 = ONNX Runtime's
+    default, one per core), no inter-op pool (sequential execution needs none) and no spinning: threads
+    that spin while waiting took CPU from the node's other threads (on a loaded 2-core VM a step took
+    838 ms without spinning and 973 ms with it at 2 threads; benchmarks/README.md, "Threads")."""
+    session_options = onnxruntime.SessionOptions()
+    session_options.intra_op_num_threads = num_threads
+    session_options.inter_op_num_threads = 1
+    session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return session_options
+
+
 class OnnxRuntimeBackend:
     """Stateful Siamese step through ONNX Runtime; state = list of `OrtValue`, in sidecar order.
 
@@ -74,13 +86,7 @@ class OnnxRuntimeBackend:
                                    f"{', '.join(onnxruntime.get_available_providers())}")
             self.device_type, self.device_id = "cuda", options.device_index
             providers = [(CUDA_PROVIDER, {"device_id": self.device_id}), CPU_PROVIDER]
-        session_options = onnxruntime.SessionOptions()
-        session_options.intra_op_num_threads = options.num_threads  # (0 is ONNX Runtime's own "default")
-        # Sequential execution needs no inter-op pool; and intra-op threads that spin while waiting took
-        # CPU from the node's other threads: on a loaded 2-core VM a step took 838 ms without spinning and
-        # 973 ms with it at 2 threads (benchmarks/README.md, "Threads").
-        session_options.inter_op_num_threads = 1
-        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session_options = session_options_for(onnxruntime, options.num_threads)
         model_bytes = self.onnx_path.read_bytes()
         try:
             self.session = onnxruntime.InferenceSession(model_bytes, session_options, providers=providers)
