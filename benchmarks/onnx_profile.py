@@ -7,8 +7,9 @@ onnxruntime backend, and sums the kernel times of the timed steps (the warm-up o
 
 - per operator type (Conv, ConvLSTM gate arithmetic Mul/Add/Sigmoid/Tanh, Resize, Concat, the int8
   QuantizeLinear/DequantizeLinear, ...),
-- per part of the network: the ConvLSTM skips, the encoder, the decoder, the refinement module and the
-  rest (flip, concatenations at the graph's top level), from the node names the exporter gives.
+- per part of the network: the ConvLSTM layers (bottleneck 7a/7b and skips), the encoder, the decoder
+  (deconv, iconv, disp) and the graph's top level (flip, Siamese batch, refinement), from the node names
+  the exporter gives.
 
     python -m benchmarks.onnx_profile --size 512x256 --threads 2 --int8 --json profile.json
 """
@@ -34,10 +35,12 @@ from siam_depth_core.cli import OneLineParser, non_negative_int, positive_int, r
 from siam_depth_core.export import export_onnx
 from siam_depth_core.geometry import ImageSize
 
-#: Node-name fragments (module paths of the exported network) -> the part of the network they belong to,
-#: tried in this order.
-PARTS = (("lstm", "ConvLSTM skips"), ("refine", "refinement"), ("decoder", "decoder"), ("upconv", "decoder"),
-         ("iconv", "decoder"), ("disp", "decoder"), ("encoder", "encoder"), ("conv", "encoder"))
+#: Node-name fragments (module paths of the exported network, Table 1's layer names) -> the part of the
+#: network they belong to, tried in this order; nodes at the graph's top level are the flip, the Siamese
+#: batch and the refinement.
+PARTS = (("convlstm", "ConvLSTM (7a/7b + skips)"), ("deconv", "decoder"), ("iconv", "decoder"),
+         ("disp", "decoder"), ("conv", "encoder"))
+TOP_LEVEL = "flip + refinement (top level)"
 
 
 @dataclass
@@ -56,7 +59,7 @@ class Profile:
 def network_part(node_name: str) -> str:
     """The part of the network a node of the exported graph belongs to (see PARTS), from its name."""
     lowered = node_name.lower()
-    return next((part for fragment, part in PARTS if fragment in lowered), "other (flip, top level)")
+    return next((part for fragment, part in PARTS if fragment in lowered), TOP_LEVEL)
 
 
 def export_model(size: ImageSize, width: float, single_pass: bool, int8: bool, workdir: Path) -> Path:

@@ -61,6 +61,9 @@ def test_eval_bad_input(case: str, tiny_checkpoint: Path, kitti_root: Path, driv
     ("param_counts", ["--widths", "0"]),
     ("param_counts", ["--size", "wide"]),
     ("run_all", ["--only", "nothing"]),
+    ("onnx_profile", ["--size", "500x250"]),
+    ("onnx_profile", ["--modes", "twice"]),
+    ("onnx_profile", ["--frames", "0"]),
 ])
 def test_benchmark_bad_input(module: str, arguments: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     import importlib
