@@ -14,7 +14,7 @@ from siam_depth_core.backends import BackendError, open_backend
 from siam_depth_core.backends.sidecar import ModelSidecar, file_sha256, sidecar_path
 from siam_depth_core.backends.source import CheckpointSource, OnnxSource, RuntimeOptions
 from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
-from siam_depth_core.export import export_onnx, main
+from siam_depth_core.export import DecomposedElu, export_onnx, main, with_decomposed_elu
 from siam_depth_core.inference import DepthEstimator, preprocess
 from siam_depth_core.model import run_siamese
 
@@ -129,6 +129,19 @@ def test_corrupt_or_incomplete_onnx_gives_clear_error(small_onnx: Path, tmp_path
         open_backend(OnnxSource(tmp_path / "missing.onnx"))
     with pytest.raises(TypeError, match="not a model source"):
         open_backend(tmp_path / "missing.onnx")  # type: ignore[arg-type]
+
+
+def test_elu_is_exported_as_elementwise_ops_with_the_same_values(tmp_path: Path) -> None:
+    values = torch.linspace(-20, 20, 4001)
+    torch.testing.assert_close(DecomposedElu()(values), torch.nn.functional.elu(values), atol=1e-6, rtol=1e-6)
+    meta = ModelMeta(net_width=NET_WIDTH, recurrent=False, height=64, width=128)
+    net = meta.build_network().eval()
+    copy = with_decomposed_elu(net)
+    assert any(isinstance(m, torch.nn.ELU) for m in net.modules()), "the network itself keeps nn.ELU"
+    assert not any(isinstance(m, torch.nn.ELU) for m in copy.modules())
+    export_onnx(net, meta, (64, 128), tmp_path / "plain.onnx")
+    op_types = {node.op_type for node in onnx.load(tmp_path / "plain.onnx").graph.node}
+    assert "Elu" not in op_types and {"Relu", "Exp"} <= op_types
 
 
 def test_non_recurrent_model_exports_without_state(tmp_path: Path) -> None:
