@@ -8,6 +8,8 @@ The node process, its readiness, the client that feeds it and DDS isolation come
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from siam_depth_ros.harness import DepthNodeClient, NodeProcess, spin_until, uni
 from siam_depth_ros.harness import isolated_dds_environment as configure_dds
 
 __all__ = ["REPO_ROOT", "DepthNodeClient", "NodeProcess", "StampClock", "configure_dds", "image_message", "kitti_camera_info",
-           "kitti_frames", "spin_until", "stamp_from_ns", "unique_domain_id", "unique_namespace",
+           "kitti_frames", "ros_test_node", "spin_until", "stamp_from_ns", "unique_domain_id", "unique_namespace",
            "wait_for_publishers", "wait_for_subscribers"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +28,27 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def unique_namespace() -> str:
     """A namespace unique to this test process, e.g. `/test_12345`."""
     return f"/test_{os.getpid()}"
+
+
+@contextmanager
+def ros_test_node(name: str) -> Iterator[tuple[Any, Any]]:
+    """(node, executor) of a test-side rclpy node in its own context on the isolated DDS (`configure_dds`),
+    shut down on exit."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    configure_dds()
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(name, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        yield node, executor
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
 
 
 def wait_for_subscribers(executor: Any, publisher: Any, count: int = 1, timeout: float = 20.0) -> None:

@@ -13,15 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.serialization import deserialize_message, serialize_message
 from ros_helpers import (
     StampClock,
-    configure_dds,
     image_message,
     kitti_camera_info,
     kitti_frames,
+    ros_test_node,
     stamp_from_ns,
     unique_namespace,
 )
@@ -57,16 +55,8 @@ def kitti(drive_0009):
 
 @pytest.fixture(scope="module")
 def ros():
-    configure_dds()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("siam_depth_test", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    yield node, executor
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown(context=context)
+    with ros_test_node("siam_depth_test") as node_and_executor:
+        yield node_and_executor
 
 
 def node_parameters(checkpoint: Path | str) -> dict[str, object]:

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_helpers import (
     StampClock,
-    configure_dds,
     image_message,
     kitti_camera_info,
     kitti_frames,
+    ros_test_node,
     unique_namespace,
 )
 from std_srvs.srv import Trigger
@@ -40,16 +38,8 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ros():
-    configure_dds()
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("siam_depth_lifecycle_test", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    yield node, executor
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown(context=context)
+    with ros_test_node("siam_depth_lifecycle_test") as node_and_executor:
+        yield node_and_executor
 
 
 def test_lifecycle_transitions_over_the_standard_services(ros, tiny_checkpoint, drive_0009, tmp_path):
