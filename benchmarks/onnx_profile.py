@@ -8,8 +8,9 @@ onnxruntime backend, and sums the kernel times of the timed steps (the warm-up o
 - per operator type (Conv, ConvLSTM gate arithmetic Mul/Add/Sigmoid/Tanh, Resize, Concat, the int8
   QuantizeLinear/DequantizeLinear, ...),
 - per part of the network: the ConvLSTM layers (bottleneck 7a/7b and skips), the encoder, the decoder
-  (deconv, iconv, disp) and the graph's top level (flip, Siamese batch, refinement), from the node names
-  the exporter gives.
+  (deconv, iconv, disp) and the operations of the forward functions themselves (max-pooling, skip
+  concatenation, disparity upsampling, flip, Siamese batch, refinement), from the node names the exporter
+  gives.
 
     python -m benchmarks.onnx_profile --size 512x256 --threads 2 --int8 --json profile.json
 """
@@ -36,11 +37,12 @@ from siam_depth_core.export import export_onnx
 from siam_depth_core.geometry import ImageSize
 
 #: Node-name fragments (module paths of the exported network, Table 1's layer names) -> the part of the
-#: network they belong to, tried in this order; nodes at the graph's top level are the flip, the Siamese
-#: batch and the refinement.
+#: network they belong to, tried in this order. The rest are operations of the forward functions themselves:
+#: the encoder's max-pooling, the decoder's skip concatenations and disparity upsampling, and at the top
+#: level the flip, the Siamese batch and the refinement.
 PARTS = (("convlstm", "ConvLSTM (7a/7b + skips)"), ("deconv", "decoder"), ("iconv", "decoder"),
          ("disp", "decoder"), ("conv", "encoder"))
-TOP_LEVEL = "flip + refinement (top level)"
+TOP_LEVEL = "pool, concat, resize, flip, refine"
 
 
 @dataclass

@@ -29,4 +29,4 @@ def test_node_names_map_to_network_parts() -> None:
     assert network_part("/net/convlstm7a/Sigmoid") == "ConvLSTM (7a/7b + skips)"
     assert network_part("/net/deconv2/deconv2.1/Conv") == network_part("/net/iconv2a/iconv2a.0/Conv") == "decoder"
     assert network_part("/net/conv3b/conv3b.0/Conv") == "encoder"
-    assert network_part("Concat_4") == "flip + refinement (top level)"
+    assert network_part("Concat_4") == network_part("/net/MaxPool_1") == "pool, concat, resize, flip, refine"
