@@ -4,11 +4,12 @@
     ros2 launch siam_depth_ros depth.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info
     ros2 launch siam_depth_ros depth.launch.py use_sim_time:=true rviz:=true checkpoint:=/path/model.pt
     ros2 launch siam_depth_ros depth.launch.py backend:=tensorrt engine:=/path/model.engine
+    ros2 launch siam_depth_ros depth.launch.py backend:=onnxruntime onnx:=/path/model.int8.onnx
     ros2 launch siam_depth_ros depth.launch.py num_threads:=1 image_transport:=compressed
     ros2 launch siam_depth_ros depth.launch.py single_pass:=true  # direct branch only: ~2x the rate, no confidence
     ros2 launch siam_depth_ros depth.launch.py lifecycle:=true    # managed: ros2 lifecycle set /siam_depth configure
 
-`backend`, `engine`, `checkpoint`, `qos`, `device`, `num_threads`, `image_transport` and `single_pass` override the params
+`backend`, `engine`, `onnx`, `checkpoint`, `qos`, `device`, `num_threads`, `image_transport` and `single_pass` override the params
 file only when given (non-empty). lifecycle:=true starts the node as a lifecycle node (launch_ros
 LifecycleNode; it waits unconfigured for its lifecycle manager). With rviz:=true but no RViz2 installed, the
 node starts alone and a warning says so. The decisions are plain functions in
@@ -51,6 +52,8 @@ def _arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument("backend", default_value="",
                               description="override the backend: torch, onnxruntime or tensorrt"),
         DeclareLaunchArgument("engine", default_value="", description="override the TensorRT engine file"),
+        DeclareLaunchArgument("onnx", default_value="",
+                              description="override the ONNX model (onnxruntime backend, e.g. an int8 export)"),
         DeclareLaunchArgument("checkpoint", default_value="", description="override the checkpoint (.pt)"),
         DeclareLaunchArgument("qos", default_value="",
                               description="override the input QoS: sensor_data or reliable (bag replay)"),

@@ -89,6 +89,7 @@ def _parse_image_transport(text: str) -> str:
 PARAMETER_OVERRIDES = {
     "backend": str,
     "engine": str,
+    "onnx": str,
     "checkpoint": str,
     "qos": str,
     "device": _parse_device,

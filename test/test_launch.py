@@ -39,6 +39,7 @@ EXPECTED_ARGUMENTS = {
     "use_sim_time": "false",
     "backend": "",
     "engine": "",
+    "onnx": "",
     "checkpoint": "",
     "qos": "",
     "device": "",  # empty: config/depth.yaml's value ("": the backend's default device)

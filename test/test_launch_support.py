@@ -69,6 +69,8 @@ def test_parameter_overrides_are_typed_and_checked():
     assert parameter_overrides({"num_threads": "", "image_transport": ""}) == {}
     assert parameter_overrides({"device": " cuda:1 "}) == {"device": "cuda:1"}
     assert parameter_overrides({"single_pass": "True"}) == {"single_pass": True}
+    assert parameter_overrides({"backend": "onnxruntime", "onnx": "/m.int8.onnx"}) == {
+        "backend": "onnxruntime", "onnx": "/m.int8.onnx"}
     for bad, message in (({"num_threads": "two"}, "num_threads:='two' must be an integer"),
                          ({"device": "gpu"}, "device:='gpu' must be cpu, cuda or cuda:<index>"),
                          ({"num_threads": "-1"}, "num_threads:=-1 must be >= 0"),
