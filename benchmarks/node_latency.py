@@ -65,21 +65,24 @@ class Client:
     """Publishes KITTI frames to the node under test (`DepthNodeClient`) and keeps its /diagnostics."""
 
     def __init__(self, images: list[np.ndarray], camera_matrix: np.ndarray, image_transport: str = "raw",
-                 jpeg_quality: int = 95) -> None:
+                 jpeg_quality: int = 95, single_pass: bool = False) -> None:
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
 
         from siam_depth_ros.conversions import make_camera_info, numpy_to_compressed_image, numpy_to_image
         from siam_depth_ros.harness import DepthNodeClient
+        from siam_depth_ros.outputs import CONFIDENCE, OUTPUT_TOPICS
 
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node("node_benchmark_client", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.node_client = DepthNodeClient(self.node, self.executor, NAMESPACE, output_depth=10, keep_messages=False,
-                                           image_transport=image_transport)
+        # a single pass has no second estimate, so the node publishes no confidence
+        outputs = [topic for topic in OUTPUT_TOPICS if not (single_pass and topic == CONFIDENCE)]
+        self.node_client = DepthNodeClient(self.node, self.executor, NAMESPACE, outputs=outputs, output_depth=10,
+                                           keep_messages=False, image_transport=image_transport)
         height, width = images[0].shape[:2]
         self.messages = ([numpy_to_compressed_image(image, "rgb8", "jpeg", jpeg_quality) for image in images]
                          if image_transport == "compressed" else [numpy_to_image(image, "rgb8") for image in images])
@@ -260,7 +263,8 @@ def period_ratios(reports: list[dict[str, str]], before: dict[str, str], after: 
 
 
 def standalone_model(backend: str, width_multiplier: float, size: ImageSize, frames: int, image: np.ndarray,
-                     camera_matrix: np.ndarray, threads: int | None = None) -> tuple[dict[str, float | None], np.ndarray]:
+                     camera_matrix: np.ndarray, threads: int | None = None, single_pass: bool = False
+                     ) -> tuple[dict[str, float | None], np.ndarray]:
     """The network alone (benchmarks.model_latency), same width/size/backend, in this process: its step
     times and the (H,W) depth in metres it gives for `image` (for the point-cloud timing). threads: torch /
     ONNX Runtime intra-op threads (None: this process's torch setting).
@@ -279,7 +283,7 @@ def standalone_model(backend: str, width_multiplier: float, size: ImageSize, fra
     seconds: list[float] = []
     with tempfile.TemporaryDirectory(prefix="siam_node_bench_") as workdir:
         threads = torch.get_num_threads() if not threads else threads
-        estimator = make_estimator(backend, meta, size, "cpu", False, threads, Path(workdir))
+        estimator = make_estimator(backend, meta, size, "cpu", False, threads, Path(workdir), single_pass)
         worker = threading.Thread(target=lambda: seconds.extend(measure(estimator, frames, warmup=3)))
         worker.start()
         worker.join()
@@ -299,11 +303,19 @@ def prepare_model(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                                   "network_width": args.size.width, "image_transport": args.image_transport}
     if args.num_threads is not None:
         parameters["num_threads"] = args.num_threads
-    if args.backend == "onnxruntime":
-        from siam_depth_core.export import export_checkpoint
+    if args.single_pass:
+        parameters["single_pass"] = True
+    if args.backend.startswith("onnxruntime"):
+        from siam_depth_core.export import calibration_clips, export_checkpoint
 
         onnx_path = workdir / "model.onnx"
-        export_checkpoint(checkpoint, onnx_path, size=args.size)
+        export_checkpoint(checkpoint, onnx_path, size=args.size, single_pass=args.single_pass)
+        if args.backend == "onnxruntime_int8":  # as `siam-depth-export --int8` writes it
+            from siam_depth_core.quantize import int8_path, quantize_onnx
+
+            quantized = int8_path(onnx_path)
+            quantize_onnx(onnx_path, quantized, calibration_clips(None))
+            onnx_path = quantized
         parameters.update(backend="onnxruntime", onnx=onnx_path)
     return parameters
 
@@ -326,7 +338,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         node = DepthNodeProcess(workdir / "node.log", NAMESPACE, prepare_model(args, workdir), env=env, cwd=REPO_ROOT,
                                 stop_timeout=30.0)
-        client = Client(images, camera_matrix, args.image_transport, args.jpeg_quality)
+        client = Client(images, camera_matrix, args.image_transport, args.jpeg_quality, args.single_pass)
         try:
             node.wait_until_ready(client.node, timeout_s=120.0)
             client.node_client.wait_until_connected(timeout=120.0)
@@ -342,7 +354,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             node.stop()
     lockstep_stages = stage_breakdown(before_lockstep, after_lockstep)
     model, depth_m = standalone_model(args.backend, args.width_multiplier, args.size, args.model_frames, images[0],
-                                      camera_matrix, args.num_threads)
+                                      camera_matrix, args.num_threads, args.single_pass)
     ratios: dict[str, Any] = {"node_processing_over_model_per_period":
                               period_ratios(reports, before_lockstep, after_lockstep)}
     if lockstep_stages["frames"]:
@@ -353,7 +365,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             median = lockstep[key]["median_ms"]
             ratios[name] = median / model_ms if median is not None else None
     return {"machine": machine_description(),
-            "settings": {"backend": args.backend, "width_multiplier": args.width_multiplier,
+            "settings": {"backend": args.backend, "single_pass": args.single_pass,
+                         "width_multiplier": args.width_multiplier,
                          "network_size": [args.size.width, args.size.height],
                          "image_size": [images[0].shape[1], images[0].shape[0]],
                          "checkpoint": str(args.checkpoint) if args.checkpoint else "random weights",
@@ -368,7 +381,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_report(report: dict[str, Any]) -> None:
     settings = report["settings"]
-    print(f"\nnode: {settings['backend']} width x{settings['width_multiplier']} network "
+    mode = " single pass" if settings["single_pass"] else ""
+    print(f"\nnode: {settings['backend']}{mode} width x{settings['width_multiplier']} network "
           f"{settings['network_size'][0]}x{settings['network_size'][1]}, KITTI {settings['image_size'][0]}x"
           f"{settings['image_size'][1]} {settings['image_transport']}, num_threads {settings['num_threads']}, all "
           "outputs subscribed")
@@ -418,7 +432,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     from siam_depth_core.cli import OneLineParser, non_negative_int
 
     parser = OneLineParser(prog="node_latency", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch", help="node backend")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "onnxruntime_int8"), default="torch",
+                        help="node backend (onnxruntime_int8: the int8 export, run by the onnxruntime backend)")
+    parser.add_argument("--single-pass", action="store_true", help="the node's single_pass mode (direct branch only)")
     parser.add_argument("--width-multiplier", type=float, default=0.25,
                         help="network channel width multiplier (random weights)")
     parser.add_argument("--size", type=size_argument, default=ImageSize(256, 512),
