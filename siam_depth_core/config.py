@@ -6,6 +6,7 @@ Nested loss weights are addressed with a dot: `--set loss_weights.smoothness=0.2
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -22,14 +23,59 @@ from siam_depth_core.model import DEFAULT_MAX_DISP
 DATASETS = ("kitti", "synthetic")
 AMP_MODES = ("off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+#: Fields that hold a mapping; `--set <field>.<key>=value` and a YAML file's `base:` merge them key by key.
+NESTED_FIELDS = ("loss_weights", "temporal", "validation")
 
 
 def _field(default: Any, doc: str) -> Any:
     """A dataclass field with its one-line documentation (shown by --help) in its metadata."""
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
-        return field(default_factory=lambda: default.copy() if hasattr(default, "copy") else default,
-                     metadata={"help": doc})
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": doc})
     return field(default=default, metadata={"help": doc})
+
+
+#: Neighbouring frames the temporal term may use (offsets from the target frame).
+TEMPORAL_OFFSETS = (-1, 1)
+
+
+@dataclass
+class TemporalConfig:
+    """Temporal self-supervision (monodepth2's M+S): a pose network and the neighbouring left frames join the
+    stereo partner in a per-pixel minimum reprojection with auto-masking (`temporal_loss`)."""
+
+    enabled: bool = False
+    frames: list[int] = field(default_factory=lambda: list(TEMPORAL_OFFSETS))
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.frames or len(set(self.frames)) != len(self.frames) or \
+                any(f not in TEMPORAL_OFFSETS for f in self.frames):
+            raise ValueError(f"temporal.frames must be distinct offsets from {list(TEMPORAL_OFFSETS)}, "
+                             f"got {self.frames}")
+        if not 0.0 <= self.weight <= 1.0:
+            raise ValueError(f"temporal.weight must be in [0, 1] (the share of the left appearance term that "
+                             f"the minimum reprojection takes), got {self.weight}")
+
+    @property
+    def context_frames(self) -> int:
+        """Frames needed before and after each clip for the temporal sources (0 when disabled)."""
+        return max(abs(f) for f in self.frames) if self.enabled else 0
+
+
+@dataclass
+class ValidationConfig:
+    """A validation stream held out of the training sequences: the last `holdout_frames` frames of each named
+    sequence, separated from the frames kept for training by `gap_frames` frames used by neither."""
+
+    sequences: list[str] = field(default_factory=list)
+    holdout_frames: int = 10
+    gap_frames: int = 5
+    interval: int = 1
+
+    def __post_init__(self) -> None:
+        if self.holdout_frames < 1 or self.gap_frames < 0 or self.interval < 1:
+            raise ValueError(f"validation needs holdout_frames >= 1, gap_frames >= 0, interval >= 1; got "
+                             f"{self.holdout_frames}, {self.gap_frames}, {self.interval}")
 
 
 @dataclass
@@ -59,6 +105,10 @@ class TrainConfig:
                               "across frames")
     augment: bool = _field(True, "online augmentation of KITTI clips: flip with left/right swap, gamma, "
                                  "brightness, colour (synthetic clips are never augmented)")
+    augment_scale: tuple[float, float] = _field((1.0, 1.0), "random resized crop: zoom factor range (low, high), "
+                                                       ">= 1; a crop of 1/zoom of the image is resized back to "
+                                                       "`size`, intrinsics and disparities scaled with it; "
+                                                       "(1, 1) = off")
     grayscale_prob: float = _field(0.0, "probability of turning a training clip grayscale (both views), so colour "
                                         "and grayscale sources mix")
     depth_hints: bool = _field(False, "Depth Hints: fused SGBM proxy disparities supervise the prediction where "
@@ -91,6 +141,13 @@ class TrainConfig:
     max_disp: float = _field(DEFAULT_MAX_DISP, "largest disparity the heads can output, fraction of width")
     loss_weights: LossWeights = _field(LossWeights(), "loss term weights: appearance, smoothness (divided by "
                                                       "2^s), left_right, max_depth, ssim, depth_hint")
+    temporal: TemporalConfig = _field(TemporalConfig(), "M+S temporal self-supervision: {enabled, frames (offsets "
+                                                        "from [-1, 1]), weight (share of the left appearance term "
+                                                        "taken by the minimum reprojection, 0..1)}")
+    validation: ValidationConfig = _field(ValidationConfig(), "validation stream held out of training: "
+                                                              "{sequences (names, e.g. odometry/06), holdout_frames "
+                                                              "(the last N of each), gap_frames, interval (epochs)}; "
+                                                              "best.pt is chosen by it")
 
     # --- runtime ---
     device: str = _field("auto", "'auto' (cuda if available), 'cpu' or 'cuda'")
@@ -101,8 +158,9 @@ class TrainConfig:
     out_dir: str = _field("runs/paper", "run folder: last.pt, epoch_NNN.pt, TensorBoard events, config.yaml")
     log_interval: int = _field(50, "optimiser steps between TensorBoard scalar summaries")
     image_interval: int = _field(500, "optimiser steps between image summaries (disparity, warps); 0 = never")
-    keep_checkpoints: int = _field(3, "epoch_NNN.pt weight files kept (the newest; 0 = none); best.pt (lowest mean "
-                                      "epoch loss) and last.pt (for resuming) are always written")
+    keep_checkpoints: int = _field(3, "epoch_NNN.pt weight files kept (the newest; 0 = none); best.pt (lowest "
+                                      "validation score, else lowest mean epoch loss) and last.pt (for resuming) are "
+                                      "always written")
     checkpoint_interval: int = _field(1000, "optimiser steps between last.pt saves (also saved every epoch)")
 
     def __post_init__(self) -> None:
@@ -131,6 +189,11 @@ class TrainConfig:
             raise ValueError(f"need net_width > 0 and 0 < max_disp <= 1, got {self.net_width}, {self.max_disp}")
         if self.dataset == "kitti" and not self.sources and not self.drives and not self.split:
             raise ValueError("dataset 'kitti' needs `sources`, `split` (e.g. eigen_full) or `drives`")
+        if not 1.0 <= self.augment_scale[0] <= self.augment_scale[1]:
+            raise ValueError(f"augment_scale must be a zoom range (low, high) with 1 <= low <= high, got "
+                             f"{self.augment_scale}")
+        if (self.temporal.enabled or self.validation.sequences) and self.dataset != "kitti":
+            raise ValueError("temporal and validation need stereo sequences on disk (dataset: kitti)")
         if not 0.0 <= self.grayscale_prob <= 1.0:
             raise ValueError(f"grayscale_prob must be a probability in [0,1], got {self.grayscale_prob}")
         if self.depth_hints and self.dataset != "kitti":
@@ -233,14 +296,15 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             value = {**value, "sequences": [f"{v:02d}" if isinstance(v, int) and not isinstance(v, bool) else v
                                             for v in items]}
         return SourceSpec(**{k: _coerce(f"{key}.{k}", v, fields[k]) for k, v in value.items()})
-    if hint is LossWeights:
+    if dataclasses.is_dataclass(hint):  # loss_weights, temporal, validation
         if not isinstance(value, dict):
-            raise ValueError(f"{key} must be a mapping of loss weights, got {value!r}")
-        known = {f.name for f in dataclasses.fields(LossWeights)}
-        unknown = set(value) - known
+            raise ValueError(f"{key} must be a mapping, got {value!r}")
+        nested = typing.get_type_hints(hint)
+        unknown = set(value) - set(nested)
         if unknown:
-            raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; known: {sorted(known)}")
-        return LossWeights(**{k: _coerce(f"{key}.{k}", v, float) for k, v in value.items()})
+            what = "loss weight(s)" if hint is LossWeights else f"{key} key(s)"
+            raise ValueError(f"unknown {what} {sorted(unknown)}; known: {sorted(nested)}")
+        return hint(**{k: _coerce(f"{key}.{k}", v, nested[k]) for k, v in value.items()})
     raise TypeError(f"no conversion for field {key} of type {hint}")
 
 
@@ -257,7 +321,7 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
         return data
     merged = read_yaml_config(path.parent / base)
     for key, value in data.items():
-        if key == "loss_weights" and isinstance(value, dict):
+        if key in NESTED_FIELDS and isinstance(value, dict):
             merged[key] = {**merged.get(key, {}), **value}
         else:
             merged[key] = value
@@ -279,8 +343,8 @@ def build_config(values: dict[str, Any], overrides: list[str] | tuple[str, ...] 
         key, value = parse_override(text)
         head, _, tail = key.partition(".")
         if tail:
-            if head != "loss_weights":
-                raise ValueError(f"only loss_weights has nested keys, got {key!r}")
+            if head not in NESTED_FIELDS:
+                raise ValueError(f"only {', '.join(NESTED_FIELDS)} have nested keys, got {key!r}")
             values.setdefault(head, {})[tail] = value
         else:
             values[key] = value

@@ -7,6 +7,7 @@ Per scale s (0 = full resolution):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,9 @@ from torch import Tensor
 from siam_depth_core.model import SiameseOutput
 from siam_depth_core.refine import flip_horizontal
 from siam_depth_core.warp import warp_horizontal
+
+if TYPE_CHECKING:
+    from siam_depth_core.temporal_loss import TemporalSources
 
 SSIM_C1 = 0.01 ** 2
 SSIM_C2 = 0.03 ** 2
@@ -131,7 +135,8 @@ def _nearest(hint: Tensor, like: Tensor) -> Tensor:
 
 
 def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
-                 weights: LossWeights = LossWeights(), hints: HintTargets | None = None
+                 weights: LossWeights = LossWeights(), hints: HintTargets | None = None,
+                 temporal: TemporalSources | None = None, temporal_weight: float = 1.0
                  ) -> tuple[Tensor, dict[str, Tensor]]:
     """Total training loss over the 4 scales and its detached terms for logging.
 
@@ -140,7 +145,10 @@ def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
     flipped images) and D_refine (against the images). Without a flipped pass (non-Siamese
     baseline) smoothness is on d1 only. With `hints`, Depth Hints' masked term supervises d1 at
     every scale (hints resized with nearest neighbours; disparities as fractions of width are
-    scale-free) and is logged as "depth_hint".
+    scale-free) and is logged as "depth_hint". With `temporal` (M+S), the left image's appearance term
+    becomes (1 - temporal_weight) * its stereo term + temporal_weight * the per-pixel minimum
+    reprojection over the stereo partner and the neighbouring frames with auto-masking
+    (`temporal_loss.TemporalSources.left_appearance`); the right image keeps its stereo term.
     """
     terms = {"appearance": 0.0, "smoothness": 0.0, "left_right": 0.0, "max_depth": 0.0}
     if hints is not None:
@@ -152,7 +160,11 @@ def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
         recon_left, recon_right = reconstruct_views(left, right, disp_direct)
         error_left = photometric_error(left, recon_left, weights.ssim)
         error_right = photometric_error(right, recon_right, weights.ssim)
-        app = error_left.mean() + error_right.mean()
+        app_left = error_left.mean()
+        if temporal is not None:
+            min_term, _ = temporal.left_appearance(left, right, error_left, disp_direct[:, 0:1], weights.ssim)
+            app_left = (1.0 - temporal_weight) * app_left + temporal_weight * min_term
+        app = app_left + error_right.mean()
         smooth = (smoothness_loss(disp_refined[:, 0:1], left) + smoothness_loss(disp_refined[:, 1:2], right))
         if output.disp_flipped is not None:
             disp_flipped = output.disp_flipped[scale]

@@ -1,8 +1,15 @@
 """Training: `siam-depth-train --config training/configs/paper.yaml [--set key=value ...] [--resume PATH]`.
 
-Split into: the data (`build_dataset`), the model step on one clip (`clip_step`: truncated BPTT over T
-frames, state reset at the clip start, losses summed, one optimiser step), the loop (`train`), and
-checkpoint I/O (`save_training_checkpoint`, `restore_training_state`).
+Split into: the data (`build_dataset`, with the held-out validation stream), the model step on one clip
+(`clip_step`: truncated BPTT over T frames, state reset at the clip start, losses summed, one optimiser
+step), the loop (`train`), and checkpoint I/O (`save_training_checkpoint`, `restore_training_state`).
+The parts live in their own modules: losses (`losses`), M+S temporal supervision (`pose` network,
+`temporal_warp`, `temporal_loss`), the validation scores (`validation`).
+
+Validation (`validation.sequences`): the last frames of the named training sequences are held out
+(`data.holdout`), scored every `validation.interval` epochs through the deployed streaming path, logged
+to TensorBoard (`val/...`) and the console, and `best.pt` keeps the epoch with the lowest validation
+score. Without a validation stream `best.pt` keeps the lowest mean training loss.
 
 Multi-GPU / multi-node: launch with `torchrun`; each process reads RANK/WORLD_SIZE/LOCAL_RANK from the
 environment, joins a process group (nccl on CUDA, gloo on CPU) and trains a DDP replica on its share
@@ -38,6 +45,9 @@ from siam_depth_core.config import TrainConfig, field_help, load_config, save_co
 from siam_depth_core.data.stereo import StereoRig
 from siam_depth_core.losses import HintTargets, LossWeights, reconstruct_views, siamese_loss
 from siam_depth_core.model import SiameseOutput, run_siamese
+from siam_depth_core.pose import PoseNet
+from siam_depth_core.temporal_loss import clip_pair_transforms, frame_sources
+from siam_depth_core.validation import ValidationStream, validate
 
 LOGGER = logging.getLogger("siam_depth.train")
 LAST_CHECKPOINT = "last.pt"
@@ -45,18 +55,30 @@ BEST_CHECKPOINT = "best.pt"
 
 
 # --------------------------------------------------------------------------------------------- data
-def build_dataset(config: TrainConfig) -> tuple[Dataset, StereoRig]:
-    """The training clips (items: left/right (T,3,H,W) in [0,1], ...) and the reference rig.
+@dataclass
+class TrainingData:
+    """What `build_dataset` prepares: the training clips, the reference rig (stored in the checkpoint), the
+    held-out validation streams and the Depth Hints cache that scores them (None without validation or hints)."""
+
+    dataset: Dataset
+    rig: StereoRig
+    validation: list[ValidationStream] = field(default_factory=list)
+    hints: Any = None
+
+
+def build_dataset(config: TrainConfig) -> TrainingData:
+    """The training clips (items: left/right (T+2c,3,H,W) in [0,1], ...), the reference rig and the validation.
 
     The reference rig (the first sequence's) is the one stored in the checkpoint: disparities of the
     other rigs are scaled to its baseline during training. Augmentation draws depend only on
     (seed, epoch, index) (`set_epoch` selects the epoch), so they are the same with any number of
-    workers or DDP processes and after a resume. With `depth_hints`, the hints of every training pair
-    are computed (once, cached on disk) before training starts.
+    workers or DDP processes and after a resume. With `depth_hints` or a validation stream, the hints of
+    every pair used are computed (once, cached on disk) before training starts. With M+S, each clip
+    carries `temporal.context_frames` extra frames before and after it (the temporal sources).
     """
     from siam_depth_core.data.augment import StereoAugment
 
-    augment = StereoAugment(grayscale_prob=config.grayscale_prob) if config.augment else None
+    augment = StereoAugment(grayscale_prob=config.grayscale_prob, zoom=config.augment_scale) if config.augment else None
     if config.dataset == "synthetic":
         from siam_depth_core.data.synthetic import SyntheticClipDataset
 
@@ -64,26 +86,36 @@ def build_dataset(config: TrainConfig) -> tuple[Dataset, StereoRig]:
                                        size=tuple(config.size), seed=config.seed)
         rig = StereoRig(baseline_m=float(dataset.baseline_m), camera_matrix=np.asarray(dataset.camera_matrix),
                         image_size=(config.size[1], config.size[0]))
-        return dataset, rig
+        return TrainingData(dataset, rig)
 
     from siam_depth_core.data import paths
     from siam_depth_core.data.clips import StereoClipDataset
     from siam_depth_core.data.depth_hints import DepthHintCache
+    from siam_depth_core.data.holdout import split_validation
     from siam_depth_core.data.sources import load_source
     from siam_depth_core.data.splits import eigen_test_drives
 
     excluded = eigen_test_drives(config.splits_dir) if config.exclude_eigen_test else set()
-    sequences = [sequence for spec in config.training_sources()
-                 for sequence in load_source(spec, excluded, config.splits_dir, config.image_ext)]
+    raw_root_of: dict[str, str | None] = {}  # sequence name -> KITTI raw root (LiDAR for validation)
+    sequences = []
+    for spec in config.training_sources():
+        for sequence in load_source(spec, excluded, config.splits_dir, config.image_ext):
+            raw_root_of[sequence.name] = str(spec.data_root()) if spec.kind == "kitti_raw" else None
+            sequences.append(sequence)
+    held_out = config.validation
+    training, validation = split_validation(sequences, held_out.sequences, held_out.holdout_frames,
+                                            held_out.gap_frames)
     hints = None
-    if config.depth_hints:
+    if config.depth_hints or validation:
         hints = DepthHintCache(config.hints_cache_dir or paths.depth_hints_cache_dir())
-        computed = hints.fill((pair for s in sequences for pair in zip(s.left, s.right, strict=True)),
+        computed = hints.fill((pair for s in training + validation for pair in zip(s.left, s.right, strict=True)),
                               progress=int(os.environ.get("RANK", "0")) == 0)
         LOGGER.info("depth hints: %d pairs computed, the rest read from %s", computed, hints.cache_dir)
-    dataset = StereoClipDataset(sequences, clip_len=config.clip_len, size=tuple(config.size), augment=augment,
-                                seed=config.seed, hints=hints, cache_in_memory=config.cache_images)
-    return dataset, dataset.reference_rig
+    dataset = StereoClipDataset(training, clip_len=config.clip_len, size=tuple(config.size), augment=augment,
+                                seed=config.seed, hints=hints if config.depth_hints else None,
+                                cache_in_memory=config.cache_images, context_frames=config.temporal.context_frames)
+    streams = [ValidationStream.with_lidar_if_any(s, raw_root_of[s.name]) for s in validation]
+    return TrainingData(dataset, dataset.reference_rig, streams, hints)
 
 
 class ResumableSampler(DistributedSampler):
@@ -124,6 +156,23 @@ def autocast_context(device: torch.device, amp: str) -> Any:
 
 
 @dataclass
+class TemporalBatch:
+    """What `clip_step` needs for M+S on one batch: the pose network, the source offsets (-1, +1), the
+    weight of the minimum reprojection (`siamese_loss`'s temporal_weight) and the (N,3,3) K of the
+    batch's images (pixels, at the training size)."""
+
+    pose_net: nn.Module
+    offsets: Sequence[int]
+    weight: float
+    camera_matrix: Tensor
+
+    @property
+    def context(self) -> int:
+        """Frames of context before and after the clip in the batch's tensors."""
+        return max(abs(offset) for offset in self.offsets)
+
+
+@dataclass
 class ClipRig:
     """Per-clip rig facts of a batch: (N,) baseline ratio to the reference rig, (N,) metres per unit disparity."""
 
@@ -133,31 +182,44 @@ class ClipRig:
 
 def clip_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
               left: Tensor, right: Tensor, weights: LossWeights, siamese: bool, amp_context: Callable[[], Any],
-              rig: ClipRig | None = None, hints: tuple[Tensor, Tensor] | None = None) -> StepResult:
+              rig: ClipRig | None = None, hints: tuple[Tensor, Tensor] | None = None,
+              temporal: TemporalBatch | None = None) -> StepResult:
     """One truncated-BPTT step on a batch of clips.
 
-    left, right: (N,T,3,H,W) RGB in [0,1]. The state starts from zeros, is carried through frames
-    t = 0..T-1, the T frame losses are summed, and one optimiser step is taken. rig: when the clips
-    come from rigs with other baselines than the reference, the network's disparities are scaled by
-    rig.baseline_ratio before the losses. hints: (N,T,1,H,W) left and right Depth Hints (fraction of
-    width, 0 = none); needs `rig` for the depth conversion.
+    left, right: (N,T,3,H,W) RGB in [0,1] (with `temporal`: (N,T+2c,3,H,W), c context frames before and
+    after the clip). The state starts from zeros, is carried through the T clip frames, the T frame
+    losses are summed, and one optimiser step is taken. rig: when the clips come from rigs with other
+    baselines than the reference, the network's disparities are scaled by rig.baseline_ratio before the
+    losses. hints: left and right Depth Hints (fraction of width, 0 = none), (N,T(+2c),1,H,W); need
+    `rig` for the depth conversion. temporal: M+S (`temporal_loss`): the pose network runs on every
+    consecutive pair of left frames and the neighbours join the left image's appearance term; needs `rig`.
     """
     if left.ndim != 5 or left.shape != right.shape:
         raise ValueError(f"expected left/right clips of shape (N,T,3,H,W), got {tuple(left.shape)} and "
                          f"{tuple(right.shape)}")
-    if hints is not None and rig is None:
-        raise ValueError("Depth Hints need the clips' rig (depth_per_disparity)")
+    if (hints is not None or temporal is not None) and rig is None:
+        raise ValueError("Depth Hints and M+S need the clips' rig (depth_per_disparity)")
+    context = 0 if temporal is None else temporal.context
+    if left.shape[1] <= 2 * context:
+        raise ValueError(f"clips of {left.shape[1]} frames leave none between {context} context frames on each side")
     optimizer.zero_grad(set_to_none=True)
     state = None
     total = left.new_zeros(())
     sums: dict[str, Tensor] = {}
     output = None
-    for t in range(left.shape[1]):
+    with amp_context():
+        transforms = None if temporal is None else clip_pair_transforms(temporal.pose_net, left)
+    for t in range(context, left.shape[1] - context):
         with amp_context():
             output, state = run_siamese(model, left[:, t], state, siamese=siamese)  # type: ignore[arg-type]
             rig_output = output if rig is None else output.scaled(rig.baseline_ratio)
             targets = None if hints is None else HintTargets(hints[0][:, t], hints[1][:, t], rig.depth_per_disparity)
-            loss, terms = siamese_loss(left[:, t], right[:, t], rig_output, weights, targets)
+            sources = None
+            if temporal is not None and transforms is not None and rig is not None:
+                sources = frame_sources(left, t, temporal.offsets, transforms, temporal.camera_matrix,
+                                        rig.depth_per_disparity)
+            loss, terms = siamese_loss(left[:, t], right[:, t], rig_output, weights, targets, sources,
+                                       1.0 if temporal is None else temporal.weight)
         total = total + loss.float()
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + value.float()
@@ -165,7 +227,8 @@ def clip_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.
     scaler.step(optimizer)
     scaler.update()
     assert output is not None
-    return StepResult({k: float(v) for k, v in sums.items()}, output, left[:, -1], right[:, -1])
+    last = left.shape[1] - 1 - context
+    return StepResult({k: float(v) for k, v in sums.items()}, output, left[:, last], right[:, last])
 
 
 def batch_rig_and_hints(batch: dict[str, Any], device: torch.device
@@ -184,13 +247,15 @@ def batch_rig_and_hints(batch: dict[str, Any], device: torch.device
 @dataclass
 class Progress:
     """Where training stands: epoch, optimiser steps done inside it and in total, the summed total loss of
-    this epoch's steps so far, and the best (lowest) mean epoch loss of the run (what `best.pt` holds)."""
+    this epoch's steps so far, the best (lowest) mean epoch loss and the best (lowest) validation score of
+    the run (`best.pt` holds the latter's epoch when there is a validation stream, else the former's)."""
 
     epoch: int = 0
     step_in_epoch: int = 0
     step: int = 0
     epoch_loss_sum: float = 0.0
     best_epoch_loss: float = float("inf")
+    best_validation_score: float = float("inf")
 
 
 def rng_states() -> dict[str, Any]:
@@ -222,12 +287,16 @@ def model_meta(config: TrainConfig, rig: StereoRig) -> ModelMeta:
 
 def save_training_checkpoint(path: Path, net: nn.Module, meta: ModelMeta, config: TrainConfig,
                              optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
-                             progress: Progress) -> Path:
-    """Atomically write everything `restore_training_state` needs to continue exactly."""
+                             progress: Progress, pose_net: nn.Module | None = None) -> Path:
+    """Atomically write everything `restore_training_state` needs to continue exactly (with M+S, the pose
+    network's weights too)."""
+    extra = {} if pose_net is None else {"pose_model": {k: v.detach().cpu() for k, v in pose_net.state_dict().items()}}
     return save_checkpoint(path, net, meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                            scaler=scaler.state_dict(), epoch=progress.epoch, step_in_epoch=progress.step_in_epoch,
                            step=progress.step, epoch_loss_sum=progress.epoch_loss_sum,
-                           best_epoch_loss=progress.best_epoch_loss, config=config.to_dict(), rng=rng_states())
+                           best_epoch_loss=progress.best_epoch_loss,
+                           best_validation_score=progress.best_validation_score, config=config.to_dict(),
+                           rng=rng_states(), **extra)
 
 
 def architecture_mismatch(meta: ModelMeta, config: TrainConfig) -> list[str]:
@@ -253,7 +322,8 @@ def init_weights_from(path: str | Path, net: nn.Module, config: TrainConfig) -> 
 
 
 def restore_training_state(path: Path, net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                           scaler: torch.amp.GradScaler, config: TrainConfig) -> Progress:
+                           scaler: torch.amp.GradScaler, config: TrainConfig, pose_net: nn.Module | None = None
+                           ) -> Progress:
     """Load a `save_training_checkpoint` file into the live objects; returns the saved progress."""
     payload = read_checkpoint(path)
     differ = architecture_mismatch(ModelMeta.from_dict(payload["meta"]), config)
@@ -269,6 +339,11 @@ def restore_training_state(path: Path, net: nn.Module, optimizer: torch.optim.Op
         LOGGER.warning("resuming %s with a changed config: %s", path,
                        ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items()))
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()})
+    if pose_net is not None:
+        if "pose_model" not in payload:
+            raise ValueError(f"{path} was trained without temporal.enabled (no pose network); choose a new out_dir "
+                             "or set temporal.enabled: false")
+        pose_net.load_state_dict(payload["pose_model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     if "scaler" in payload:
@@ -277,7 +352,8 @@ def restore_training_state(path: Path, net: nn.Module, optimizer: torch.optim.Op
         set_rng_states(payload["rng"])
     return Progress(epoch=int(payload["epoch"]), step_in_epoch=int(payload["step_in_epoch"]),
                     step=int(payload["step"]), epoch_loss_sum=float(payload.get("epoch_loss_sum", 0.0)),
-                    best_epoch_loss=float(payload.get("best_epoch_loss", float("inf"))))
+                    best_epoch_loss=float(payload.get("best_epoch_loss", float("inf"))),
+                    best_validation_score=float(payload.get("best_validation_score", float("inf"))))
 
 
 def check_writable(out_dir: Path) -> None:
@@ -294,16 +370,20 @@ def check_writable(out_dir: Path) -> None:
 
 
 def save_epoch_checkpoints(out_dir: Path, net: nn.Module, meta: ModelMeta, epoch: int, epoch_loss: float,
-                           is_best: bool, keep: int) -> None:
+                           is_best: bool, keep: int, validation: dict[str, float] | None = None) -> None:
     """Weights after `epoch` as epoch_NNN.pt, keeping only the newest `keep` of them (0 = none), and as
-    best.pt when this epoch's mean training loss is the lowest so far."""
+    best.pt when `is_best` (the lowest validation score so far, or without validation the lowest mean
+    training loss). The epoch's validation scores, if any, are stored in both."""
+    scores = {} if validation is None else {"validation": validation}
     if keep > 0:
-        save_checkpoint(out_dir / f"epoch_{epoch:03d}.pt", net, meta, epoch=epoch, epoch_loss=epoch_loss)
+        save_checkpoint(out_dir / f"epoch_{epoch:03d}.pt", net, meta, epoch=epoch, epoch_loss=epoch_loss, **scores)
     for old in sorted(out_dir.glob("epoch_[0-9][0-9][0-9].pt"))[:-keep or None]:
         old.unlink()
     if is_best:
-        save_checkpoint(out_dir / BEST_CHECKPOINT, net, meta, epoch=epoch, epoch_loss=epoch_loss)
-        LOGGER.info("epoch %d: mean loss %.4f, the lowest so far -> %s", epoch, epoch_loss, out_dir / BEST_CHECKPOINT)
+        save_checkpoint(out_dir / BEST_CHECKPOINT, net, meta, epoch=epoch, epoch_loss=epoch_loss, **scores)
+        chosen_by = (f"validation score {validation['score']:.4f}" if validation is not None
+                     else f"mean loss {epoch_loss:.4f}")
+        LOGGER.info("epoch %d: %s, the lowest so far -> %s", epoch, chosen_by, out_dir / BEST_CHECKPOINT)
 
 
 # ------------------------------------------------------------------------------------- the loop
@@ -354,9 +434,11 @@ class TrainSummary:
     checkpoint: Path | None = None
 
 
-def make_optimizer(net: nn.Module, config: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
-    """Adam with L2 weight decay and the paper's step schedule (x0.5 at epochs 30, 40, ...)."""
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, betas=tuple(config.adam_betas),
+def make_optimizer(net: nn.Module, config: TrainConfig, *others: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
+    """Adam with L2 weight decay over the parameters of `net` (and `others`, e.g. the pose network) and the
+    paper's step schedule (x0.5 at epochs 30, 40, ...)."""
+    parameters = [p for module in (net, *others) for p in module.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, betas=tuple(config.adam_betas),
                                  weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.lr_milestones,
                                                      gamma=config.lr_decay_factor)
@@ -392,16 +474,18 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
 
-    dataset, rig = build_dataset(config)
-    meta = model_meta(config, rig)
+    data = build_dataset(config)
+    dataset = data.dataset
+    meta = model_meta(config, data.rig)
     net = meta.build_network().to(device)
-    optimizer, scheduler = make_optimizer(net, config)
+    pose_net = PoseNet().to(device) if config.temporal.enabled else None
+    optimizer, scheduler = make_optimizer(net, config, *([pose_net] if pose_net is not None else []))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp == "fp16")
     out_dir = Path(config.out_dir)
     resume_path = Path(resume) if resume else (out_dir / LAST_CHECKPOINT)
     progress = Progress()
     if resume or resume_path.is_file():
-        progress = restore_training_state(resume_path, net, optimizer, scheduler, scaler, config)
+        progress = restore_training_state(resume_path, net, optimizer, scheduler, scaler, config, pose_net)
         if ctx.is_main:
             LOGGER.info("resumed from %s at epoch %d, step %d", resume_path, progress.epoch, progress.step)
     elif config.init_from:
@@ -409,19 +493,26 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
         if ctx.is_main:
             LOGGER.info("fine-tuning from the weights of %s", config.init_from)
     model: nn.Module = net
+    pose_model: nn.Module | None = pose_net
     if ctx.world_size > 1:
-        model = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        device_ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(net, device_ids=device_ids)
+        if pose_net is not None:
+            pose_model = nn.parallel.DistributedDataParallel(pose_net, device_ids=device_ids)
 
     writer = _summary_writer(out_dir) if ctx.is_main else None
     if ctx.is_main:
         save_config(config, out_dir / "config.yaml")
-        LOGGER.info("training on %d clips of %d frames, %s, %d process(es), global batch %d", len(dataset),
-                    config.clip_len, device, ctx.world_size, config.batch_size)
+        LOGGER.info("training on %d clips of %d frames, %s, %d process(es), global batch %d%s; validation: %s",
+                    len(dataset), config.clip_len, device, ctx.world_size, config.batch_size,
+                    f", M+S (temporal frames {config.temporal.frames})" if pose_net is not None else "",
+                    ", ".join(f"{s.sequence.name} frames {s.sequence.frames[0]}-{s.sequence.frames[-1]}"
+                              f"{' (LiDAR)' if s.lidar_drive else ''}" for s in data.validation) or "none")
 
     def save(path: Path) -> Path | None:
         if not ctx.is_main:
             return None
-        return save_training_checkpoint(path, net, meta, config, optimizer, scheduler, scaler, progress)
+        return save_training_checkpoint(path, net, meta, config, optimizer, scheduler, scaler, progress, pose_net)
 
     summary = TrainSummary(step=progress.step, epoch=progress.epoch)
     amp_context = functools.partial(autocast_context, device, config.amp)
@@ -442,9 +533,13 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
             bar = _progress_bar(loader, ctx, progress, steps_per_epoch)
             for batch in bar:
                 rig_of_batch, hints = batch_rig_and_hints(batch, device)
+                temporal = None
+                if pose_model is not None:
+                    temporal = TemporalBatch(pose_model, config.temporal.frames, config.temporal.weight,
+                                             batch["camera_matrix"].to(device).float())
                 result = clip_step(model, optimizer, scaler, batch["left"].to(device, non_blocking=True),
                                    batch["right"].to(device, non_blocking=True), config.loss_weights,
-                                   config.siamese, amp_context, rig_of_batch, hints)
+                                   config.siamese, amp_context, rig_of_batch, hints, temporal)
                 progress.step_in_epoch += 1
                 progress.step += 1
                 progress.epoch_loss_sum += result.terms["total"]
@@ -456,7 +551,9 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
                         LOGGER.info("epoch %d step %d (%d/%d) lr %.3g %s", progress.epoch, progress.step,
                                     progress.step_in_epoch, steps_per_epoch, optimizer.param_groups[0]["lr"],
                                     " ".join(f"{k} {v:.4f}" for k, v in result.terms.items()))
-                stop = interrupted.requested or (config.max_steps is not None and progress.step >= config.max_steps)
+                # max_steps reached on an epoch's last step: the epoch ends first (scheduler, validation, best.pt)
+                stop = interrupted.requested or (config.max_steps is not None and progress.step >= config.max_steps
+                                                 and progress.step_in_epoch < steps_per_epoch)
                 if stop or progress.step % config.checkpoint_interval == 0:
                     summary.checkpoint = save(out_dir / LAST_CHECKPOINT)
                 if stop:
@@ -466,14 +563,22 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
                     return _finish(summary, writer)
             scheduler.step()
             epoch_loss = progress.epoch_loss_sum / max(progress.step_in_epoch, 1)
-            is_best = epoch_loss < progress.best_epoch_loss
+            is_best = epoch_loss < progress.best_epoch_loss and not data.validation
             progress.best_epoch_loss = min(progress.best_epoch_loss, epoch_loss)
             progress.epoch += 1
             progress.step_in_epoch = 0
             progress.epoch_loss_sum = 0.0
+            scores = None
+            if ctx.is_main and data.validation and (progress.epoch % config.validation.interval == 0
+                                                    or progress.epoch == config.epochs):
+                scores = validate(net, meta, data.validation, data.hints, device)
+                _log_validation(writer, progress, scores)
+                is_best = scores["score"] < progress.best_validation_score
+                progress.best_validation_score = min(progress.best_validation_score, scores["score"])
             summary.checkpoint = save(out_dir / LAST_CHECKPOINT)
             if ctx.is_main:
-                save_epoch_checkpoints(out_dir, net, meta, progress.epoch, epoch_loss, is_best, config.keep_checkpoints)
+                save_epoch_checkpoints(out_dir, net, meta, progress.epoch, epoch_loss, is_best, config.keep_checkpoints,
+                                       scores)
     summary.step, summary.epoch = progress.step, progress.epoch
     return _finish(summary, writer)
 
@@ -520,6 +625,15 @@ def _summary_writer(out_dir: Path) -> Any:
     except ImportError as error:
         raise ImportError("TensorBoard logging needs the `tensorboard` package: pip install tensorboard") from error
     return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+
+
+def _log_validation(writer: Any, progress: Progress, scores: dict[str, float]) -> None:
+    """The validation scores of the epoch just finished: console line and TensorBoard `val/<name>`."""
+    LOGGER.info("validation after epoch %d (step %d): %s", progress.epoch, progress.step,
+                " ".join(f"{name} {value:.4f}" for name, value in scores.items()))
+    if writer is not None:
+        for name, value in scores.items():
+            writer.add_scalar(f"val/{name}", value, progress.step)
 
 
 def _log_step(writer: Any, config: TrainConfig, progress: Progress, result: StepResult,

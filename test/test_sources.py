@@ -56,7 +56,8 @@ def test_mixed_sources_give_one_clip_set_with_the_first_rig_as_reference(kitti_r
     from siam_depth_core.train import build_dataset
 
     config = load_config(None, MIXED + ["size=[32,96]", "clip_len=3", "augment=false"])
-    dataset, rig = build_dataset(config)
+    data = build_dataset(config)
+    dataset, rig = data.dataset, data.rig
     names = {name for name, _ in dataset.clips}
     assert names == {DRIVE_0009, "odometry/01", "odometry/02", "odometry/06"}
     assert len(dataset) == 49 + 49 + 18 + 49

@@ -19,6 +19,7 @@ from siam_depth_core.data.augment import StereoAugment
 from siam_depth_core.data.depth_hints import DepthHintCache
 from siam_depth_core.data.kitti import load_image
 from siam_depth_core.data.stereo import StereoRig, StereoSequence
+from siam_depth_core.geometry import scale_intrinsics
 
 LOGGER = logging.getLogger(__name__)
 
@@ -68,22 +69,28 @@ class StereoClipDataset(Dataset):
     hints: Depth Hints cache; when given, items carry the fused SGBM disparities too.
     cache_in_memory: keep every resized image and hint once loaded (for small data sets: the 173 pairs
     of the KITTI excerpts take about 130 MB at 128x416), so later epochs decode nothing.
-    Item: {"left", "right": (T,3,H,W) float32 RGB in [0,1] resized to size = (H,W), "drive": sequence
-    name, "frames": (T,) int64 frame numbers, "baseline_ratio": () float32 B / B_reference,
-    "depth_per_disparity": () float32 metres (depth = it / disparity)}, and with hints "hint_left",
-    "hint_right": (T,1,H,W) float32 disparity as a fraction of width, 0 where SGBM found none.
+    context_frames: c extra frames before and after every clip (the temporal sources of M+S training):
+    an item then holds T + 2c frames, of which the middle T are the clip.
+    Item: {"left", "right": (T+2c,3,H,W) float32 RGB in [0,1] resized to size = (H,W), "drive": sequence
+    name, "frames": (T+2c,) int64 frame numbers, "baseline_ratio": () float32 B / B_reference,
+    "depth_per_disparity": () float32 metres (depth = it / disparity), "camera_matrix": (3,3) float32 K of
+    the (augmented) left images at size (H,W)}, and with hints "hint_left", "hint_right": (T+2c,1,H,W)
+    float32 disparity as a fraction of width, 0 where SGBM found none.
     """
 
     def __init__(self, sequences: Sequence[StereoSequence], clip_len: int = 1, size: tuple[int, int] = (256, 512),
                  augment: StereoAugment | None = None, seed: int = 0, reference_rig: StereoRig | None = None,
-                 hints: DepthHintCache | None = None, cache_in_memory: bool = False) -> None:
+                 hints: DepthHintCache | None = None, cache_in_memory: bool = False, context_frames: int = 0) -> None:
         if len(size) != 2 or min(size) < 1:
             raise ValueError(f"size must be (height, width) in pixels, got {size}")
         names = [s.name for s in sequences]
         if len(set(names)) != len(names):
             raise ValueError(f"sequence names must be unique, got {names}")
         self.sequences = {s.name: s for s in sequences}
+        if context_frames < 0:
+            raise ValueError(f"context_frames must be >= 0, got {context_frames}")
         self.clip_len = clip_len
+        self.context_frames = context_frames
         self.size = (int(size[0]), int(size[1]))
         self.augment = augment
         self.seed = seed
@@ -92,12 +99,17 @@ class StereoClipDataset(Dataset):
         self._memory: dict[tuple[str, Path, Path | None], torch.Tensor] | None = {} if cache_in_memory else None
         self.reference_rig = reference_rig or (sequences[0].rig if sequences else None)
         self.clips: list[tuple[str, int]] = [
-            (s.name, start) for s in sequences for start in consecutive_runs(s.frames, clip_len)
+            (s.name, start) for s in sequences for start in consecutive_runs(s.frames, self.frames_per_item)
         ]
         if not self.clips:
-            raise ValueError(f"no clip of {clip_len} consecutive frames in {names}")
+            raise ValueError(f"no clip of {self.frames_per_item} consecutive frames in {names}")
         self.skipped_files: set[Path] = set()
         self._positions = {s.name: {f: i for i, f in enumerate(s.frames)} for s in sequences}
+
+    @property
+    def frames_per_item(self) -> int:
+        """Frames in one item: the clip and its context before and after."""
+        return self.clip_len + 2 * self.context_frames
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of `epoch` (as DistributedSampler.set_epoch)."""
@@ -151,14 +163,15 @@ class StereoClipDataset(Dataset):
     def _load_clip(self, index: int, augment_index: int) -> dict:
         name, start = self.clips[index]
         sequence = self.sequences[name]
-        positions = [self._positions[name][f] for f in range(start, start + self.clip_len)]
+        positions = [self._positions[name][f] for f in range(start, start + self.frames_per_item)]
         left = torch.stack([self._read(lambda p=p: self._image(sequence.left[p]), sequence.left[p])
                             for p in positions])
         right = torch.stack([self._read(lambda p=p: self._image(sequence.right[p]), sequence.right[p])
                              for p in positions])
-        item = {"drive": name, "frames": torch.tensor([sequence.frames[p] for p in positions], dtype=torch.long),
-                "baseline_ratio": torch.tensor(sequence.rig.baseline_m / self.reference_rig.baseline_m),
-                "depth_per_disparity": torch.tensor(sequence.rig.depth_per_disparity, dtype=torch.float32)}
+        height, width = self.size
+        rig = sequence.rig
+        camera_matrix = scale_intrinsics(rig.camera_matrix, width / rig.image_size[0], height / rig.image_size[1])
+        depth_per_disparity = rig.depth_per_disparity
         hint_pair = None
         if self.hints is not None:
             pairs = [self._read(lambda p=p: self._hints(sequence.left[p], sequence.right[p]), sequence.left[p])
@@ -168,8 +181,14 @@ class StereoClipDataset(Dataset):
             draw = self.augment.draw(augment_generator(self.seed, self.epoch, augment_index))
             left, right = self.augment.apply(draw, left, right)
             if hint_pair is not None:
-                hint_pair = self.augment.apply_geometric(draw, *hint_pair)
-        item.update(left=left, right=right)
+                hint_pair = self.augment.apply_geometric(draw, *hint_pair, disparity=True)
+            camera_matrix = self.augment.camera_matrix(draw, camera_matrix, height, width)
+            depth_per_disparity *= self.augment.disparity_scale(draw, width)
+        item = {"drive": name, "frames": torch.tensor([sequence.frames[p] for p in positions], dtype=torch.long),
+                "baseline_ratio": torch.tensor(rig.baseline_m / self.reference_rig.baseline_m),
+                "depth_per_disparity": torch.tensor(depth_per_disparity, dtype=torch.float32),
+                "camera_matrix": torch.from_numpy(camera_matrix.astype(np.float32)),
+                "left": left, "right": right}
         if hint_pair is not None:
             item.update(hint_left=hint_pair[0], hint_right=hint_pair[1])
         return item

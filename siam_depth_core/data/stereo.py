@@ -6,7 +6,7 @@ Every training source (KITTI raw drives, KITTI odometry sequences, ...) is turne
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +63,8 @@ class StereoSequence:
                              f"{len(self.right)} right images")
         if self.stamps_s is not None and len(self.stamps_s) != len(self.frames):
             raise ValueError(f"{self.name}: {len(self.stamps_s)} stamps for {len(self.frames)} frames")
+
+    def slice(self, start: int, stop: int) -> StereoSequence:
+        """The frames at positions start..stop-1 (Python slice semantics) as a sequence of the same name and rig."""
+        return replace(self, frames=self.frames[start:stop], left=self.left[start:stop], right=self.right[start:stop],
+                       stamps_s=None if self.stamps_s is None else self.stamps_s[start:stop])

@@ -1,0 +1,79 @@
+"""The pose network of temporal self-supervision (monodepth2's M+S): two frames in, 6-DoF camera motion out.
+
+`PoseNet(earlier, later)` returns the axis-angle rotation (radians) and translation (metres, in the
+scale that the stereo term fixes) of T_{earlier->later}, the rigid transform that maps a point from the
+earlier camera's optical frame (x right, y down, z forward) into the later camera's. Feeding the two
+frames in temporal order whatever the target is (monodepth2's choice) lets one pose serve both
+directions: T_{t->t+1} = T(I_t, I_{t+1}) and T_{t->t-1} = T(I_{t-1}, I_t)^-1.
+
+Smaller than monodepth2's ResNet-18 pose encoder (trained from scratch here, no ImageNet weights):
+seven stride-2 convolutions with ReLU (SfMLearner's pose CNN), a 1x1 head averaged over the image,
+scaled by 0.01 so that training starts from near-identity poses.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+#: Output channels of the seven stride-2 convolutions (kernel 7, 5, then 3).
+POSE_CHANNELS = (16, 32, 64, 128, 256, 256, 256)
+#: The head's output is multiplied by this (monodepth2): initial poses are near the identity.
+POSE_SCALE = 0.01
+#: ImageNet-style normalisation of the [0,1] input.
+_INPUT_MEAN, _INPUT_STD = 0.45, 0.225
+
+
+class PoseNet(nn.Module):
+    """Relative camera motion between two RGB frames; see the module docstring."""
+
+    def __init__(self, channels: tuple[int, ...] = POSE_CHANNELS) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_channels = 6
+        for index, out_channels in enumerate(channels):
+            kernel = 7 if index == 0 else 5 if index == 1 else 3
+            layers += [nn.Conv2d(in_channels, out_channels, kernel, stride=2, padding=kernel // 2),
+                       nn.ReLU(inplace=True)]
+            in_channels = out_channels
+        self.encoder = nn.Sequential(*layers)
+        self.head = nn.Conv2d(in_channels, 6, 1)
+        for module in self.encoder:
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+                nn.init.zeros_(module.bias)
+
+    def forward(self, earlier: Tensor, later: Tensor) -> tuple[Tensor, Tensor]:
+        """earlier, later: (N,3,H,W) RGB in [0,1]. Returns (axis_angle (N,3) radians, translation (N,3) metres)
+        of T_{earlier->later}."""
+        if earlier.shape != later.shape or earlier.ndim != 4 or earlier.shape[1] != 3:
+            raise ValueError(f"PoseNet needs two (N,3,H,W) frames of one shape, got {tuple(earlier.shape)} and "
+                             f"{tuple(later.shape)}")
+        pair = (torch.cat([earlier, later], dim=1) - _INPUT_MEAN) / _INPUT_STD
+        pose = self.head(self.encoder(pair)).mean(dim=(2, 3)) * POSE_SCALE
+        return pose[:, :3], pose[:, 3:]
+
+
+def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:
+    """(N,3) axis-angle vectors (direction = axis, norm = angle in radians) -> (N,3,3) rotation matrices
+    (Rodrigues' formula; exact at angle 0, where the matrix is the identity)."""
+    angle = axis_angle.norm(dim=1, keepdim=True)
+    axis = axis_angle / angle.clamp(min=1e-12)
+    x, y, z = axis.unbind(dim=1)
+    zeros = torch.zeros_like(x)
+    cross = torch.stack([zeros, -z, y, z, zeros, -x, -y, x, zeros], dim=1).view(-1, 3, 3)
+    sin = torch.sin(angle).view(-1, 1, 1)
+    one_minus_cos = (1.0 - torch.cos(angle)).view(-1, 1, 1)
+    identity = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand_as(cross)
+    return identity + sin * cross + one_minus_cos * (cross @ cross)
+
+
+def pose_matrix(axis_angle: Tensor, translation: Tensor, invert: bool = False) -> Tensor:
+    """(N,4,4) homogeneous transform [R | t] from (N,3) axis-angle and (N,3) translation; with `invert`,
+    its inverse [R^T | -R^T t]."""
+    rotation = axis_angle_to_matrix(axis_angle)
+    offset = translation.unsqueeze(-1)
+    if invert:
+        rotation = rotation.transpose(1, 2)
+        offset = -rotation @ offset
+    bottom = translation.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(translation.shape[0], 1, 4)
+    return torch.cat([torch.cat([rotation, offset], dim=2), bottom], dim=1)
