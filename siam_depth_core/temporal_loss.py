@@ -20,24 +20,25 @@ from siam_depth_core.losses import photometric_error, resize_to
 from siam_depth_core.pose import pose_matrix
 from siam_depth_core.temporal_warp import intrinsics_at_scale, warp_frame
 
-#: Added to the identity errors so that a reprojection as good as the unwarped source still wins (a fixed
-#: tie-break instead of monodepth2's random one keeps training reproducible).
+#: A reprojection must beat the identity error by more than this to count: a pixel that the unwarped source
+#: explains as well (a static camera) is masked out (a fixed margin instead of monodepth2's random tie-break
+#: keeps training reproducible).
 IDENTITY_TIE_BREAK = 1e-5
 
 
 def min_reprojection(reprojection_errors: Sequence[Tensor], identity_errors: Sequence[Tensor] = ()
                      ) -> tuple[Tensor, Tensor]:
     """Per-pixel minimum over the (N,1,H,W) reprojection errors and, for auto-masking, the identity errors
-    of the unwarped sources (plus IDENTITY_TIE_BREAK). Returns (the minimum (N,1,H,W), the auto-mask
-    (N,1,H,W) bool: True where a reprojection beat every identity error, i.e. the pixels that train)."""
+    of the unwarped sources. Returns (the minimum (N,1,H,W), the auto-mask (N,1,H,W) bool: True where a
+    reprojection beat every identity error by more than IDENTITY_TIE_BREAK, i.e. the pixels that train;
+    elsewhere the minimum is the identity error, which carries no gradient)."""
     if not reprojection_errors:
         raise ValueError("min_reprojection needs at least one reprojection error")
     reprojection = torch.cat(list(reprojection_errors), dim=1).min(dim=1, keepdim=True).values
     if not identity_errors:
         return reprojection, torch.ones_like(reprojection, dtype=torch.bool)
     identity = torch.cat([e.detach() for e in identity_errors], dim=1).min(dim=1, keepdim=True).values
-    identity = identity + IDENTITY_TIE_BREAK
-    mask = reprojection < identity
+    mask = reprojection < identity - IDENTITY_TIE_BREAK
     return torch.where(mask, reprojection, identity), mask
 
 
