@@ -108,7 +108,8 @@ def build_dataset(config: TrainConfig) -> TrainingData:
     hints = None
     if config.depth_hints or validation:
         hints = DepthHintCache(config.hints_cache_dir or paths.depth_hints_cache_dir())
-        computed = hints.fill((pair for s in training + validation for pair in zip(s.left, s.right, strict=True)),
+        scored = (training if config.depth_hints else []) + validation
+        computed = hints.fill((pair for s in scored for pair in zip(s.left, s.right, strict=True)),
                               progress=int(os.environ.get("RANK", "0")) == 0)
         LOGGER.info("depth hints: %d pairs computed, the rest read from %s", computed, hints.cache_dir)
     dataset = StereoClipDataset(training, clip_len=config.clip_len, size=tuple(config.size), augment=augment,
@@ -339,10 +340,11 @@ def restore_training_state(path: Path, net: nn.Module, optimizer: torch.optim.Op
         LOGGER.warning("resuming %s with a changed config: %s", path,
                        ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items()))
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()})
+    if (pose_net is not None) != ("pose_model" in payload):
+        trained = "with" if "pose_model" in payload else "without"
+        raise ValueError(f"{path} was trained {trained} temporal.enabled (M+S pose network); choose a new out_dir "
+                         f"or set temporal.enabled: {'true' if trained == 'with' else 'false'}")
     if pose_net is not None:
-        if "pose_model" not in payload:
-            raise ValueError(f"{path} was trained without temporal.enabled (no pose network); choose a new out_dir "
-                             "or set temporal.enabled: false")
         pose_net.load_state_dict(payload["pose_model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])

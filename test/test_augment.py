@@ -91,3 +91,56 @@ def test_grayscale_draws_do_not_shift_the_other_draws():
     always_flip = StereoAugment(flip_prob=1.0)
     hint_left, hint_right = always_flip.apply_geometric(always_flip.draw(torch.Generator()), left, right)
     assert torch.equal(hint_left, right.flip(-1)) and torch.equal(hint_right, left.flip(-1))
+
+
+def _zoom_draw(zoom: float, position: tuple[float, float], flip: bool = False):
+    from siam_depth_core.data.augment import AugmentDraw
+
+    return AugmentDraw(flip=flip, grayscale=False, photometric=False, gamma=1.0, color_factor=torch.ones(3),
+                       zoom=zoom, crop_position=position)
+
+
+def test_zoom_crop_moves_the_intrinsics_with_the_pixels():
+    """A 3-D point projects, through the new K, where the crop-and-resize moved its pixel."""
+    import numpy as np
+
+    from siam_depth_core.data.augment import CropBox
+
+    height, width = 64, 192
+    camera_matrix = np.array([[180.0, 0.0, 95.2], [0.0, 178.0, 31.7], [0.0, 0.0, 1.0]])
+    for flip in (False, True):
+        draw = _zoom_draw(1.25, (0.3, 0.8), flip)
+        box = CropBox.of(draw, height, width)
+        zoomed = StereoAugment.camera_matrix(draw, camera_matrix, height, width)
+        point = np.array([1.3, -0.4, 7.0])
+        u, v, _ = camera_matrix @ point / point[2]
+        expected_u = (u - box.left + 0.5) * width / box.width - 0.5
+        expected_v = (v - box.top + 0.5) * height / box.height - 0.5
+        if flip:  # the mirrored image sees the mirrored world
+            expected_u = width - 1 - expected_u
+            point = point * np.array([-1.0, 1.0, 1.0])
+        projected = zoomed @ point / point[2]
+        assert np.allclose(projected[:2], [expected_u, expected_v], atol=1e-9)
+    assert StereoAugment.disparity_scale(_zoom_draw(1.25, (0.5, 0.5)), width) == pytest.approx(width / box.width)
+
+
+def test_zoomed_stereo_pair_is_still_explained_by_the_scaled_disparity():
+    """The right image warped with the crop's disparities (scaled by the zoom) rebuilds the cropped left image."""
+    from siam_depth_core.data.synthetic import render_synthetic_sequence
+    from siam_depth_core.losses import photometric_error
+    from siam_depth_core.warp import warp_horizontal
+
+    sequence = render_synthetic_sequence(1, 96, 320, seed=4)
+    left, right = (torch.from_numpy(v).permute(0, 3, 1, 2).float() / 255 for v in (sequence.left, sequence.right))
+    fx = sequence.camera_matrix[0, 0]
+    disparity = torch.from_numpy(sequence.baseline_m * fx / (sequence.depth_m * 320)).unsqueeze(1).float()
+    augment = StereoAugment(flip_prob=0.0, prob=0.0, zoom=(1.3, 1.3))
+    draw = _zoom_draw(1.3, (0.4, 0.6))
+    zoomed_left, zoomed_right = augment.apply(draw, left, right)
+    zoomed_disparity, _ = augment.apply_geometric(draw, disparity, disparity, disparity=True)
+    rebuilt = warp_horizontal(zoomed_right, -zoomed_disparity)
+    unscaled = warp_horizontal(zoomed_right, -disparity)
+    error = float(photometric_error(zoomed_left, rebuilt).mean())
+    assert error < 0.05 and error < 0.6 * float(photometric_error(zoomed_left, unscaled).mean())
+    with pytest.raises(ValueError, match="zoom"):
+        StereoAugment(zoom=(0.9, 1.2))

@@ -109,3 +109,17 @@ def test_consecutive_runs():
     assert consecutive_runs([5, 1, 2, 3, 7, 8], 2) == [1, 2, 7]
     assert consecutive_runs([5, 1, 2, 3, 7, 8], 3) == [1]
     assert consecutive_runs([4, 9], 1) == [4, 9]
+
+
+def test_context_frames_surround_each_clip_and_items_carry_the_training_size_k(kitti_root: Path, drive_0009: Path):
+    from siam_depth_core.geometry import scale_intrinsics
+
+    sequence = kitti_raw_sequence(kitti_root, DRIVE_0009)
+    dataset = StereoClipDataset([sequence], clip_len=3, size=SIZE, context_frames=1)
+    assert dataset.frames_per_item == 5 and len(dataset) == 51 - 4
+    item = dataset[0]
+    assert item["frames"].tolist() == [0, 1, 2, 3, 4] and item["left"].shape == (5, 3, *SIZE)
+    expected = scale_intrinsics(sequence.rig.camera_matrix, SIZE[1] / 1242, SIZE[0] / 375)
+    assert np.allclose(item["camera_matrix"].numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="context_frames"):
+        StereoClipDataset([sequence], clip_len=3, size=SIZE, context_frames=-1)
