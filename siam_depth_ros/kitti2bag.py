@@ -31,12 +31,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
+import signal
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -599,8 +604,41 @@ def _bag_bytes(bag_path: Path) -> int:
     return sum(path.stat().st_size for path in bag_path.rglob("*") if path.is_file())
 
 
-def _write_bag(bag_path: Path, storage: str, chunk_compression: str, plan: Sequence[_Message], progress: bool) -> None:
-    """Write `plan` to a new bag at `bag_path`; on any failure or interruption remove what was written."""
+class ConversionInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) stopped a conversion before its bag was complete; the partial bag was removed."""
+
+
+class InterruptRequest:
+    """SIGINT/SIGTERM turned into a flag (while entered, in the main thread) that the writer checks after every
+    message, so an interruption is never lost: it stops the conversion, or, once the bag is complete, is
+    reported as having come too late to stop it."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __enter__(self) -> InterruptRequest:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def _write_bag(bag_path: Path, storage: str, chunk_compression: str, plan: Sequence[_Message], progress: bool,
+               stop_requested: Callable[[], bool] = lambda: False,
+               on_message: Callable[[int], None] | None = None) -> None:
+    """Write `plan` to a new bag at `bag_path`; on any failure or interruption remove what was written.
+
+    stop_requested: checked before every message; when it returns True the conversion stops with
+    ConversionInterrupted. on_message: called with the number of messages written after each one.
+    """
     writer = Writer(bag_path, version=BAG_VERSION, storage_plugin=STORAGE_PLUGINS[storage])
     if chunk_compression == "zstd":
         writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
@@ -612,13 +650,18 @@ def _write_bag(bag_path: Path, storage: str, chunk_compression: str, plan: Seque
                 connections[message.topic] = writer.add_connection(
                     message.topic, message.msgtype, typestore=TYPESTORE, offered_qos_profiles=[_offered_qos(
                         message.topic)])
-        for message in tqdm(plan, desc=f"writing {bag_path.name}", unit="msg", disable=not progress):
+        for written, message in enumerate(tqdm(plan, desc=f"writing {bag_path.name}", unit="msg",
+                                               disable=not progress)):
+            if stop_requested():
+                raise ConversionInterrupted(f"interrupted after {written} of {len(plan)} messages")
             try:
                 raw = TYPESTORE.serialize_cdr(message.build(), message.msgtype)
             except (OSError, ValueError, cv2.error) as error:
                 source = f" from {message.source}" if message.source is not None else ""
                 raise ValueError(f"cannot write {message.topic}{source}: {error}") from error
             writer.write(connections[message.topic], message.stamp_ns, raw)
+            if on_message is not None:
+                on_message(written + 1)
         writer.close()
     except BaseException:
         try:
@@ -632,7 +675,9 @@ def convert_drive(drive_dir: str | Path, bag_path: str | Path, storage: str = "m
                   frame_range: tuple[int | None, int | None] = (None, None), with_right: bool = True,
                   with_velodyne: bool = True, with_gps: bool = True, progress: bool = True, *,
                   with_imu: bool = True, with_pose: bool = True, with_gray: bool = False, compressed: bool = False,
-                  jpeg_quality: int = DEFAULT_JPEG_QUALITY, chunk_compression: str | None = None) -> ConversionSummary:
+                  jpeg_quality: int = DEFAULT_JPEG_QUALITY, chunk_compression: str | None = None,
+                  stop_requested: Callable[[], bool] = lambda: False,
+                  on_message: Callable[[int], None] | None = None) -> ConversionSummary:
     """Write the KITTI raw drive `drive_dir` (`<root>/<date>/<date>_drive_<n>_sync`) as a rosbag2 at `bag_path`.
 
     The calibration files are read from the date folder above the drive. `frame_range` (start, stop)
@@ -641,6 +686,8 @@ def convert_drive(drive_dir: str | Path, bag_path: str | Path, storage: str = "m
     raw images. chunk_compression: "zstd" or "none" for MCAP (default zstd); sqlite3 bags are uncompressed.
     Raises FileNotFoundError / ValueError naming the missing drive, calibration, timestamp or unreadable
     file, or FileExistsError if `bag_path` exists; a failed conversion leaves no bag behind.
+    stop_requested: polled before each message; True stops the conversion (ConversionInterrupted, no bag
+    left). on_message: progress callback, called with the number of messages written so far.
     """
     drive_dir, bag_path = Path(drive_dir), Path(bag_path)
     if storage not in STORAGE_PLUGINS:
@@ -670,9 +717,33 @@ def convert_drive(drive_dir: str | Path, bag_path: str | Path, storage: str = "m
     request = _Request(with_right, with_gray, with_velodyne, with_gps, with_imu, with_pose, compressed, jpeg_quality)
     planner = _Planner(KittiDrive.from_dir(drive_dir), calib, frames, request)
     plan = planner.plan()
-    _write_bag(bag_path, storage, chunk_compression, plan, progress)
+    _write_bag(bag_path, storage, chunk_compression, plan, progress, stop_requested, on_message)
     return ConversionSummary(bag_path, dict(Counter(message.topic for message in plan)), frames, planner.warnings,
                              _bag_bytes(bag_path))
+
+
+#: Test-only: pause the CLI after this many messages until it is interrupted (so that a test can send Ctrl-C while
+#: the conversion is known to be mid-bag, whatever the machine's load).
+PAUSE_AFTER_ENV = "SIAM_DEPTH_KITTI2BAG_PAUSE_AFTER"
+PAUSE_LIMIT_S = 120.0
+
+
+def _pause_hook(request: InterruptRequest) -> Callable[[int], None] | None:
+    """The `on_message` hook that PAUSE_AFTER_ENV asks for (None when it is not set)."""
+    text = os.environ.get(PAUSE_AFTER_ENV)
+    if not text:
+        return None
+    after = int(text)
+
+    def pause(written: int) -> None:
+        if written != after:
+            return
+        print(f"siam-depth-kitti2bag: paused after {after} messages ({PAUSE_AFTER_ENV})", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + PAUSE_LIMIT_S
+        while not request.requested and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    return pause
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -709,20 +780,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     LOGGER.addHandler(handler)
     LOGGER.propagate = False
     try:
-        summary = convert_drive(args.drive_dir, args.out_bag, storage=args.storage, frame_range=args.frames,
-                                with_right=not args.no_right, with_velodyne=not args.no_velodyne,
-                                with_gps=not args.no_gps, progress=not args.quiet, with_imu=not args.no_imu,
-                                with_pose=not args.no_pose, with_gray=args.gray, compressed=args.compressed,
-                                jpeg_quality=args.jpeg_quality, chunk_compression=args.chunk_compression)
+        with InterruptRequest() as interrupt:
+            summary = convert_drive(args.drive_dir, args.out_bag, storage=args.storage, frame_range=args.frames,
+                                    with_right=not args.no_right, with_velodyne=not args.no_velodyne,
+                                    with_gps=not args.no_gps, progress=not args.quiet, with_imu=not args.no_imu,
+                                    with_pose=not args.no_pose, with_gray=args.gray, compressed=args.compressed,
+                                    jpeg_quality=args.jpeg_quality, chunk_compression=args.chunk_compression,
+                                    stop_requested=lambda: interrupt.requested, on_message=_pause_hook(interrupt))
     except (FileNotFoundError, FileExistsError, ValueError, OSError) as error:
         print(f"siam-depth-kitti2bag: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"siam-depth-kitti2bag: interrupted; no partial bag left at {args.out_bag}", file=sys.stderr)
+    except ConversionInterrupted as stopped:
+        print(f"siam-depth-kitti2bag: {stopped}; no partial bag left at {args.out_bag}", file=sys.stderr)
         return 130
     finally:
         LOGGER.removeHandler(handler)
         LOGGER.propagate = True
+    if interrupt.requested:
+        print(f"siam-depth-kitti2bag: interrupted after the bag was complete; kept {summary.bag_path}", file=sys.stderr)
     print(f"wrote {summary.bag_path} ({args.storage}, {summary.bag_bytes / 2**20:.1f} MiB, frames "
           f"{summary.frames[0]}..{summary.frames[-1]}):")
     for topic, count in sorted(summary.messages_per_topic.items()):

@@ -2,11 +2,11 @@
 rosbags and rclpy; grayscale and JPEG cameras, MCAP chunk compression, warnings, no bag left after a failure."""
 from __future__ import annotations
 
+import os
 import signal
 import struct
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,6 +26,7 @@ from siam_depth_ros.kitti2bag import (
     GRAY_RIGHT_CAMERA,
     IMU_TOPIC,
     LEFT_CAMERA,
+    PAUSE_AFTER_ENV,
     RIGHT_CAMERA,
     TF_STATIC_TOPIC,
     TF_TOPIC,
@@ -478,16 +479,39 @@ def test_command_line_options_for_the_new_topics(gray_drive: Path, tmp_path: Pat
     assert "jpeg_quality must be in 1..100" in capsys.readouterr().err
 
 
-def test_interrupted_conversion_removes_its_partial_bag(drive_0009: Path, tmp_path: Path):
-    """Ctrl-C while the bag is being written (all 51 frames with every sensor take several seconds)."""
+def _paused_conversion(drive: Path, bag: Path, pause_after: int) -> subprocess.Popen:
+    """The CLI converting `drive`, paused after `pause_after` messages (test hook) until it is interrupted; returns
+    once it says it has paused, so a signal sent now is known to arrive mid-bag."""
+    env = {**os.environ, PAUSE_AFTER_ENV: str(pause_after)}
+    process = subprocess.Popen([sys.executable, "-m", "siam_depth_ros.kitti2bag", str(drive), str(bag), "--quiet"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = process.stderr.readline()  # blocks until the converter pauses (or exits)
+    assert "paused after" in line, line + process.stderr.read()
+    return process
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_conversion_removes_its_partial_bag(drive_0009: Path, tmp_path: Path, signum: int):
+    """Ctrl-C (or a SIGTERM) while the bag is being written stops the conversion and removes the partial bag."""
     bag = tmp_path / "bag"
-    process = subprocess.Popen([sys.executable, "-m", "siam_depth_ros.kitti2bag", str(drive_0009), str(bag), "--quiet"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not any(bag.glob("*.mcap")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert process.poll() is None, "the conversion ended before it could be interrupted"
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    process = _paused_conversion(drive_0009, bag, pause_after=20)
+    assert bag.exists()
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
-    assert "interrupted" in stderr and not bag.exists()
+    assert "interrupted after 20 of" in stderr and "no partial bag left" in stderr and not bag.exists()
+
+
+def test_interrupt_after_the_last_message_keeps_the_complete_bag_and_says_so(drive_0009: Path, tmp_path: Path):
+    bag = tmp_path / "bag"
+    total = sum(convert_drive(drive_0009, tmp_path / "reference", frame_range=(0, 3),
+                              progress=False).messages_per_topic.values())
+    process = subprocess.Popen([sys.executable, "-m", "siam_depth_ros.kitti2bag", str(drive_0009), str(bag), "--quiet",
+                                "--frames", "0:3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, PAUSE_AFTER_ENV: str(total)})
+    assert "paused after" in process.stderr.readline()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "interrupted after the bag was complete" in stderr and "wrote" in stdout
+    assert sum(len(v) for v in read_bag(bag)[0].values()) == total
