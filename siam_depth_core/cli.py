@@ -22,6 +22,7 @@ from siam_depth_core.backends.source import (
     RuntimeOptions,
 )
 from siam_depth_core.checkpoint import CheckpointError
+from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT, shipped_checkpoint
 
 #: Exit code of every CLI for bad input (argparse's own).
 USAGE_ERROR = 2
@@ -77,7 +78,9 @@ def positive_float(text: str) -> float:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--checkpoint / --onnx / --engine, --device and --num-threads."""
-    parser.add_argument("--checkpoint", help="siam_depth checkpoint (.pt), run with torch")
+    parser.add_argument("--checkpoint", help="siam_depth checkpoint (.pt), run with torch (default, when no "
+                                             "--onnx/--engine is given either: the shipped models/"
+                                             f"{SHIPPED_CHECKPOINT})")
     parser.add_argument("--onnx", help="exported ONNX model (siam-depth-export), run with ONNX Runtime; with "
                                        "--engine: the ONNX to build the engine from")
     parser.add_argument("--engine", help="TensorRT engine (needs an NVIDIA GPU and tensorrt)")
@@ -88,8 +91,20 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         "(half the compute; an ONNX model must be exported with --single-pass)")
 
 
-def model_source(args: argparse.Namespace) -> ModelSource:
-    """--checkpoint, --onnx or --engine (+ --onnx to build it from) as a model source; ValueError otherwise."""
+def default_checkpoint(prog: str) -> Path:
+    """The shipped demo model, announced on stderr in one line (`<prog>: using the shipped model <path>`);
+    ValueError when this installation has none."""
+    path = shipped_checkpoint()
+    if path is None:
+        raise ValueError("no model given and no shipped models/siam_depth_small.pt installed: use --checkpoint "
+                         "model.pt, --onnx model.onnx or --engine model.engine")
+    print(f"{prog}: no model given; using the shipped model {path}", file=sys.stderr)
+    return path
+
+
+def model_source(args: argparse.Namespace, prog: str) -> ModelSource:
+    """--checkpoint, --onnx or --engine (+ --onnx to build it from) as a model source; none of them: the
+    shipped model (`default_checkpoint`). ValueError for a contradictory combination."""
     if args.checkpoint:
         if args.onnx or args.engine:
             raise ValueError("give one model: --checkpoint, or --onnx (ONNX Runtime), or --engine (TensorRT, "
@@ -99,7 +114,7 @@ def model_source(args: argparse.Namespace) -> ModelSource:
         return EngineSource(Path(args.engine), Path(args.onnx) if args.onnx else None)
     if args.onnx:
         return OnnxSource(Path(args.onnx))
-    raise ValueError("no model given: use --checkpoint model.pt, --onnx model.onnx or --engine model.engine")
+    return CheckpointSource(default_checkpoint(prog))
 
 
 def runtime_options(args: argparse.Namespace, **extra: object) -> RuntimeOptions:

@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    source = model_source(args)
+    source = model_source(args, "siam-depth-eval")
     estimator = DepthEstimator(source, runtime_options(args, post_process=args.post_process),
                                baseline_m=args.baseline)
     root = Path(args.data_root) if args.data_root else paths.kitti_raw_root()

@@ -38,9 +38,10 @@ from siam_depth_core.backends.sidecar import (
     state_output_name,
 )
 from siam_depth_core.checkpoint import ModelMeta, load_model
-from siam_depth_core.cli import OneLineParser, positive_int, run_cli
+from siam_depth_core.cli import OneLineParser, default_checkpoint, positive_int, run_cli
 from siam_depth_core.model import SiamDepthNet, check_input_size, run_siamese
 from siam_depth_core.refine import disparity_confidence
+from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT
 
 LOGGER = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
@@ -183,12 +184,14 @@ def calibration_clips(folder: Path | None, clip_len: int = CALIBRATION_CLIP_LEN,
 
 def build_arg_parser() -> OneLineParser:
     parser = OneLineParser(prog="siam-depth-export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="siam_depth checkpoint (.pt) to export")
+    parser.add_argument("--checkpoint", help="siam_depth checkpoint (.pt) to export (default: the shipped models/"
+                        f"{SHIPPED_CHECKPOINT})")
     parser.add_argument("--height", type=positive_int, help="network input height in pixels (multiple of 32; "
                         "default: the checkpoint's training height)")
     parser.add_argument("--width", type=positive_int, help="network input width in pixels (multiple of 32; "
                         "default: the checkpoint's training width)")
-    parser.add_argument("--onnx", required=True, type=Path, help="ONNX file to write (sidecar: <onnx>.json)")
+    parser.add_argument("--onnx", type=Path, help="ONNX file to write (sidecar: <onnx>.json; default: "
+                        "<checkpoint stem>.onnx in the current folder)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
     parser.add_argument("--single-pass", action="store_true", help="only the direct branch of the Siamese model "
                         "(no flipped image, no refinement, no confidence): half the compute")
@@ -213,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     size = (args.height, args.width) if args.height is not None else None
 
     def body() -> int:
-        sidecar = export_checkpoint(args.checkpoint, args.onnx, size=size, opset=args.opset,
+        checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint("siam-depth-export")
+        if args.onnx is None:
+            args.onnx = Path(f"{checkpoint.stem}{'.single' if args.single_pass else ''}.onnx")
+        sidecar = export_checkpoint(checkpoint, args.onnx, size=size, opset=args.opset,
                                     single_pass=args.single_pass)
         print(f"wrote {args.onnx} ({sidecar.width}x{sidecar.height}, opset {sidecar.opset}"
               f"{', single pass' if sidecar.single_pass else ''}) and {sidecar_path(args.onnx)}")

@@ -9,7 +9,7 @@ metres, NaN invalid) and `ply/<name>.ply` (a coloured point cloud in the camera 
 Intrinsics (for the metric scale and the cloud) come from `--intrinsics file.yaml` (fx, cx, cy
 [, fy]), else from the bag's camera_info, else the fallback fx = 0.58 x width (said in the output).
 
-    siam-depth-predict drive/image_02/data --checkpoint models/siam_depth_small.pt --out-dir out/
+    siam-depth-predict drive/image_02/data --out-dir out/          # the shipped model
     siam-depth-predict drive.mp4 --onnx model.onnx --out-dir out/ --ply
     siam-depth-predict bag/ --topic /camera/image_raw --engine model.engine --out-dir out/
 """
@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         intrinsics = read_intrinsics(args.intrinsics) if args.intrinsics else None
         frames = open_input(args.input, args.topic, args.rate)
-        estimator = DepthEstimator(model_source(args), runtime_options(args), max_gap_s=args.max_gap_s)
+        estimator = DepthEstimator(model_source(args, "siam-depth-predict"), runtime_options(args), max_gap_s=args.max_gap_s)
         outputs = PredictOutputs(args.out_dir, npy=args.npy, ply=args.ply, ply_stride=args.ply_stride)
         summary = predict(frames, estimator, outputs, intrinsics, progress=not args.quiet)
         print(f"{summary['frames']} frames -> {summary['out_dir']} (depth/ 16-bit mm, color/"

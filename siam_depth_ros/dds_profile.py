@@ -18,12 +18,12 @@ the variable once, when the process creates its first participant.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PACKAGE_NAME = "siam_depth_ros"
+from siam_depth_core.shipped_files import shipped_file
+
 PROFILE_FILE_NAME = "fastdds_shm.xml"
 #: Read by Fast DDS 3 (ROS 2 Kilted and newer).
 PROFILE_ENV_VAR = "FASTDDS_DEFAULT_PROFILES_FILE"
@@ -70,19 +70,7 @@ def shipped_profile_path() -> Path | None:
     """`config/fastdds_shm.xml` of this package: the ament share directory (colcon install), the source tree
     (checkout or editable pip install), or `<sys.prefix>/share/siam_depth_ros/config` (pip install); None if
     none exists."""
-    candidates = []
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        try:
-            candidates.append(Path(get_package_share_directory(PACKAGE_NAME)) / "config" / PROFILE_FILE_NAME)
-        except (PackageNotFoundError, OSError, ValueError):  # not installed the ament way
-            pass
-    except ImportError:
-        pass
-    candidates.append(Path(__file__).resolve().parents[1] / "config" / PROFILE_FILE_NAME)
-    candidates.append(Path(sys.prefix) / "share" / PACKAGE_NAME / "config" / PROFILE_FILE_NAME)
-    return next((path for path in candidates if path.is_file()), None)
+    return shipped_file("config", PROFILE_FILE_NAME)
 
 
 def choose_profile(environ: Mapping[str, str], shipped: Path | None) -> ProfileChoice:

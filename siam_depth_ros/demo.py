@@ -323,7 +323,7 @@ def prepare_source(args: argparse.Namespace, tmp_dir: Path) -> DemoSource:
 
 def run_demo(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]:
     """Everything `main` does; returns the metrics.json content and the written files."""
-    from siam_depth_ros.parameters import shipped_checkpoint
+    from siam_depth_core.shipped_files import shipped_checkpoint
 
     started = time.monotonic()
     checkpoint = Path(args.checkpoint) if args.checkpoint else shipped_checkpoint()

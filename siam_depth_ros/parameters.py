@@ -7,7 +7,6 @@ may be changed at run time (the node then reloads the model); every other parame
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -15,13 +14,11 @@ from rclpy.node import Node
 
 from siam_depth_core.backends.source import BACKEND_NAMES, ModelSource, RuntimeOptions, source_for_backend
 from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize
+from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT, shipped_checkpoint
 from siam_depth_core.visualize import NEAR_DEPTH_M
 from siam_depth_ros.launch_support import IMAGE_TRANSPORTS
 from siam_depth_ros.outputs import OutputSettings
 
-PACKAGE_NAME = "siam_depth_ros"
-#: The trained demo model shipped with the package (share/siam_depth_ros/models or the repo's models/).
-SHIPPED_CHECKPOINT = "siam_depth_small.pt"
 QOS_CHOICES = ("sensor_data", "reliable")
 #: The device each backend runs on when `device` is empty.
 DEFAULT_DEVICES = {"torch": "cpu", "onnxruntime": "cpu", "tensorrt": "cuda"}
@@ -218,17 +215,3 @@ def settings_with(settings: NodeSettings, values: dict[str, Any]) -> NodeSetting
     return updated
 
 
-def shipped_checkpoint() -> Path | None:
-    """The demo checkpoint installed with the package (ament share dir) or in the source tree, if any."""
-    candidates = []
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        try:
-            candidates.append(Path(get_package_share_directory(PACKAGE_NAME)) / "models" / SHIPPED_CHECKPOINT)
-        except (PackageNotFoundError, OSError):  # not installed the ament way / AMENT_PREFIX_PATH unset
-            pass
-    except ImportError:
-        pass
-    candidates.append(Path(__file__).resolve().parents[1] / "models" / SHIPPED_CHECKPOINT)
-    return next((path for path in candidates if path.is_file()), None)

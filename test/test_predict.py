@@ -86,7 +86,7 @@ def test_a_bag_topic_uses_its_camera_info(tiny_checkpoint: Path, drive_0023: Pat
     assert len(list((tmp_path / "out" / "color").glob("*.png"))) == 7
 
 
-@pytest.mark.parametrize("case", ["missing input", "bag without --topic", "no model", "corrupt checkpoint",
+@pytest.mark.parametrize("case", ["missing input", "bag without --topic", "corrupt checkpoint",
                                   "unwritable out-dir", "negative rate", "missing intrinsics", "not an input"])
 def test_bad_input_is_one_line_and_exit_code_2(case: str, tiny_checkpoint: Path, images_0023: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]):
@@ -101,7 +101,6 @@ def test_bad_input_is_one_line_and_exit_code_2(case: str, tiny_checkpoint: Path,
     arguments = {
         "missing input": [str(tmp_path / "nothing"), *model, *out],
         "bag without --topic": [str(tmp_path / "bag"), *model, *out],
-        "no model": [str(images_0023), *out],
         "corrupt checkpoint": [str(images_0023), "--checkpoint", str(corrupt), *out],
         "unwritable out-dir": [str(images_0023), *model, "--out-dir", str(tmp_path / "file" / "out")],
         "negative rate": [str(images_0023), *model, *out, "--rate", "-1"],
