@@ -1,16 +1,20 @@
 """The depth node's camera intrinsics: camera_info messages paired with images by stamp, or fallback intrinsics.
 
-`CameraInfoCache.add` keeps the last CAMERA_INFO_CACHE usable camera_info messages by stamp;
-`intrinsics_for(stamp, size)` returns the one of the image's stamp, else the newest one. While no
-camera_info has ever arrived, the first image waits up to CAMERA_INFO_GRACE_S for one (cameras often
-publish the image just before its camera_info), then the node runs on fallback intrinsics
-(fx = fy = fallback_fx_ratio * width, principal point at the centre), said once in the log. Thread-safe;
-needs only the message types, not a running ROS node.
+`CameraInfoCache.add` keeps the last CAMERA_INFO_CACHE usable camera_info messages by stamp, and the newest
+one of each image size; `intrinsics_for(stamp, size)` returns the one of the image's stamp, else the newest
+one. A camera_info of another size than the image (a stray publisher on the topic, a camera switching modes)
+is ignored in favour of the newest one of the image's size, said once per size through `on_mismatch`;
+only when no camera_info of the image's size has ever arrived is the frame refused. While no camera_info
+has ever arrived, the first image waits up to CAMERA_INFO_GRACE_S for one (cameras often publish the image
+just before its camera_info), then the node runs on fallback intrinsics (fx = fy = fallback_fx_ratio *
+width, principal point at the centre), said once in the log. Thread-safe; needs only the message types,
+not a running ROS node.
 """
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -50,10 +54,11 @@ class Intrinsics:
 
 
 class CameraInfoCache:
-    """camera_info messages by stamp (ns); see the module docstring. topic: for log lines."""
+    """camera_info messages by stamp (ns); see the module docstring. topic: for log lines. on_mismatch: called
+    with a one-line message the first time a camera_info of each other size is passed over for an image."""
 
     def __init__(self, topic: str, fallback_fx_ratio: float, logger: Logger, grace_s: float = CAMERA_INFO_GRACE_S,
-                 capacity: int = CAMERA_INFO_CACHE) -> None:
+                 capacity: int = CAMERA_INFO_CACHE, on_mismatch: Callable[[str], None] | None = None) -> None:
         self.topic = topic
         self.fallback_fx_ratio = fallback_fx_ratio
         self._logger = logger
@@ -62,6 +67,9 @@ class CameraInfoCache:
         self._arrived = threading.Condition()
         self._by_stamp: OrderedDict[int, CameraInfo] = OrderedDict()
         self._latest: CameraInfo | None = None
+        self._latest_by_size: dict[tuple[int, int], CameraInfo] = {}
+        self._mismatches_said: set[tuple[tuple[int, int], tuple[int, int]]] = set()
+        self._on_mismatch = on_mismatch
         self._using_fallback = False
 
     def add(self, msg: CameraInfo) -> None:
@@ -73,6 +81,7 @@ class CameraInfoCache:
             while len(self._by_stamp) > self._capacity:
                 self._by_stamp.popitem(last=False)
             self._latest = msg
+            self._latest_by_size[(int(msg.width), int(msg.height))] = msg
             self._arrived.notify_all()
 
     def intrinsics_for(self, stamp_ns: int, size: ImageSize) -> Intrinsics:
@@ -82,6 +91,7 @@ class CameraInfoCache:
             if self._latest is None and not self._using_fallback:
                 self._arrived.wait_for(lambda: self._latest is not None, self._grace_s)
             info = self._by_stamp.get(stamp_ns, self._latest)
+            same_size = self._latest_by_size.get((size.width, size.height))
         if info is None:
             if not self._using_fallback:
                 self._logger.warning(
@@ -91,9 +101,26 @@ class CameraInfoCache:
                 self._using_fallback = True
             return Intrinsics(fallback_camera_matrix(size, self.fallback_fx_ratio), None)
         if (info.width, info.height) != (size.width, size.height):
-            raise FrameError(f"camera_info is {info.width}x{info.height} but the image is {size}; "
-                             "skipping frames until a camera_info of the image's size arrives")
+            if same_size is None:
+                raise FrameError(f"camera_info is {info.width}x{info.height} but the image is {size}; "
+                                 "skipping frames until a camera_info of the image's size arrives")
+            self._say_mismatch(info, size, same_size)
+            info = same_size
         if self._using_fallback:
             self._logger.info("camera_info received: using its intrinsics instead of the fallback")
             self._using_fallback = False
         return Intrinsics(camera_info_matrix(info), info)
+
+    def _say_mismatch(self, ignored: CameraInfo, size: ImageSize, used: CameraInfo) -> None:
+        key = ((int(ignored.width), int(ignored.height)), (size.width, size.height))
+        if key in self._mismatches_said:
+            return
+        self._mismatches_said.add(key)
+        stamp = used.header.stamp
+        message = (f"ignoring camera_info of {ignored.width}x{ignored.height} on {self.topic} for {size} images (another "
+                   f"publisher on the topic, or the camera changed mode?): using the last {size} camera_info (stamp "
+                   f"{stamp.sec}.{stamp.nanosec:09d}); said once per size")
+        if self._on_mismatch is not None:
+            self._on_mismatch(message)
+        else:
+            self._logger.warning(message)

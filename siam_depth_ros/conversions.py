@@ -224,8 +224,9 @@ def camera_info_matrix(info: CameraInfo) -> np.ndarray:
     """The (3,3) float64 intrinsics K of a CameraInfo in pixels.
 
     Raises ValueError naming the problem unless fx and fy are finite and > 0, cx and cy finite, the
-    image size is set, and fx, fy are plausible for that size (FOCAL_PER_SIZE_RANGE times the larger
-    side: a field of view between about 0.06 and 170 degrees).
+    image size is set, the principal point lies within [-W, 2W] x [-H, 2H] (a principal point further out
+    puts the back-projected points kilometres off), and fx, fy are plausible for that size
+    (FOCAL_PER_SIZE_RANGE times the larger side: a field of view between about 0.06 and 170 degrees).
     """
     camera_matrix = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
     fx, fy, cx, cy = camera_matrix[0, 0], camera_matrix[1, 1], camera_matrix[0, 2], camera_matrix[1, 2]
@@ -237,7 +238,12 @@ def camera_info_matrix(info: CameraInfo) -> np.ndarray:
     if info.width == 0 or info.height == 0:
         raise ValueError(f"camera_info has no usable intrinsics ({values}): its image size is not set "
                          f"({info.width}x{info.height})")
-    side = max(int(info.width), int(info.height))
+    width, height = int(info.width), int(info.height)
+    if not (-width <= cx <= 2 * width and -height <= cy <= 2 * height):
+        raise ValueError(f"camera_info has no usable intrinsics ({values}): the principal point is far outside "
+                         f"the {width}x{height} image (expected cx in [{-width}, {2 * width}], cy in "
+                         f"[{-height}, {2 * height}])")
+    side = max(width, height)
     low, high = (ratio * side for ratio in FOCAL_PER_SIZE_RANGE)
     for name, focal in (("fx", fx), ("fy", fy)):
         if not low <= focal <= high:

@@ -1,5 +1,5 @@
 """Frame counters of the depth node and their diagnostic_msgs/DiagnosticStatus (rates, latency, drops, resets,
-ignored camera_info messages, the time of each processing stage).
+ignored camera_info messages, frames shrunk to max_image_pixels, the time of each processing stage).
 
 Stage timings: for every stage the node reports (`STAGES`: input conversion — with compressed input the
 JPEG/PNG decode —, the estimator's preprocess /
@@ -46,7 +46,7 @@ class FrameStats:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.received = self.processed = self.dropped = self.failed = self.resets = 0
-        self.camera_infos_ignored = 0
+        self.camera_infos_ignored = self.downscaled = 0
         self.last_reset_reason = ""
         self.last_error = ""
         self.last_camera_info_problem = ""
@@ -93,6 +93,11 @@ class FrameStats:
             self._window.camera_infos_ignored += 1
             self.last_camera_info_problem = reason
 
+    def frame_downscaled(self) -> None:
+        """A frame larger than max_image_pixels was shrunk before processing."""
+        with self._lock:
+            self.downscaled += 1
+
     def state_reset(self, reason: str) -> None:
         with self._lock:
             self.resets += 1
@@ -108,7 +113,8 @@ class FrameStats:
             window, self._window = self._window, _Window()
             period = max(now - self._window_start, 1e-9)
             self._window_start = now
-            totals = (self.received, self.processed, self.dropped, self.failed, self.resets, self.camera_infos_ignored)
+            totals = (self.received, self.processed, self.dropped, self.failed, self.resets, self.camera_infos_ignored,
+                      self.downscaled)
             last_reset_reason, last_error = self.last_reset_reason, self.last_error
             last_camera_info_problem = self.last_camera_info_problem
             stage_totals = dict(self._stage_totals_s)
@@ -128,6 +134,7 @@ class FrameStats:
             "last_reset_reason": last_reset_reason,
             "last_error": last_error,
             "camera_infos_ignored": str(totals[5]),
+            "frames_downscaled": str(totals[6]),
             "last_camera_info_problem": last_camera_info_problem,
             **{f"{stage}_total_s": f"{stage_totals.get(stage, 0.0):.6f}" for stage in STAGES},
             **(extra or {}),

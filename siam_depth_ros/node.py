@@ -62,6 +62,7 @@ from siam_depth_ros.conversions import camera_image_to_numpy, compressed_image_t
 from siam_depth_ros.dds_profile import PROFILE_ENV_VAR, apply_default_profile, shipped_profile_path
 from siam_depth_ros.diagnostics import FrameStats
 from siam_depth_ros.frame_slot import FrameError, LatestFrameSlot
+from siam_depth_ros.input_limit import downscale_frame, fitted_size
 from siam_depth_ros.model_loader import ModelHolder
 from siam_depth_ros.outputs import (
     COLORED,
@@ -220,7 +221,8 @@ class DepthPipeline:
         self._model = model
         try:
             self._camera_infos = CameraInfoCache(self.node.resolve_topic_name("camera_info"),
-                                                 settings.fallback_fx_ratio, self._log)
+                                                 settings.fallback_fx_ratio, self._log,
+                                                 on_mismatch=self._on_camera_info_mismatch)
             self._outputs = OutputBuilder(settings.output_settings())
             self._frames = LatestFrameSlot()
             self._last_stamp_ns = None
@@ -380,6 +382,11 @@ class DepthPipeline:
             self._problems.report(f"ignoring camera_info on {topic}: {error} (/diagnostics counts every ignored "
                                   "camera_info)", severity="warning")
 
+    def _on_camera_info_mismatch(self, message: str) -> None:
+        """A camera_info of another size than the images was passed over (said once per size by the cache)."""
+        self._stats.camera_info_ignored(message)
+        self._problems.report(message, severity="warning")
+
     def _on_incompatible_qos(self, info: Any) -> None:
         """A publisher on the image topic whose QoS cannot deliver to this subscription (nothing will arrive)."""
         policy = qos_policy_name_from_kind(info.last_policy_kind)
@@ -436,6 +443,13 @@ class DepthPipeline:
         frame = self._decode(msg)
         converted = time.perf_counter()
         intrinsics = camera_infos.intrinsics_for(stamp_ns, frame.size)
+        fitted = fitted_size(frame.size, self.settings.max_image_pixels)
+        if fitted != frame.size:
+            self._stats.frame_downscaled()
+            self._problems.report(f"{frame.size} images exceed max_image_pixels={self.settings.max_image_pixels}: "
+                                  f"processing and publishing them at {fitted} (/diagnostics counts them as "
+                                  "frames_downscaled)", severity="warning", key=f"downscaled {frame.size}")
+            frame, intrinsics = downscale_frame(frame, intrinsics, fitted)
         with model.serving() as (estimator, settings):
             result = estimator.step(frame.image, stamp_ns * 1e-9, frame.encoding, fx_px=intrinsics.fx_px)
         self._last_stamp_ns = stamp_ns

@@ -16,6 +16,7 @@ from siam_depth_core.backends.source import BACKEND_NAMES, ModelSource, RuntimeO
 from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize
 from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT, shipped_checkpoint
 from siam_depth_core.visualize import NEAR_DEPTH_M
+from siam_depth_ros.input_limit import DEFAULT_MAX_IMAGE_PIXELS
 from siam_depth_ros.launch_support import IMAGE_TRANSPORTS
 from siam_depth_ros.outputs import OutputSettings
 
@@ -59,6 +60,7 @@ class NodeSettings:
     cloud_max_depth: float = 50.0
     cloud_min_confidence: float = 0.0
     colored_min_depth: float = NEAR_DEPTH_M
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     @property
     def network_size(self) -> ImageSize | None:
@@ -149,6 +151,10 @@ PARAMETER_DOCS: dict[str, str] = {
     "cloud_max_depth": "metres; farther pixels are left out of the point cloud",
     "cloud_min_confidence": "pixels whose confidence (depth/confidence) is below this are left out of the point "
                             "cloud; 0 keeps all (see models/README.md, Confidence, for what a threshold buys)",
+    "max_image_pixels": "largest input frame (width x height) processed and published at its own resolution; a "
+                        "bigger frame is shrunk to fit (aspect kept, area interpolation) and its outputs and "
+                        "depth/camera_info have the shrunk size (said once in the log, counted in /diagnostics as "
+                        "frames_downscaled); default 3840x2160",
     "colored_min_depth": "metres; near end of the `depth/colored` colour scale (inverse depth from "
                          "1/max_depth to 1/colored_min_depth; nearer is saturated)",
 }
@@ -158,7 +164,7 @@ _FLOAT_RANGES = {"min_depth": (0.001, 1000.0), "max_depth": (0.01, 10000.0), "ma
                  "cloud_max_depth": (0.01, 10000.0), "colored_min_depth": (0.001, 1000.0),
                  "cloud_min_confidence": (0.0, 1.0)}
 _INTEGER_RANGES = {"network_height": (0, 8192), "network_width": (0, 8192), "cloud_stride": (1, 64),
-                   "num_threads": (0, 1024)}
+                   "num_threads": (0, 1024), "max_image_pixels": (1024, 2**31 - 1)}
 
 
 def _descriptor(name: str) -> ParameterDescriptor:

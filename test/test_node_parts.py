@@ -18,7 +18,7 @@ from siam_depth_core.backends.source import CheckpointSource  # noqa: E402
 from siam_depth_core.checkpoint import CheckpointError, ModelMeta, save_checkpoint  # noqa: E402
 from siam_depth_core.geometry import ImageSize  # noqa: E402
 from siam_depth_core.inference import DepthEstimator  # noqa: E402
-from siam_depth_ros.camera_info import CameraInfoCache  # noqa: E402
+from siam_depth_ros.camera_info import CameraInfoCache, Intrinsics  # noqa: E402
 from siam_depth_ros.conversions import (  # noqa: E402
     camera_info_matrix,
     image_to_numpy,
@@ -69,6 +69,10 @@ class _Clock:
         return self.now
 
 
+def camera_info_intrinsics(info: CameraInfo) -> Intrinsics:
+    return Intrinsics(camera_info_matrix(info), info)
+
+
 def _info(stamp_ns: int, fx: float = 100.0, size: ImageSize = SIZE) -> CameraInfo:
     matrix = CAMERA_MATRIX.copy()
     matrix[0, 0] = fx
@@ -101,6 +105,54 @@ def test_camera_info_is_paired_by_stamp_else_the_newest_else_fallback_said_once(
     with pytest.raises(ValueError, match="no usable intrinsics"):
         cache.add(_info(30, fx=0.0))
     assert cache.intrinsics_for(30, SIZE).fx_px == 120.0  # the unusable one was not kept
+
+
+def test_a_camera_info_of_another_size_is_passed_over_for_the_last_one_of_the_image_size() -> None:
+    said: list[str] = []
+    cache = CameraInfoCache("/cam/camera_info", 0.58, _Log(), grace_s=0.01, on_mismatch=said.append)
+    cache.add(_info(10, fx=110.0))
+    stray = ImageSize(375, 1242)
+    for stamp in (20, 30):  # a stray publisher of another camera size, newer than the good one
+        cache.add(_info(stamp, fx=700.0, size=stray))
+    for stamp in (20, 30, 40):
+        used = cache.intrinsics_for(stamp, SIZE)
+        assert used.fx_px == 110.0 and used.info.header.stamp.nanosec == 10
+    assert len(said) == 1 and "ignoring camera_info of 1242x375" in said[0] and "for 160x48 images" in said[0]
+    assert cache.intrinsics_for(30, stray).fx_px == 700.0  # the stray size's own images use it
+    with pytest.raises(FrameError, match="skipping frames until a camera_info of the image's size"):
+        cache.intrinsics_for(30, ImageSize(48, 80))  # no camera_info of that size ever arrived
+
+
+def test_a_principal_point_far_outside_the_image_is_refused() -> None:
+    for cx, cy in ((1e9, 23.5), (79.5, -1e9), (-161.0, 23.5), (79.5, 97.0)):
+        matrix = CAMERA_MATRIX.copy()
+        matrix[0, 2], matrix[1, 2] = cx, cy
+        with pytest.raises(ValueError, match="principal point is far outside the 160x48 image"):
+            camera_info_matrix(make_camera_info(matrix, SIZE.width, SIZE.height))
+    matrix = CAMERA_MATRIX.copy()
+    matrix[0, 2], matrix[1, 2] = -150.0, 90.0  # off-centre (a crop), but within [-W, 2W] x [-H, 2H]
+    assert camera_info_matrix(make_camera_info(matrix, SIZE.width, SIZE.height))[0, 2] == -150.0
+
+
+def test_an_oversized_frame_is_shrunk_with_its_intrinsics() -> None:
+    from siam_depth_ros.input_limit import downscale_frame, fitted_size
+
+    big = ImageSize(3000, 4000)
+    fitted = fitted_size(big, 3840 * 2160)
+    assert fitted.width * fitted.height <= 3840 * 2160 and abs(fitted.width / fitted.height - 4 / 3) < 1e-3
+    assert fitted_size(SIZE, 3840 * 2160) == SIZE
+    matrix = np.array([[2000.0, 0.0, 1999.5], [0.0, 2000.0, 1499.5], [0.0, 0.0, 1.0]])
+    image = np.zeros((3000, 4000, 3), np.uint8)
+    image[:, 2000:] = 200
+    frame = InputFrame(image, "rgb8", Header(frame_id="cam"))
+    info = make_camera_info(matrix, 4000, 3000, Header(frame_id="cam"))
+    small, intrinsics = downscale_frame(frame, camera_info_intrinsics(info), fitted)
+    assert small.image.shape == (fitted.height, fitted.width, 3) and small.encoding == "rgb8"
+    assert intrinsics.info.width == fitted.width and intrinsics.info.header.frame_id == "cam"
+    scale = fitted.width / 4000
+    assert intrinsics.fx_px == pytest.approx(2000.0 * scale)
+    assert intrinsics.camera_matrix[0, 2] == pytest.approx((fitted.width - 1) / 2, abs=0.01)
+    assert small.image[:, : int(fitted.width / 2) - 2].max() == 0 and small.image[:, int(fitted.width / 2) + 2:].min() == 200
 
 
 def test_first_image_waits_for_a_camera_info_that_arrives_just_after_it() -> None:

@@ -266,7 +266,8 @@ def bad_input_matrix() -> list[BadInput]:
     # camera_info a camera cannot have: ignored with its reason; the frame runs on the last usable one
     impossible = {"fx = 0": ((0, 0), 0.0), "fx < 0": ((0, 0), -200.0), "fx = NaN": ((0, 0), np.nan),
                   "fx = inf": ((0, 0), np.inf), "fy = inf": ((1, 1), np.inf), "cx = NaN": ((0, 2), np.nan),
-                  "cy = inf": ((1, 2), np.inf), "fx = 1e-30": ((0, 0), 1e-30), "fy = 1e30": ((1, 1), 1e30)}
+                  "cy = inf": ((1, 2), np.inf), "fx = 1e-30": ((0, 0), 1e-30), "fy = 1e30": ((1, 1), 1e30),
+                  "cx = 1e9": ((0, 2), 1e9), "cy = -1e9": ((1, 2), -1e9)}
     for name, (entry, value) in impossible.items():
         matrix = GOOD_MATRIX.copy()
         matrix[entry] = value
@@ -277,8 +278,10 @@ def bad_input_matrix() -> list[BadInput]:
         cases.append(BadInput(f"camera_info {name}", _with_info(GOOD_IMAGE, GOOD_MATRIX, size),
                               r"ignoring camera_info .*no usable intrinsics", accepted=True, logged_once=True,
                               fx_used=float(GOOD_MATRIX[0, 0])))
+    # a camera_info of another size (a stray publisher): passed over for the last one of the image's size
     cases.append(BadInput("camera_info of another size", _with_info(GOOD_IMAGE, GOOD_MATRIX, (good_width // 2, good_height)),
-                          rf"camera_info is {good_width // 2}x{good_height} but the image is {good_width}x{good_height}"))
+                          rf"ignoring camera_info of {good_width // 2}x{good_height} .* for {good_width}x{good_height} "
+                          "images", accepted=True, fx_used=float(GOOD_MATRIX[0, 0])))
     for name, shape in (("1x1", (1, 1)), ("33x17 (not multiples of 32)", (17, 33)), ("4K", (2160, 3840))):
         image = random_image((*shape, 3), seed=shape[1])
         cases.append(BadInput(f"image {name}", _with_info(image, camera_matrix_for(shape[1], shape[0])),
@@ -353,12 +356,83 @@ def test_bad_input_gives_diagnostic_and_next_good_frame_is_processed_normally(
               if "skipping" in line and " s): " in line}
     assert {problem_key(text) for text in failure_texts} <= logged  # every distinct problem is in the log
     assert ignored_infos > len([case for case in BAD_INPUTS if case.diagnostic.startswith("ignoring camera_info")])
-    assert int(report["camera_infos_ignored"]) == ignored_infos, report
-    assert re.fullmatch(r"camera_info has no usable intrinsics \(fx=200.0, fy=200.0, cx=199.5, cy=59.5\): fx=200 px "
-                        r"is implausible for a 4294967295x4294967295 image .*",
-                        report["last_camera_info_problem"]), report  # the last of them: -1 x -1
+    mismatched = 1  # the camera_info of another size, passed over (said once)
+    assert int(report["camera_infos_ignored"]) == ignored_infos + mismatched, report
+    assert re.fullmatch(r"ignoring camera_info of 200x120 on \S+ for 400x120 images .*said once per size",
+                        report["last_camera_info_problem"]), report  # the last of them: another size
     assert int(report["resets"]) == reference.reset_count, report  # bad frames never reset the state
     assert report["frames_dropped"] == "0", report
+
+
+# -- input defects found from outside (issue 20): a stray camera_info, an absurd principal point, a huge frame ----
+
+STRAY_SIZE = (375, 1242)  # (H, W): another camera's camera_info on our topic
+IMAGE_640 = random_image((192, 640, 3), seed=11)
+MATRIX_640 = np.array([[371.0, 0.0, 319.5], [0.0, 371.0, 95.5], [0.0, 0.0, 1.0]])
+
+
+def _good_frames_until_logged(harness: DepthNodeHarness, stamp: int, pattern: str, log_start: int,
+                              with_info: bool = False, max_frames: int = 50) -> int:
+    """Send good 640x192 frames (camera_info only if `with_info`), each answered with depth, until the node's log
+    from `log_start` matches `pattern` (the node has seen the bad message); returns the last stamp used."""
+    for _ in range(max_frames):
+        stamp += FRAME_PERIOD_NS
+        harness.publish(rgb_message(IMAGE_640, stamp), info_message(MATRIX_640, 640, 192, stamp) if with_info else None)
+        depth = image_to_numpy(harness.wait_for_depth(stamp))
+        assert depth.shape == (192, 640) and np.isfinite(depth).mean() > 0.9
+        if re.search(pattern, harness.process.log()[log_start:]):
+            return stamp
+    raise AssertionError(f"{pattern!r} never appeared in the node log:\n{harness.process.log()[log_start:]}")
+
+
+@pytest.mark.timeout(240)
+def test_a_stray_or_absurd_camera_info_never_silences_depth(harness_factory: Callable[..., DepthNodeHarness],
+                                                            tiny_checkpoint: Path) -> None:
+    harness = harness_factory({"checkpoint": tiny_checkpoint, "qos": "reliable", "max_gap_s": 3600.0}, "stray_info")
+    stamp = _good_frames_until_logged(harness, FIRST_STAMP_NS, r"", 0, with_info=True, max_frames=1)
+    # (b) one camera_info of another camera's size, newer than the good one, then images without camera_info
+    log_start = harness.log_length()
+    stray_stamp = stamp + FRAME_PERIOD_NS // 2
+    harness.client.camera_info_pub.publish(info_message(camera_matrix_for(STRAY_SIZE[1], STRAY_SIZE[0]),
+                                                        STRAY_SIZE[1], STRAY_SIZE[0], stray_stamp))
+    stamp = _good_frames_until_logged(harness, stamp, r"ignoring camera_info of 1242x375 .* for 640x192 images",
+                                      log_start)
+    report = harness.client.diagnostics_where(lambda values: int(values["camera_infos_ignored"]) >= 1)
+    assert "1242x375" in report["last_camera_info_problem"] and report["frames_failed"] == "0", report
+    stamp = _good_frames_until_logged(harness, stamp, r"", 0, max_frames=3)  # and it keeps serving, said once
+    assert len(re.findall(r"ignoring camera_info of 1242x375", harness.process.log())) == 1
+    # (a) a camera_info whose principal point is far outside the image: refused, depth goes on with the good one
+    absurd = MATRIX_640.copy()
+    absurd[0, 2], absurd[1, 2] = 1e9, -1e9
+    log_start = harness.log_length()
+    harness.client.camera_info_pub.publish(info_message(absurd, 640, 192, stamp + FRAME_PERIOD_NS // 2))
+    _good_frames_until_logged(harness, stamp, r"ignoring camera_info .*principal point is far outside", log_start)
+    assert harness.process.alive()
+
+
+@pytest.mark.timeout(240)
+def test_an_oversized_frame_is_shrunk_said_once_and_counted(harness_factory: Callable[..., DepthNodeHarness],
+                                                           tiny_checkpoint: Path) -> None:
+    """(c) a 4000x3000 rgb8 frame (36 MB): processed at the largest size within max_image_pixels (default 4K UHD),
+    said once, counted in /diagnostics; good frames go on."""
+    from siam_depth_core.geometry import ImageSize
+    from siam_depth_ros.input_limit import DEFAULT_MAX_IMAGE_PIXELS, fitted_size
+
+    harness = harness_factory({"checkpoint": tiny_checkpoint, "qos": "reliable", "max_gap_s": 3600.0}, "huge")
+    fitted = fitted_size(ImageSize(3000, 4000), DEFAULT_MAX_IMAGE_PIXELS)
+    big = np.zeros((3000, 4000, 3), np.uint8)
+    big[:, :, 0] = np.linspace(0, 255, 4000, dtype=np.uint8)
+    stamp = FIRST_STAMP_NS
+    harness.publish(rgb_message(big, stamp))  # no camera_info: the fallback intrinsics, then shrunk
+    depth = image_to_numpy(harness.wait_for_depth(stamp, timeout=120.0))
+    assert depth.shape == (fitted.height, fitted.width) and np.isfinite(depth).mean() > 0.9
+    harness.wait_for_log(rf"4000x3000 images exceed max_image_pixels={DEFAULT_MAX_IMAGE_PIXELS}: processing and "
+                         rf"publishing them at {fitted.width}x{fitted.height}", 0)
+    report = harness.client.diagnostics_where(lambda values: values["frames_downscaled"] == "1", timeout=20.0)
+    assert report["frames_failed"] == "0", report
+    _good_frames_until_logged(harness, stamp, r"", 0, with_info=True, max_frames=1)
+    report = harness.client.diagnostics_where(lambda values: values["frames_processed"] == "2", timeout=20.0)
+    assert report["frames_downscaled"] == "1", report
 
 
 # -- overload -----------------------------------------------------------------------------------------
