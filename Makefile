@@ -21,6 +21,7 @@ $(STAMP): setup.py
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: install lint
 	$(VENV)/bin/python -m pytest -q test

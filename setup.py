@@ -9,6 +9,8 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(include=["siam_depth_core", "siam_depth_core.*", "siam_depth_ros", "siam_depth_ros.*"]),
+    # py.typed (PEP 561): type checkers of code that imports siam_depth_core read its annotations.
+    package_data={"siam_depth_core": ["py.typed"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
@@ -52,7 +54,9 @@ setup(
         # colcon-package-selection (--packages-select) and colcon-bash (install/setup.bash): the README's
         # `colcon build --packages-select siam_depth_ros && source install/setup.bash` needs both.
         "dev": ["pytest", "pytest-timeout", "ruff", "hypothesis", "scikit-image", "colcon-core", "colcon-ros",
-                "colcon-package-selection", "colcon-bash", "tensorrt-rtx"],
+                "colcon-package-selection", "colcon-bash", "tensorrt-rtx",
+                # `make lint` type-checks siam_depth_core ([mypy] in setup.cfg) with these stubs.
+                "mypy", "types-PyYAML", "types-tqdm", "scipy-stubs"],
     },
     zip_safe=True,
     maintainer="siam_depth developers",

@@ -42,7 +42,7 @@ def street_prior(gt_depths: Sequence[np.ndarray]) -> np.ndarray:
     """(H,W) float32 per-pixel median of valid (> 0) LiDAR depths over frames of one size; pixels that no
     frame covers take the value of the nearest covered pixel (the prior is dense, like a prediction)."""
     stack = np.stack([np.where(d > 0, d, np.nan) for d in gt_depths]).astype(np.float32)
-    covered = np.isfinite(stack).any(axis=0)
+    covered = np.asarray(np.isfinite(stack).any(axis=0))  # (H,W) bool array, not a numpy scalar
     if not covered.any():
         raise ValueError("the street prior needs ground truth: no frame has a valid depth")
     prior = np.full(stack.shape[1:], np.nan, np.float32)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypedDict
 
 from siam_depth_core.backends import BackendError
 from siam_depth_core.backends.source import (
@@ -22,7 +22,11 @@ from siam_depth_core.backends.source import (
     RuntimeOptions,
 )
 from siam_depth_core.checkpoint import CheckpointError
+from siam_depth_core.geometry import ImageSize
 from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT, shipped_checkpoint
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # **kwargs: Unpack[...] is typing's own only from Python 3.12
 
 #: Exit code of every CLI for bad input (argparse's own).
 USAGE_ERROR = 2
@@ -117,6 +121,16 @@ def model_source(args: argparse.Namespace, prog: str) -> ModelSource:
     return CheckpointSource(default_checkpoint(prog))
 
 
-def runtime_options(args: argparse.Namespace, **extra: object) -> RuntimeOptions:
+class ExtraRuntimeOptions(TypedDict, total=False):
+    """The RuntimeOptions fields that `runtime_options` does not take from the command line."""
+
+    input_size: ImageSize | None
+    fp16: bool
+    channels_last: bool
+    cuda_graph: bool
+    post_process: bool
+
+
+def runtime_options(args: argparse.Namespace, **extra: Unpack[ExtraRuntimeOptions]) -> RuntimeOptions:
     """RuntimeOptions from --device / --num-threads / --single-pass (and any other option given as a keyword)."""
     return RuntimeOptions(device=args.device, num_threads=args.num_threads, single_pass=args.single_pass, **extra)

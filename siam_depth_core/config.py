@@ -296,7 +296,7 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             value = {**value, "sequences": [f"{v:02d}" if isinstance(v, int) and not isinstance(v, bool) else v
                                             for v in items]}
         return SourceSpec(**{k: _coerce(f"{key}.{k}", v, fields[k]) for k, v in value.items()})
-    if dataclasses.is_dataclass(hint):  # loss_weights, temporal, validation
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # loss_weights, temporal, validation
         if not isinstance(value, dict):
             raise ValueError(f"{key} must be a mapping, got {value!r}")
         nested = typing.get_type_hints(hint)

@@ -105,20 +105,20 @@ def backproject(depth_m: np.ndarray, camera_matrix: np.ndarray, stride: int = 1,
     camera_matrix = np.asarray(camera_matrix, dtype=np.float64)
     fx, fy, cx, cy = camera_matrix[0, 0], camera_matrix[1, 1], camera_matrix[0, 2], camera_matrix[1, 2]
     _check_positive(fx=fx, fy=fy)
-    rows = np.arange(0, depth_m.shape[0], stride)
-    cols = np.arange(0, depth_m.shape[1], stride)
-    z = depth_m[np.ix_(rows, cols)]
+    z_grid = depth_m[::stride, ::stride]  # a view: no copy of the strided pixels
     with np.errstate(invalid="ignore"):
-        valid = np.isfinite(z) & (z > 0) & (z >= min_depth) & (z <= max_depth)
+        valid = (z_grid > 0) & (z_grid >= min_depth) & (z_grid <= max_depth) & np.isfinite(z_grid)
     row_index, col_index = np.nonzero(valid)
-    z = z[valid]
-    u = cols[col_index].astype(np.float32)
-    v = rows[row_index].astype(np.float32)
+    z = z_grid[row_index, col_index]
+    rows, cols = row_index * stride, col_index * stride
+    # the ray of each strided row / column, (u - cx) / fx and (v - cy) / fy, then one gather per point
+    x_per_z = ((np.arange(0, depth_m.shape[1], stride) - cx) / fx).astype(np.float32)
+    y_per_z = ((np.arange(0, depth_m.shape[0], stride) - cy) / fy).astype(np.float32)
     points = np.empty((z.size, 3), dtype=np.float32)
-    points[:, 0] = (u - cx) / fx * z
-    points[:, 1] = (v - cy) / fy * z
+    np.multiply(x_per_z[col_index], z, out=points[:, 0])
+    np.multiply(y_per_z[row_index], z, out=points[:, 1])
     points[:, 2] = z
-    pixel_index = np.stack([rows[row_index], cols[col_index]], axis=1)
+    pixel_index = np.stack([rows, cols], axis=1)
     return points, pixel_index
 
 

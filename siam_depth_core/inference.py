@@ -185,12 +185,15 @@ class DepthEstimator:
         if len(images) == 0:
             raise ValueError("predict_sequence needs at least one image")
         self._state = self._last_stamp = self._last_shape = self._pending_reset_reason = None
-        state = result = None
+        state: Any | None = None
+        result: DepthResult | None = None
         for image in images:
             start = time.perf_counter()
             network_input = preprocess(image, encoding, self.input_size)
             result, state = self._run(network_input, state, (image.shape[0], image.shape[1]),
                                       self._focal_length(fx_px, image.shape[1]), start)
+        if result is None:  # cannot happen: images is not empty (checked above)
+            raise RuntimeError("predict_sequence ran no image")
         return result
 
     @staticmethod

@@ -150,9 +150,7 @@ def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
     reprojection over the stereo partner and the neighbouring frames with auto-masking
     (`temporal_loss.TemporalSources.left_appearance`); the right image keeps its stereo term.
     """
-    terms = {"appearance": 0.0, "smoothness": 0.0, "left_right": 0.0, "max_depth": 0.0}
-    if hints is not None:
-        terms["depth_hint"] = 0.0
+    terms: dict[str, Tensor] = {}  # each term summed over the scales, in the order of scale_terms
     total = image_left.new_zeros(())
     for scale, (disp_direct, disp_refined) in enumerate(zip(output.disp_direct, output.disp_refined, strict=True)):
         left = resize_to(image_left, disp_direct)
@@ -190,5 +188,5 @@ def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
             scale_terms["depth_hint"] = hint_term
         total = total + scale_total
         for name, value in scale_terms.items():
-            terms[name] = terms[name] + value.detach()
+            terms[name] = terms[name] + value.detach() if name in terms else value.detach()
     return total, {"total": total.detach(), **terms}

@@ -165,7 +165,8 @@ class SiamDepthNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def _recurrent_layer(self, in_channels: int, out_channels: int) -> nn.Module:
         if self.recurrent:

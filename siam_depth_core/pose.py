@@ -40,7 +40,8 @@ class PoseNet(nn.Module):
         for module in self.encoder:
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, earlier: Tensor, later: Tensor) -> tuple[Tensor, Tensor]:
         """earlier, later: (N,3,H,W) RGB in [0,1]. Returns (axis_angle (N,3) radians, translation (N,3) metres)

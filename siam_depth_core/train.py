@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import torch
@@ -49,6 +49,10 @@ from siam_depth_core.pose import PoseNet
 from siam_depth_core.temporal_loss import clip_pair_transforms, frame_sources
 from siam_depth_core.validation import ValidationStream, validate
 
+if TYPE_CHECKING:
+    from siam_depth_core.data.clips import StereoClipDataset
+    from siam_depth_core.data.synthetic import SyntheticClipDataset
+
 LOGGER = logging.getLogger("siam_depth.train")
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
@@ -60,7 +64,7 @@ class TrainingData:
     """What `build_dataset` prepares: the training clips, the reference rig (stored in the checkpoint), the
     held-out validation streams and the Depth Hints cache that scores them (None without validation or hints)."""
 
-    dataset: Dataset
+    dataset: StereoClipDataset | SyntheticClipDataset
     rig: StereoRig
     validation: list[ValidationStream] = field(default_factory=list)
     hints: Any = None
@@ -82,11 +86,13 @@ def build_dataset(config: TrainConfig) -> TrainingData:
     if config.dataset == "synthetic":
         from siam_depth_core.data.synthetic import SyntheticClipDataset
 
-        dataset = SyntheticClipDataset(num_clips=config.synthetic_clips, clip_len=config.clip_len,
-                                       size=tuple(config.size), seed=config.seed)
-        rig = StereoRig(baseline_m=float(dataset.baseline_m), camera_matrix=np.asarray(dataset.camera_matrix),
+        size = (int(config.size[0]), int(config.size[1]))
+        synthetic = SyntheticClipDataset(num_clips=config.synthetic_clips, clip_len=config.clip_len,
+                                         size=size, seed=config.seed)
+        rig = StereoRig(baseline_m=float(synthetic.baseline_m),
+                        camera_matrix=np.asarray(synthetic.camera_matrix),
                         image_size=(config.size[1], config.size[0]))
-        return TrainingData(dataset, rig)
+        return TrainingData(synthetic, rig)
 
     from siam_depth_core.data import paths
     from siam_depth_core.data.clips import StereoClipDataset
@@ -112,7 +118,8 @@ def build_dataset(config: TrainConfig) -> TrainingData:
         computed = hints.fill((pair for s in scored for pair in zip(s.left, s.right, strict=True)),
                               progress=int(os.environ.get("RANK", "0")) == 0)
         LOGGER.info("depth hints: %d pairs computed, the rest read from %s", computed, hints.cache_dir)
-    dataset = StereoClipDataset(training, clip_len=config.clip_len, size=tuple(config.size), augment=augment,
+    size = (int(config.size[0]), int(config.size[1]))
+    dataset = StereoClipDataset(training, clip_len=config.clip_len, size=size, augment=augment,
                                 seed=config.seed, hints=hints if config.depth_hints else None,
                                 cache_in_memory=config.cache_images, context_frames=config.temporal.context_frames)
     streams = [ValidationStream.with_lidar_if_any(s, raw_root_of[s.name]) for s in validation]
@@ -214,7 +221,9 @@ def clip_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.
         with amp_context():
             output, state = run_siamese(model, left[:, t], state, siamese=siamese)  # type: ignore[arg-type]
             rig_output = output if rig is None else output.scaled(rig.baseline_ratio)
-            targets = None if hints is None else HintTargets(hints[0][:, t], hints[1][:, t], rig.depth_per_disparity)
+            targets = None
+            if hints is not None and rig is not None:
+                targets = HintTargets(hints[0][:, t], hints[1][:, t], rig.depth_per_disparity)
             sources = None
             if temporal is not None and transforms is not None and rig is not None:
                 sources = frame_sources(left, t, temporal.offsets, transforms, temporal.camera_matrix,
@@ -286,12 +295,19 @@ def model_meta(config: TrainConfig, rig: StereoRig) -> ModelMeta:
                             "camera_image_size": list(rig.image_size), "clip_len": config.clip_len})
 
 
+class _PoseState(TypedDict, total=False):
+    """The M+S pose network's weights in a training checkpoint (the key is absent without M+S)."""
+
+    pose_model: dict[str, Tensor]
+
+
 def save_training_checkpoint(path: Path, net: nn.Module, meta: ModelMeta, config: TrainConfig,
                              optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
                              progress: Progress, pose_net: nn.Module | None = None) -> Path:
     """Atomically write everything `restore_training_state` needs to continue exactly (with M+S, the pose
     network's weights too)."""
-    extra = {} if pose_net is None else {"pose_model": {k: v.detach().cpu() for k, v in pose_net.state_dict().items()}}
+    extra: _PoseState = ({} if pose_net is None
+                         else {"pose_model": {k: v.detach().cpu() for k, v in pose_net.state_dict().items()}})
     return save_checkpoint(path, net, meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                            scaler=scaler.state_dict(), epoch=progress.epoch, step_in_epoch=progress.step_in_epoch,
                            step=progress.step, epoch_loss_sum=progress.epoch_loss_sum,
@@ -371,12 +387,18 @@ def check_writable(out_dir: Path) -> None:
                       "(--set out_dir=...)") from error
 
 
+class _EpochScores(TypedDict, total=False):
+    """An epoch checkpoint's validation scores (the key is absent without validation)."""
+
+    validation: dict[str, float]
+
+
 def save_epoch_checkpoints(out_dir: Path, net: nn.Module, meta: ModelMeta, epoch: int, epoch_loss: float,
                            is_best: bool, keep: int, validation: dict[str, float] | None = None) -> None:
     """Weights after `epoch` as epoch_NNN.pt, keeping only the newest `keep` of them (0 = none), and as
     best.pt when `is_best` (the lowest validation score so far, or without validation the lowest mean
     training loss). The epoch's validation scores, if any, are stored in both."""
-    scores = {} if validation is None else {"validation": validation}
+    scores: _EpochScores = {} if validation is None else {"validation": validation}
     if keep > 0:
         save_checkpoint(out_dir / f"epoch_{epoch:03d}.pt", net, meta, epoch=epoch, epoch_loss=epoch_loss, **scores)
     for old in sorted(out_dir.glob("epoch_[0-9][0-9][0-9].pt"))[:-keep or None]:
@@ -440,7 +462,8 @@ def make_optimizer(net: nn.Module, config: TrainConfig, *others: nn.Module) -> t
     """Adam with L2 weight decay over the parameters of `net` (and `others`, e.g. the pose network) and the
     paper's step schedule (x0.5 at epochs 30, 40, ...)."""
     parameters = [p for module in (net, *others) for p in module.parameters()]
-    optimizer = torch.optim.Adam(parameters, lr=config.lr, betas=tuple(config.adam_betas),
+    beta1, beta2 = config.adam_betas
+    optimizer = torch.optim.Adam(parameters, lr=config.lr, betas=(float(beta1), float(beta2)),
                                  weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.lr_milestones,
                                                      gamma=config.lr_decay_factor)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -50,8 +51,8 @@ class ValidationStream:
         """The stream, with `kitti_raw_root`'s drive of the same name when every frame has LiDAR there."""
         if kitti_raw_root is None:
             return cls(sequence)
-        drive = KittiDrive(kitti_raw_root, sequence.name)
-        has_all = drive.exists and all(has_ground_truth(drive, frame) for frame in sequence.frames)
+        drive = KittiDrive(Path(kitti_raw_root), sequence.name)
+        has_all = drive.exists() and all(has_ground_truth(drive, frame) for frame in sequence.frames)
         return cls(sequence, drive if has_all else None)
 
 

@@ -48,7 +48,7 @@ def colorize_sparse_depth(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sparse (H,W) depth in metres (0 = no point, e.g. projected LiDAR), each point grown to 3x3 pixels
     (the nearest wins) so that it can be seen -> ((H,W,3) uint8 RGB in the depth colours, (H,W) bool
     mask of the coloured pixels); pixels without a point are black."""
-    inverse = np.where(depth_m > 0, 1.0 / np.maximum(depth_m, 1e-6), 0.0).astype(np.float32)
+    inverse: np.ndarray = np.where(depth_m > 0, 1.0 / np.maximum(depth_m, 1e-6), 0.0).astype(np.float32)
     inverse = cv2.dilate(inverse, np.ones((3, 3), np.uint8))
     has_point = inverse > 0
     colors = colorize(np.where(has_point, inverse, np.nan), 1.0 / FAR_DEPTH_M, 1.0 / NEAR_DEPTH_M)

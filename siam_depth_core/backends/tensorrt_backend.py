@@ -340,7 +340,7 @@ class TensorRTBackend:
             else:
                 self._enqueue(parity)
             self._disparity_host.copy_(self._disparity, non_blocking=True)
-            if self._confidence is not None:
+            if self._confidence is not None and self._confidence_host is not None:  # allocated together
                 self._confidence_host.copy_(self._confidence, non_blocking=True)
         self._stream.synchronize()
         confidence = None if self._confidence_host is None else self._confidence_host.numpy().copy()

@@ -55,7 +55,10 @@ class TorchBackend:
         self.siamese = (meta.siamese or options.post_process) and not options.single_pass
         self.has_confidence = self.siamese
         self.memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
-        self.net = net.to(self.device).eval().to(memory_format=self.memory_format)
+        self.net = net.to(self.device).eval()
+        # Module.to converts in place; torch's overloads omit its documented memory_format keyword
+        # (pytorch/pytorch#184642), so the stubs reject this valid call.
+        self.net.to(memory_format=self.memory_format)  # type: ignore[call-overload]
         self.batch = 2 if self.siamese else 1
         if options.num_threads > 0:
             torch.set_num_threads(options.num_threads)  # process-wide: every torch computation of this process

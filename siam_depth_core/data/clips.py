@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -22,6 +24,7 @@ from siam_depth_core.data.stereo import StereoRig, StereoSequence
 from siam_depth_core.geometry import scale_intrinsics
 
 LOGGER = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class UnreadableImageError(Exception):
@@ -97,12 +100,12 @@ class StereoClipDataset(Dataset):
         self.epoch = 0
         self.hints = hints
         self._memory: dict[tuple[str, Path, Path | None], torch.Tensor] | None = {} if cache_in_memory else None
-        self.reference_rig = reference_rig or (sequences[0].rig if sequences else None)
         self.clips: list[tuple[str, int]] = [
             (s.name, start) for s in sequences for start in consecutive_runs(s.frames, self.frames_per_item)
         ]
         if not self.clips:
             raise ValueError(f"no clip of {self.frames_per_item} consecutive frames in {names}")
+        self.reference_rig = reference_rig or sequences[0].rig  # there are clips, so there are sequences
         self.skipped_files: set[Path] = set()
         self._positions = {s.name: {f: i for i, f in enumerate(s.frames)} for s in sequences}
 
@@ -131,8 +134,12 @@ class StereoClipDataset(Dataset):
 
     def _hints(self, left_path: Path, right_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """(1,H,W) float32 left and right hint at the training size (nearest neighbour: no mixed disparities)."""
+        hints = self.hints
+        if hints is None:
+            raise RuntimeError("this dataset was built without Depth Hints (hints=None)")
+
         def load() -> torch.Tensor:
-            hint = self.hints.get(left_path, right_path)
+            hint = hints.get(left_path, right_path)
             height, width = self.size
             resized = [cv2.resize(h, (width, height), interpolation=cv2.INTER_NEAREST) for h in (hint.left, hint.right)]
             return torch.from_numpy(np.stack(resized).astype(np.float32))
@@ -154,7 +161,7 @@ class StereoClipDataset(Dataset):
         raise RuntimeError(f"no readable clip: every clip has an unreadable image ({len(self.skipped_files)} files, "
                            f"e.g. {sorted(self.skipped_files)[0]})")
 
-    def _read(self, load: Callable[[], torch.Tensor], path: Path) -> torch.Tensor:
+    def _read(self, load: Callable[[], _T], path: Path) -> _T:
         try:
             return load()
         except (OSError, ValueError) as error:  # missing, corrupt or undecodable file
@@ -164,9 +171,9 @@ class StereoClipDataset(Dataset):
         name, start = self.clips[index]
         sequence = self.sequences[name]
         positions = [self._positions[name][f] for f in range(start, start + self.frames_per_item)]
-        left = torch.stack([self._read(lambda p=p: self._image(sequence.left[p]), sequence.left[p])
+        left = torch.stack([self._read(partial(self._image, sequence.left[p]), sequence.left[p])
                             for p in positions])
-        right = torch.stack([self._read(lambda p=p: self._image(sequence.right[p]), sequence.right[p])
+        right = torch.stack([self._read(partial(self._image, sequence.right[p]), sequence.right[p])
                              for p in positions])
         height, width = self.size
         rig = sequence.rig
@@ -174,7 +181,7 @@ class StereoClipDataset(Dataset):
         depth_per_disparity = rig.depth_per_disparity
         hint_pair = None
         if self.hints is not None:
-            pairs = [self._read(lambda p=p: self._hints(sequence.left[p], sequence.right[p]), sequence.left[p])
+            pairs = [self._read(partial(self._hints, sequence.left[p], sequence.right[p]), sequence.left[p])
                      for p in positions]
             hint_pair = (torch.stack([h[0] for h in pairs]), torch.stack([h[1] for h in pairs]))
         if self.augment is not None:

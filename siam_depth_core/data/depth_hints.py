@@ -48,7 +48,7 @@ class SgbmParams:
     def matcher(self) -> cv2.StereoSGBM:
         """The matcher, with smoothness penalties P1/P2 scaled by the block area as OpenCV suggests."""
         area = 3 * self.block_size ** 2
-        return cv2.StereoSGBM_create(minDisparity=0, numDisparities=self.num_disparities, blockSize=self.block_size,
+        return cv2.StereoSGBM.create(minDisparity=0, numDisparities=self.num_disparities, blockSize=self.block_size,
                                      P1=8 * area, P2=32 * area, disp12MaxDiff=1, uniquenessRatio=5,
                                      speckleWindowSize=100, speckleRange=2, mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
 

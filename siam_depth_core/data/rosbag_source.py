@@ -110,7 +110,7 @@ def rig_from_camera_info(left: Any, right: Any) -> StereoRig:
 
 def match_stamps(left_s: np.ndarray, right_s: np.ndarray, tolerance_s: float) -> list[tuple[int, int]]:
     """(i, j) index pairs of left/right stamps (seconds, sorted) that are nearest to each other within tolerance."""
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     if len(right_s) == 0:
         return pairs
     for i, stamp in enumerate(left_s):
@@ -219,6 +219,8 @@ def _decode_bag_to(bag: Path, topics: BagStereoTopics, tolerance_s: float, folde
     Two passes over the bag: stamps first, then only the paired images are decoded, so memory stays
     at one image whatever the bag's length.
     """
+    if topics.left_info is None or topics.right_info is None:
+        raise ValueError(f"camera_info topics of {topics} are not set; pass topics.resolved()")
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=folder.parent))
     try:

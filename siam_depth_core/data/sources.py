@@ -8,6 +8,7 @@ baseline), so sources from different rigs mix.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,13 +77,15 @@ def _default(spec_field) -> object:
     return spec_field.default_factory() if callable(spec_field.default_factory) else spec_field.default
 
 
-def load_source(spec: SourceSpec, excluded_drives: set[str] = frozenset(), splits_dir: str | None = None,
-                image_ext: str = ".png") -> list[StereoSequence]:
+def load_source(spec: SourceSpec, excluded_drives: Collection[str] = frozenset(),
+                splits_dir: str | None = None, image_ext: str = ".png") -> list[StereoSequence]:
     """The sequences of one source; KITTI raw drives in `excluded_drives` (Eigen test drives) are dropped."""
     root = spec.data_root()
     if spec.kind == "rosbag2":
         from siam_depth_core.data.rosbag_source import BagStereoTopics, bag_stereo_sequence
 
+        if spec.left_topic is None or spec.right_topic is None:
+            raise ValueError("a rosbag2 source needs `left_topic` and `right_topic` (the image topics)")
         topics = BagStereoTopics(spec.left_topic, spec.right_topic, spec.left_info_topic, spec.right_info_topic)
         return [bag_stereo_sequence(root, topics, paths.cache_dir() / "bag_frames", spec.stamp_tolerance_s)]
     if not root.is_dir():
@@ -108,6 +111,8 @@ def load_source(spec: SourceSpec, excluded_drives: set[str] = frozenset(), split
                              "set exclude_eigen_test: false to train on them anyway (then do not report "
                              "Eigen numbers)")
         return [kitti_raw_sequence(root, drive, ext=image_ext) for drive in drives]
+    if spec.split is None:
+        raise ValueError("a kitti_raw source needs `drives` or `split`")
     frames_by_drive: dict[str, set[int]] = {}
     for entry in read_split(spec.split, "train", splits_dir):
         if entry.drive not in excluded_drives:
