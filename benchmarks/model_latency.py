@@ -14,7 +14,13 @@ of a size are timed interleaved, `--rounds` rounds of a few steps each, so that 
 machine hits them alike; every row of ours gives `speedup` = reference median / our median on the same
 runtime (image + flip for the Siamese step, one image for the single-pass step; > 1 = we are faster).
 
-    python -m benchmarks.model_latency --widths 0.25 --sizes 512x256 --json latency.json
+`--threads 1,2` times every configuration at each thread count in the same interleaved run (torch's
+process-wide thread count is set before each of its steps; ONNX Runtime sessions hold their own), and
+the ratio table gives, per interleaving round, our speed against the reference, int8 against fp32 and
+2 threads against 1, as the median and the spread (min-max) over the rounds: ratios measured side by
+side are what a shared machine's drifting load leaves comparable.
+
+    python -m benchmarks.model_latency --widths 0.25 --sizes 512x256 --threads 1,2 --json latency.json
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +84,10 @@ class LatencyRow:
     fps: float
     peak_rss_mib: float
     cuda_max_allocated_mib: float | None
+    threads: int = 1
     recurrent_over_plain: float | None = None
     speedup: float | None = None
+    round_medians_ms: list[float] = field(default_factory=list)
 
 
 def size_argument(text: str) -> ImageSize:
@@ -117,10 +125,10 @@ def calibration_clips(size: ImageSize) -> list[list[np.ndarray]]:
 
 
 def make_estimator(variant: str, meta: ModelMeta, size: ImageSize, device: str, fp16: bool, threads: int,
-                   workdir: Path, single_pass: bool = False) -> DepthEstimator:
+                   workdir: Path, single_pass: bool = False, spin_wait: bool = False) -> DepthEstimator:
     """A DepthEstimator running `variant` for a freshly initialised network described by `meta` (exported to
     ONNX in `workdir` for the onnxruntime and tensorrt variants; quantised to int8 for onnxruntime_int8);
-    `single_pass`: only the direct branch."""
+    `single_pass`: only the direct branch; `spin_wait`: ONNX Runtime's threads spin between operators."""
     torch.manual_seed(0)
     net = meta.build_network().eval()
     on_cuda = device.startswith("cuda")
@@ -133,7 +141,7 @@ def make_estimator(variant: str, meta: ModelMeta, size: ImageSize, device: str, 
     onnx_path = workdir / f"w{meta.net_width}_{'rec' if meta.recurrent else 'plain'}_{size}_{mode}.onnx"
     if not onnx_path.exists():
         export_onnx(net, meta, size, onnx_path, single_pass=single_pass)
-    options = RuntimeOptions(device=device, num_threads=threads, single_pass=single_pass)
+    options = RuntimeOptions(device=device, num_threads=threads, single_pass=single_pass, spin_wait=spin_wait)
     if variant == "onnxruntime":
         return DepthEstimator(OnnxSource(onnx_path), options)
     if variant == "onnxruntime_int8":
@@ -166,10 +174,20 @@ class Timed:
         self.times_s: list[float] = []
 
 
+def _with_torch_threads(threads: int, step: Callable[[], float]) -> Callable[[], float]:
+    """`step` run with torch's process-wide intra-op thread count set to `threads` first."""
+    def run() -> float:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        return step()
+    return run
+
+
 def our_configuration(variant: str, meta: ModelMeta, size: ImageSize, args: argparse.Namespace, workdir: Path,
-                      single_pass: bool = False) -> Timed:
+                      single_pass: bool = False, threads: int = 1) -> Timed:
     """Our step through DepthEstimator; its "model" timing, state carried from step to step."""
-    estimator = make_estimator(variant, meta, size, args.device, args.fp16, args.threads, workdir, single_pass)
+    estimator = make_estimator(variant, meta, size, args.device, args.fp16, threads, workdir, single_pass,
+                               args.spin_wait and RUNTIME[variant] == "onnxruntime")
     image = np.random.default_rng(0).integers(0, 256, (*estimator.input_size, 3), dtype=np.uint8)
     stamp = iter(0.1 * i for i in range(10**9))
     fp16 = args.fp16 and args.device.startswith("cuda") and RUNTIME[variant] != "onnxruntime"
@@ -177,12 +195,12 @@ def our_configuration(variant: str, meta: ModelMeta, size: ImageSize, args: argp
                      precision="int8" if variant.endswith("int8") else "fp16" if fp16 else "fp32",
                      width_multiplier=meta.net_width, recurrent=meta.recurrent, images=1, height=size.height,
                      width=size.width, parameters=count_parameters(meta.build_network()), frames=0, median_ms=0.0,
-                     p90_ms=0.0, fps=0.0, peak_rss_mib=0.0, cuda_max_allocated_mib=None)
-    return Timed(row, lambda: estimator.step(image, next(stamp)).timings["model"])
+                     p90_ms=0.0, fps=0.0, peak_rss_mib=0.0, cuda_max_allocated_mib=None, threads=threads)
+    return Timed(row, _with_torch_threads(threads, lambda: estimator.step(image, next(stamp)).timings["model"]))
 
 
-def reference_configuration(runtime: str, images: int, size: ImageSize, args: argparse.Namespace, workdir: Path
-                            ) -> Timed:
+def reference_configuration(runtime: str, images: int, size: ImageSize, args: argparse.Namespace, workdir: Path,
+                            threads: int = 1) -> Timed:
     """monodepth2's layout on `runtime` ("torch" or "onnxruntime") for a batch of `images` (1, or 2 = image + flip)."""
     torch.manual_seed(0)
     net = Monodepth2Reference().eval()
@@ -203,8 +221,9 @@ def reference_configuration(runtime: str, images: int, size: ImageSize, args: ar
         if not path.exists():
             torch.onnx.export(net, (batch,), str(path), input_names=["image"], output_names=["disparity"],
                               opset_version=17, dynamo=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = args.threads
+        from siam_depth_core.backends.onnxruntime_backend import session_options_for
+
+        options = session_options_for(ort, threads, args.spin_wait)  # the same session settings as ours
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         feed = {"image": batch.numpy()}
 
@@ -216,8 +235,8 @@ def reference_configuration(runtime: str, images: int, size: ImageSize, args: ar
                      device=args.device, precision="fp32",
                      width_multiplier=None, recurrent=None, images=images, height=size.height, width=size.width,
                      parameters=count_parameters(net), frames=0, median_ms=0.0, p90_ms=0.0, fps=0.0,
-                     peak_rss_mib=0.0, cuda_max_allocated_mib=None)
-    return Timed(row, step)
+                     peak_rss_mib=0.0, cuda_max_allocated_mib=None, threads=threads)
+    return Timed(row, _with_torch_threads(threads, step))
 
 
 def time_interleaved(configurations: list[Timed], frames: int, warmup: int, rounds: int) -> None:
@@ -228,7 +247,9 @@ def time_interleaved(configurations: list[Timed], frames: int, warmup: int, roun
     per_round = max(1, frames // rounds)
     for _ in range(rounds):
         for configuration in configurations:
-            configuration.times_s += [configuration.step() for _ in range(per_round)]
+            round_s = [configuration.step() for _ in range(per_round)]
+            configuration.times_s += round_s
+            configuration.row.round_medians_ms.append(1e3 * float(np.median(round_s)))
     for configuration in configurations:
         times_ms = np.array(configuration.times_s) * 1e3
         row = configuration.row
@@ -253,16 +274,17 @@ def skip_reason(variant: str, device: str) -> str | None:
 
 def link_rows(rows: list[LatencyRow]) -> None:
     """Fill rec/plain of our recurrent rows and every our-row's speedup over the reference on its runtime."""
-    reference = {(r.backend, r.images, r.width, r.height): r.median_ms for r in rows if r.model == REFERENCE_NAME}
+    reference = {(r.backend, r.images, r.width, r.height, r.threads): r.median_ms for r in rows
+                 if r.model == REFERENCE_NAME}
     ours = [r for r in rows if r.model == "ours"]
     for row in ours:
         plain = [p for p in ours if p.backend == row.backend and p.recurrent is False and row.recurrent
-                 and (p.mode, p.width_multiplier, p.width, p.height)
-                 == (row.mode, row.width_multiplier, row.width, row.height)]
+                 and (p.mode, p.width_multiplier, p.width, p.height, p.threads)
+                 == (row.mode, row.width_multiplier, row.width, row.height, row.threads)]
         if plain:
             row.recurrent_over_plain = row.median_ms / plain[0].median_ms
         images = 2 if row.mode == "siamese" else 1
-        reference_ms = reference.get((RUNTIME[row.backend], images, row.width, row.height))
+        reference_ms = reference.get((RUNTIME[row.backend], images, row.width, row.height, row.threads))
         if reference_ms is not None:
             row.speedup = reference_ms / row.median_ms
 
@@ -283,15 +305,16 @@ def run_all(args: argparse.Namespace) -> tuple[list[LatencyRow], dict[str, str]]
                         meta = ModelMeta(net_width=net_width, recurrent=recurrent, height=size.height, width=size.width)
                         try:
                             for single_pass in (False, True) if args.single_pass else (False,):
-                                configurations.append(our_configuration(variant, meta, size, args, Path(tmp),
-                                                                        single_pass))
+                                configurations += [our_configuration(variant, meta, size, args, Path(tmp),
+                                                                     single_pass, threads)
+                                                   for threads in args.threads]
                         except BackendError as error:
                             skipped[variant] = str(error)
                             break
             if args.reference:
                 runtimes = sorted({RUNTIME[c.row.backend] for c in configurations} & {"torch", "onnxruntime"})
-                configurations += [reference_configuration(runtime, images, size, args, Path(tmp))
-                                   for runtime in runtimes for images in (1, 2)]
+                configurations += [reference_configuration(runtime, images, size, args, Path(tmp), threads)
+                                   for runtime in runtimes for images in (1, 2) for threads in args.threads]
             _reset_peak_rss()
             time_interleaved(configurations, args.frames, args.warmup, args.rounds)
             for configuration in configurations:
@@ -303,6 +326,47 @@ def run_all(args: argparse.Namespace) -> tuple[list[LatencyRow], dict[str, str]]
     return rows, skipped
 
 
+def _ratio(name: str, slower: LatencyRow, faster: LatencyRow) -> dict[str, Any]:
+    """slower / faster per interleaving round (how many times faster `faster` is), median and spread."""
+    per_round = [a / b for a, b in zip(slower.round_medians_ms, faster.round_medians_ms, strict=True)]
+    return {"name": name, "median": float(np.median(per_round)), "min": min(per_round), "max": max(per_round),
+            "per_round": per_round}
+
+
+def ratio_rows(rows: list[LatencyRow]) -> list[dict[str, Any]]:
+    """The ratios a report needs, each per round: ours against the reference on the same runtime, mode and
+    thread count; int8 against fp32 ONNX Runtime; every configuration at its highest thread count against
+    itself at its lowest (how it scales with cores)."""
+    ratios: list[dict[str, Any]] = []
+
+    def key(row: LatencyRow) -> tuple[Any, ...]:
+        return (row.model, row.mode, row.width_multiplier, row.recurrent, row.images, row.width, row.height)
+
+    ours = [r for r in rows if r.model == "ours" and r.recurrent is not False]
+    for row in ours:
+        images = 2 if row.mode == "siamese" else 1
+        for reference in rows:
+            if (reference.model == REFERENCE_NAME and reference.backend == RUNTIME[row.backend]
+                    and reference.images == images and (reference.width, reference.height, reference.threads)
+                    == (row.width, row.height, row.threads)):
+                ratios.append(_ratio(f"{row.backend} {row.mode} vs reference ({images} img), {row.threads} thr",
+                                     reference, row))
+        if row.backend == "onnxruntime_int8":
+            for fp32 in ours:
+                if fp32.backend == "onnxruntime" and key(fp32) == key(row) and fp32.threads == row.threads:
+                    ratios.append(_ratio(f"int8 vs fp32 {row.mode}, {row.threads} thr", fp32, row))
+    thread_counts = sorted({r.threads for r in rows})
+    if len(thread_counts) > 1:
+        low, high = thread_counts[0], thread_counts[-1]
+        for row in rows:
+            if row.threads == high and row.recurrent is not False:
+                for base in rows:
+                    if base.threads == low and base.backend == row.backend and key(base) == key(row):
+                        ratios.append(_ratio(f"{row.backend} {row.model} {row.mode} ({row.images} img): {high} thr vs "
+                                             f"{low}", base, row))
+    return ratios
+
+
 def _reset_peak_rss() -> None:
     """Reset the kernel's RSS high-water mark of this process (Linux; no-op elsewhere)."""
     try:
@@ -312,7 +376,7 @@ def _reset_peak_rss() -> None:
 
 
 HEADER = (f"{'backend':<18} {'model':<21} {'mode':<7} {'prec':<5} {'width':>5} {'skips':<5} {'img':>3} {'size':>9} "
-          f"{'median ms':>10} {'p90 ms':>9} {'fps':>7} {'RSS MiB':>8} {'rec/plain':>9} {'speedup':>8}")
+          f"{'thr':>3} {'median ms':>10} {'p90 ms':>9} {'fps':>7} {'RSS MiB':>8} {'rec/plain':>9} {'speedup':>8}")
 
 
 def format_row(row: LatencyRow) -> str:
@@ -321,7 +385,7 @@ def format_row(row: LatencyRow) -> str:
     ratio = f"{row.recurrent_over_plain:9.2f}" if row.recurrent_over_plain is not None else f"{'-':>9}"
     speedup = f"{row.speedup:7.2f}x" if row.speedup is not None else f"{'-':>8}"
     return (f"{row.backend:<18} {row.model:<21} {row.mode:<7} {row.precision:<5} {width:>5} {skips:<5} {row.images:>3} "
-            f"{row.width:>4}x{row.height:<4} {row.median_ms:10.2f} {row.p90_ms:9.2f} {row.fps:7.2f} "
+            f"{row.width:>4}x{row.height:<4} {row.threads:>3} {row.median_ms:10.2f} {row.p90_ms:9.2f} {row.fps:7.2f} "
             f"{row.peak_rss_mib:8.0f} {ratio} {speedup}")
 
 
@@ -366,8 +430,12 @@ def build_arg_parser() -> OneLineParser:
     parser.add_argument("--warmup", type=non_negative_int, default=5, help="untimed steps before timing")
     parser.add_argument("--rounds", type=positive_int, default=10,
                         help="interleaving rounds: each runs frames/rounds steps of every configuration")
-    parser.add_argument("--threads", type=positive_int, default=torch.get_num_threads(),
-                        help="CPU threads for torch and ONNX Runtime alike")
+    parser.add_argument("--threads", type=lambda s: [positive_int(v) for v in s.split(",")],
+                        default=[torch.get_num_threads()],
+                        help="CPU thread counts for torch and ONNX Runtime alike, comma separated (e.g. 1,2: "
+                             "every configuration at each, interleaved)")
+    parser.add_argument("--spin-wait", action="store_true",
+                        help="ONNX Runtime's threads spin between operators (ours and the reference alike)")
     parser.add_argument("--no-ablation", dest="ablation", action="store_false",
                         help="skip the non-recurrent model of the same width")
     parser.add_argument("--single-pass", action="store_true",
@@ -385,7 +453,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model_latency: error: unknown backends {sorted(unknown)}; choose from {', '.join(BACKEND_VARIANTS)}",
               file=sys.stderr)
         return 2
-    torch.set_num_threads(args.threads)
     machine = machine_description(args.device)
     print(json.dumps(machine))
 
@@ -394,12 +461,18 @@ def main(argv: list[str] | None = None) -> int:
         print(HEADER)
         for row in rows:
             print(format_row(row))
+        ratios = ratio_rows(rows)
+        if ratios:
+            print(f"\nratios per interleaving round: median [min-max] over {args.rounds} rounds")
+            for ratio in ratios:
+                print(f"  {ratio['name']:<60} {ratio['median']:6.2f}x [{ratio['min']:.2f}-{ratio['max']:.2f}]")
         for variant, reason in skipped.items():
             print(f"skipped {variant}: {reason}")
         if args.json is not None:
             args.json.write_text(json.dumps({"machine": machine, "settings": {
                 "frames": args.frames, "warmup": args.warmup, "rounds": args.rounds, "threads": args.threads,
-                "fp16": args.fp16, "reference": REFERENCE_NAME}, "rows": [asdict(row) for row in rows],
+                "spin_wait": args.spin_wait, "fp16": args.fp16, "reference": REFERENCE_NAME},
+                "rows": [asdict(row) for row in rows], "ratios": ratios,
                 "skipped": skipped}, indent=2) + "\n")
             print(f"wrote {args.json}")
         return 0

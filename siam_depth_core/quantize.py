@@ -22,8 +22,11 @@ from siam_depth_core.inference import preprocess
 
 LOGGER = logging.getLogger(__name__)
 
-#: Operator types quantised by default: the convolutions hold nearly all the compute.
-DEFAULT_OP_TYPES = ("Conv",)
+#: Operator types quantised by default: the convolutions, which hold nearly all the compute, and the operators
+#: that only move data between them (skip concatenation, 2x upsampling, max-pooling, the ConvLSTM gate split,
+#: the flip's slice), so that their tensors stay uint8 (a quarter of the bytes) instead of being dequantised
+#: before and quantised after each (measured: benchmarks/README.md, "int8 that scales").
+DEFAULT_OP_TYPES = ("Conv", "Concat", "Resize", "MaxPool", "Split", "Slice")
 
 
 @dataclass(frozen=True)

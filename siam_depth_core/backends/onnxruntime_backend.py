@@ -28,18 +28,19 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 #: RuntimeOptions ONNX Runtime honours (input_size, post_process and single_pass only as the exported model
 #: fixes them).
-SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "post_process", "single_pass")
+SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "post_process", "single_pass", "spin_wait")
 
 
-def session_options_for(onnxruntime: Any, num_threads: int) -> Any:
+def session_options_for(onnxruntime: Any, num_threads: int, spin_wait: bool = False) -> Any:
     """The SessionOptions every session of ours uses: `num_threads` intra-op threads (0 = ONNX Runtime's
-    default, one per core), no inter-op pool (sequential execution needs none) and no spinning: threads
-    that spin while waiting took CPU from the node's other threads (on a loaded 2-core VM a step took
-    838 ms without spinning and 973 ms with it at 2 threads; benchmarks/README.md, "Threads")."""
+    default, one per core), no inter-op pool (sequential execution needs none) and, unless `spin_wait`, no
+    spinning: threads that spin while waiting took CPU from the node's other threads on a loaded 2-core VM
+    (a step took 838 ms without spinning and 973 ms with it at 2 threads), while on a quiet one spinning
+    made 2-thread steps about 1.1x faster (benchmarks/README.md, "Threads" and "int8 that scales")."""
     session_options = onnxruntime.SessionOptions()
     session_options.intra_op_num_threads = num_threads
     session_options.inter_op_num_threads = 1
-    session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session_options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin_wait else "0")
     return session_options
 
 
@@ -86,7 +87,7 @@ class OnnxRuntimeBackend:
                                    f"{', '.join(onnxruntime.get_available_providers())}")
             self.device_type, self.device_id = "cuda", options.device_index
             providers = [(CUDA_PROVIDER, {"device_id": self.device_id}), CPU_PROVIDER]
-        session_options = session_options_for(onnxruntime, options.num_threads)
+        session_options = session_options_for(onnxruntime, options.num_threads, options.spin_wait)
         model_bytes = self.onnx_path.read_bytes()
         try:
             self.session = onnxruntime.InferenceSession(model_bytes, session_options, providers=providers)

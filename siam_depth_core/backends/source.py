@@ -163,6 +163,9 @@ class RuntimeOptions:
     single_pass: run only the direct branch of a Siamese model (no mirrored image, no refinement, no
     confidence): half the compute, for CPUs and small GPUs that need the rate (an ONNX model or engine
     must have been exported with `siam-depth-export --single-pass`).
+    spin_wait (onnxruntime): the intra-op threads spin while waiting for the next operator instead of
+    sleeping: faster with num_threads > 1 on cores the model has to itself (a vehicle computer), slower
+    on a CPU shared with other busy work, where spinning threads take its time (benchmarks/README.md).
     """
 
     device: str | None = None
@@ -173,6 +176,7 @@ class RuntimeOptions:
     cuda_graph: bool = False
     post_process: bool = False
     single_pass: bool = False
+    spin_wait: bool = False
 
     def __post_init__(self) -> None:
         if self.single_pass and self.post_process:
