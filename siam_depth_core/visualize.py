@@ -33,15 +33,36 @@ def colorize(values: np.ndarray, vmin: float, vmax: float, colormap: int = cv2.C
 def colorize_depth(depth_m: np.ndarray, min_depth: float = NEAR_DEPTH_M, max_depth: float = FAR_DEPTH_M,
                    colormap: int = cv2.COLORMAP_MAGMA) -> np.ndarray:
     """(H,W) depth in metres -> (H,W,3) uint8 RGB: inverse depth mapped over [1/max_depth, 1/min_depth]
-    (near = bright, nearer than min_depth saturated); NaN, inf and non-positive depth are black."""
+    (near = bright, nearer than min_depth saturated); NaN, inf and non-positive depth are black.
+
+    One pass through a 256-entry lookup table (`depth_color_table`): levels 1..255 are the colour map's,
+    level 0 is black for invalid pixels, so the node's per-frame colour view costs a division and a lookup.
+    """
     if not 0 < min_depth < max_depth:
         raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth} and {max_depth}")
     depth_m = np.asarray(depth_m, dtype=np.float32)
     if depth_m.ndim != 2:
         raise ValueError(f"depth must be (H,W), got shape {depth_m.shape}")
-    valid = np.isfinite(depth_m) & (depth_m > 0)
-    inverse = np.divide(1.0, depth_m, out=np.full_like(depth_m, np.nan), where=valid)
-    return colorize(inverse, 1.0 / max_depth, 1.0 / min_depth, colormap)
+    low, high = 1.0 / max_depth, 1.0 / min_depth
+    with np.errstate(divide="ignore", invalid="ignore"):
+        levels = (np.float32(1.0) / depth_m - np.float32(low)) * np.float32(254.0 / (high - low))
+        np.clip(levels, 0.0, 254.0, out=levels)
+        valid = (depth_m > 0) & (depth_m < np.inf)  # NaN compares False
+    index = np.where(valid, levels + np.float32(1.5), np.float32(0.0)).astype(np.uint8)  # round half up, 1..255
+    return cv2.applyColorMap(index, depth_color_table(colormap))
+
+
+_COLOR_TABLES: dict[int, np.ndarray] = {}
+
+
+def depth_color_table(colormap: int = cv2.COLORMAP_MAGMA) -> np.ndarray:
+    """(256,1,3) uint8 lookup table of `colorize_depth`: entry 0 black (invalid), entries 1..255 the OpenCV colour
+    map's 255 levels from far to near, in RGB order (applyColorMap with a user table keeps the table's order)."""
+    if colormap not in _COLOR_TABLES:
+        levels = np.round(np.linspace(0, 255, 255)).astype(np.uint8).reshape(-1, 1)
+        rgb = cv2.cvtColor(cv2.applyColorMap(levels, colormap), cv2.COLOR_BGR2RGB)
+        _COLOR_TABLES[colormap] = np.concatenate([np.zeros((1, 1, 3), np.uint8), rgb], axis=0)
+    return _COLOR_TABLES[colormap]
 
 
 def colorize_sparse_depth(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -295,19 +295,26 @@ def points_to_pointcloud2(points: np.ndarray, colors: np.ndarray | None = None, 
     if points.ndim not in (2, 3) or points.shape[-1] != 3:
         raise ValueError(f"points must be (N,3) or (H,W,3), got shape {points.shape}")
     height, width = (1, points.shape[0]) if points.ndim == 2 else points.shape[:2]
+    flat_points = points.reshape(-1, 3)
     names = ["x", "y", "z"]
     if colors is not None:
         if np.shape(colors) != points.shape:
             raise ValueError(f"colours {np.shape(colors)} must match points {points.shape}")
         names.append("rgb")
-    record = np.empty(height * width, dtype=np.dtype({"names": names, "formats": [np.float32] * len(names)}))
-    flat_points = points.reshape(-1, 3)
-    record["x"], record["y"], record["z"] = flat_points[:, 0], flat_points[:, 1], flat_points[:, 2]
+    # one (N, fields) float32 block written column-wise, its bytes the message's data
+    record = np.empty((height * width, len(names)), dtype=np.float32)
+    record[:, :3] = flat_points
     if colors is not None:
-        record["rgb"] = pack_rgb(np.asarray(colors).reshape(-1, 3))
+        flat_colors = np.asarray(colors).reshape(-1, 3)
+        if _NATIVE_BIG_ENDIAN:
+            record[:, 3] = pack_rgb(flat_colors)
+        else:  # 0x00RRGGBB as a little-endian uint32: the bytes B, G, R, 0
+            rgb_bytes = record[:, 3:].view(np.uint8)
+            rgb_bytes[:, :3] = flat_colors[:, ::-1]
+            rgb_bytes[:, 3] = 0
     fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, name in enumerate(names)]
     msg = PointCloud2(height=height, width=width, fields=fields, is_bigendian=_NATIVE_BIG_ENDIAN,
-                      point_step=record.dtype.itemsize, row_step=record.dtype.itemsize * width,
+                      point_step=4 * len(names), row_step=4 * len(names) * width,
                       is_dense=bool(np.isfinite(flat_points).all()))
     if header is not None:
         msg.header = header
