@@ -85,6 +85,7 @@ class LatencyRow:
     peak_rss_mib: float
     cuda_max_allocated_mib: float | None
     threads: int = 1
+    lstm_ratio: float | None = None
     recurrent_over_plain: float | None = None
     speedup: float | None = None
     round_medians_ms: list[float] = field(default_factory=list)
@@ -138,7 +139,7 @@ def make_estimator(variant: str, meta: ModelMeta, size: ImageSize, device: str, 
             channels_last=variant == "torch_channels_last", cuda_graph=variant == "torch_cuda_graph",
             single_pass=single_pass))
     mode = "single" if single_pass else "siamese"
-    onnx_path = workdir / f"w{meta.net_width}_{'rec' if meta.recurrent else 'plain'}_{size}_{mode}.onnx"
+    onnx_path = workdir / f"w{meta.net_width}_{'rec' if meta.recurrent else 'plain'}{meta.lstm_ratio}_{size}_{mode}.onnx"
     if not onnx_path.exists():
         export_onnx(net, meta, size, onnx_path, single_pass=single_pass)
     options = RuntimeOptions(device=device, num_threads=threads, single_pass=single_pass, spin_wait=spin_wait)
@@ -195,7 +196,8 @@ def our_configuration(variant: str, meta: ModelMeta, size: ImageSize, args: argp
                      precision="int8" if variant.endswith("int8") else "fp16" if fp16 else "fp32",
                      width_multiplier=meta.net_width, recurrent=meta.recurrent, images=1, height=size.height,
                      width=size.width, parameters=count_parameters(meta.build_network()), frames=0, median_ms=0.0,
-                     p90_ms=0.0, fps=0.0, peak_rss_mib=0.0, cuda_max_allocated_mib=None, threads=threads)
+                     p90_ms=0.0, fps=0.0, peak_rss_mib=0.0, cuda_max_allocated_mib=None, threads=threads,
+                     lstm_ratio=meta.lstm_ratio if meta.recurrent else None)
     return Timed(row, _with_torch_threads(threads, lambda: estimator.step(image, next(stamp)).timings["model"]))
 
 
@@ -279,7 +281,7 @@ def link_rows(rows: list[LatencyRow]) -> None:
     ours = [r for r in rows if r.model == "ours"]
     for row in ours:
         plain = [p for p in ours if p.backend == row.backend and p.recurrent is False and row.recurrent
-                 and (p.mode, p.width_multiplier, p.width, p.height, p.threads)
+                 and row.lstm_ratio == 1.0 and (p.mode, p.width_multiplier, p.width, p.height, p.threads)
                  == (row.mode, row.width_multiplier, row.width, row.height, row.threads)]
         if plain:
             row.recurrent_over_plain = row.median_ms / plain[0].median_ms
@@ -301,8 +303,10 @@ def run_all(args: argparse.Namespace) -> tuple[list[LatencyRow], dict[str, str]]
                     skipped[variant] = reason
                     continue
                 for net_width in args.widths:
-                    for recurrent in (True, False) if args.ablation else (True,):
-                        meta = ModelMeta(net_width=net_width, recurrent=recurrent, height=size.height, width=size.width)
+                    for recurrent, lstm_ratio in [(True, ratio) for ratio in args.lstm_ratios] + (
+                            [(False, 1.0)] if args.ablation else []):
+                        meta = ModelMeta(net_width=net_width, recurrent=recurrent, height=size.height, width=size.width,
+                                         lstm_ratio=lstm_ratio)
                         try:
                             for single_pass in (False, True) if args.single_pass else (False,):
                                 configurations += [our_configuration(variant, meta, size, args, Path(tmp),
@@ -340,7 +344,8 @@ def ratio_rows(rows: list[LatencyRow]) -> list[dict[str, Any]]:
     ratios: list[dict[str, Any]] = []
 
     def key(row: LatencyRow) -> tuple[Any, ...]:
-        return (row.model, row.mode, row.width_multiplier, row.recurrent, row.images, row.width, row.height)
+        return (row.model, row.mode, row.width_multiplier, row.recurrent, row.lstm_ratio, row.images, row.width,
+                row.height)
 
     ours = [r for r in rows if r.model == "ours" and r.recurrent is not False]
     for row in ours:
@@ -349,12 +354,14 @@ def ratio_rows(rows: list[LatencyRow]) -> list[dict[str, Any]]:
             if (reference.model == REFERENCE_NAME and reference.backend == RUNTIME[row.backend]
                     and reference.images == images and (reference.width, reference.height, reference.threads)
                     == (row.width, row.height, row.threads)):
-                ratios.append(_ratio(f"{row.backend} {row.mode} vs reference ({images} img), {row.threads} thr",
+                lstm = "" if row.lstm_ratio == 1.0 else f" lstm_ratio {row.lstm_ratio:g}"
+                ratios.append(_ratio(f"{row.backend} {row.mode}{lstm} vs reference ({images} img), {row.threads} thr",
                                      reference, row))
         if row.backend == "onnxruntime_int8":
             for fp32 in ours:
                 if fp32.backend == "onnxruntime" and key(fp32) == key(row) and fp32.threads == row.threads:
-                    ratios.append(_ratio(f"int8 vs fp32 {row.mode}, {row.threads} thr", fp32, row))
+                    lstm = "" if row.lstm_ratio == 1.0 else f" lstm_ratio {row.lstm_ratio:g}"
+                    ratios.append(_ratio(f"int8 vs fp32 {row.mode}{lstm}, {row.threads} thr", fp32, row))
     thread_counts = sorted({r.threads for r in rows})
     if len(thread_counts) > 1:
         low, high = thread_counts[0], thread_counts[-1]
@@ -380,7 +387,8 @@ HEADER = (f"{'backend':<18} {'model':<21} {'mode':<7} {'prec':<5} {'width':>5} {
 
 
 def format_row(row: LatencyRow) -> str:
-    skips = "-" if row.recurrent is None else "lstm" if row.recurrent else "plain"
+    skips = "-" if row.recurrent is None else "plain" if not row.recurrent else (
+        "lstm" if row.lstm_ratio == 1.0 else f"l{row.lstm_ratio:g}")
     width = "-" if row.width_multiplier is None else f"{row.width_multiplier:g}"
     ratio = f"{row.recurrent_over_plain:9.2f}" if row.recurrent_over_plain is not None else f"{'-':>9}"
     speedup = f"{row.speedup:7.2f}x" if row.speedup is not None else f"{'-':>8}"
@@ -436,6 +444,8 @@ def build_arg_parser() -> OneLineParser:
                              "every configuration at each, interleaved)")
     parser.add_argument("--spin-wait", action="store_true",
                         help="ONNX Runtime's threads spin between operators (ours and the reference alike)")
+    parser.add_argument("--lstm-ratios", type=lambda s: [float(v) for v in s.split(",")], default=[1.0],
+                        help="ConvLSTM hidden-channel ratios of our network, comma separated (1 = Table 1)")
     parser.add_argument("--no-ablation", dest="ablation", action="store_false",
                         help="skip the non-recurrent model of the same width")
     parser.add_argument("--single-pass", action="store_true",

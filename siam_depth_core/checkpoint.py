@@ -37,7 +37,8 @@ class ModelMeta:
     net_width: channel multiplier of the network (`SiamDepthNet(width_multiplier=...)`), not an image width;
     recurrent: ConvLSTM (True) or plain-conv skips; siamese: trained with the refinement pass;
     height/width: training input size in pixels (`input_size`); baseline_m: stereo baseline in metres
-    (turns disparity into metric depth).
+    (turns disparity into metric depth); lstm_ratio: hidden channels of the ConvLSTM layers relative to Table 1
+    (1.0 in checkpoints written before it existed).
     """
 
     net_width: float = 1.0
@@ -49,6 +50,7 @@ class ModelMeta:
     baseline_m: float = KITTI_BASELINE_M
     git_revision: str = "unknown"
     extra: dict[str, Any] = field(default_factory=dict)
+    lstm_ratio: float = 1.0
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ModelMeta:
@@ -63,7 +65,8 @@ class ModelMeta:
 
     def build_network(self) -> SiamDepthNet:
         """A freshly initialised network with this architecture."""
-        return SiamDepthNet(width_multiplier=self.net_width, recurrent=self.recurrent, max_disp=self.max_disp)
+        return SiamDepthNet(width_multiplier=self.net_width, recurrent=self.recurrent, max_disp=self.max_disp,
+                            lstm_ratio=self.lstm_ratio)
 
 
 def git_revision(repo_dir: str | Path | None = None) -> str:

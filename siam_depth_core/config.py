@@ -136,6 +136,8 @@ class TrainConfig:
     # --- model and loss ---
     net_width: float = _field(1.0, "channel multiplier of Table 1 (1.0 paper, 0.25 CPU/embedded)")
     recurrent: bool = _field(True, "ConvLSTM skips (true) or plain convolutions (U-net ablation)")
+    lstm_ratio: float = _field(1.0, "hidden channels of the ConvLSTM layers relative to Table 1 (1.0 = the paper; "
+                                    "0.5: a faster variant, see models/README.md)")
     siamese: bool = _field(True, "run the flipped image too and train through the refinement (false = "
                                  "non-Siamese baseline)")
     max_disp: float = _field(DEFAULT_MAX_DISP, "largest disparity the heads can output, fraction of width")
@@ -185,6 +187,8 @@ class TrainConfig:
         if self.lr <= 0 or self.weight_decay < 0 or not 0 < self.lr_decay_factor <= 1:
             raise ValueError(f"need lr > 0, weight_decay >= 0, 0 < lr_decay_factor <= 1; got {self.lr}, "
                              f"{self.weight_decay}, {self.lr_decay_factor}")
+        if not 0 < self.lstm_ratio <= 1:
+            raise ValueError(f"lstm_ratio must be in (0, 1], got {self.lstm_ratio}")
         if self.net_width <= 0 or not 0 < self.max_disp <= 1:
             raise ValueError(f"need net_width > 0 and 0 < max_disp <= 1, got {self.net_width}, {self.max_disp}")
         if self.dataset == "kitti" and not self.sources and not self.drives and not self.split:

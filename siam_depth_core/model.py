@@ -109,6 +109,9 @@ class SiamDepthNet(nn.Module):
 
     `width_multiplier` multiplies every channel count (1.0 is Table 1 exactly, 0.25 the CPU/embedded variant).
     `recurrent=False` replaces the ConvLSTM layers with plain convolutions (ablation, Table 3).
+    `lstm_ratio` multiplies the hidden channels of the ConvLSTM layers only (their gate convolutions, the
+    state, and the skip features the decoder receives): 1.0 is Table 1; below 1 a faster variant whose
+    ConvLSTM layers, 42 % of an fp32 step, shrink about quadratically (benchmarks/README.md, models/README.md).
     Input: (N,3,H,W) RGB in [0,1], H and W multiples of 32.
     """
 
@@ -116,16 +119,20 @@ class SiamDepthNet(nn.Module):
     BOTTLENECK_NAMES = ("convlstm7a", "convlstm7b")
     NUM_SCALES = 4
 
-    def __init__(self, width_multiplier: float = 1.0, recurrent: bool = True, max_disp: float = DEFAULT_MAX_DISP
-                 ) -> None:
+    def __init__(self, width_multiplier: float = 1.0, recurrent: bool = True, max_disp: float = DEFAULT_MAX_DISP,
+                 lstm_ratio: float = 1.0) -> None:
         super().__init__()
+        if not 0 < lstm_ratio <= 1:
+            raise ValueError(f"lstm_ratio must be in (0, 1], got {lstm_ratio}")
         self.width_multiplier = width_multiplier
         self.recurrent = recurrent
         self.max_disp = max_disp
+        self.lstm_ratio = lstm_ratio
         enc = [scaled_channels(c, width_multiplier) for c in _ENCODER_CHANNELS]
         bottleneck = scaled_channels(_BOTTLENECK_CHANNELS, width_multiplier)
-        rec_bottleneck = scaled_channels(_RECURRENT_BOTTLENECK_CHANNELS, width_multiplier)
-        self._state_channels = dict(zip(self.SKIP_NAMES, enc, strict=True))
+        rec_bottleneck = scaled_channels(_RECURRENT_BOTTLENECK_CHANNELS, width_multiplier * lstm_ratio)
+        skips = [scaled_channels(c, width_multiplier * lstm_ratio) for c in _ENCODER_CHANNELS]
+        self._state_channels = dict(zip(self.SKIP_NAMES, skips, strict=True))
         self._state_channels.update({name: rec_bottleneck for name in self.BOTTLENECK_NAMES})
 
         in_channels = 3
@@ -135,8 +142,8 @@ class SiamDepthNet(nn.Module):
             in_channels = channels
         self.conv6a = _conv_elu(enc[4], bottleneck)
         self.conv6b = _conv_elu(bottleneck, bottleneck)
-        for name, channels in zip(self.SKIP_NAMES, enc, strict=True):
-            setattr(self, name, self._recurrent_layer(channels, channels))
+        for name, channels, skip_channels in zip(self.SKIP_NAMES, enc, skips, strict=True):
+            setattr(self, name, self._recurrent_layer(channels, skip_channels))
         self.convlstm7a = self._recurrent_layer(bottleneck, rec_bottleneck)
         self.convlstm7b = self._recurrent_layer(rec_bottleneck, rec_bottleneck)
 
@@ -146,7 +153,7 @@ class SiamDepthNet(nn.Module):
             channels = enc[level - 1]
             setattr(self, f"deconv{level}", _Deconv(previous, channels))
             extra_disp = 2 if level <= 3 else 0
-            setattr(self, f"iconv{level}b", _conv_elu(2 * channels + extra_disp, channels))
+            setattr(self, f"iconv{level}b", _conv_elu(channels + skips[level - 1] + extra_disp, channels))
             setattr(self, f"iconv{level}a", _conv_elu(channels, channels))
             if level <= 4:
                 setattr(self, f"disp{level}", _DispHead(channels, max_disp))

@@ -289,7 +289,7 @@ def set_rng_states(states: dict[str, Any]) -> None:
 def model_meta(config: TrainConfig, rig: StereoRig) -> ModelMeta:
     """Checkpoint metadata: architecture, training size, rig baseline, git revision, intrinsics."""
     return ModelMeta(net_width=config.net_width, recurrent=config.recurrent, siamese=config.siamese,
-                     max_disp=config.max_disp, height=config.size[0], width=config.size[1],
+                     max_disp=config.max_disp, height=config.size[0], width=config.size[1], lstm_ratio=config.lstm_ratio,
                      baseline_m=rig.baseline_m, git_revision=git_revision(),
                      extra={"dataset": config.dataset, "camera_matrix": np.asarray(rig.camera_matrix).tolist(),
                             "camera_image_size": list(rig.image_size), "clip_len": config.clip_len})
@@ -320,9 +320,9 @@ def architecture_mismatch(meta: ModelMeta, config: TrainConfig) -> list[str]:
     """What differs between a checkpoint's network/size and `config`'s, as "<field> <theirs> in the checkpoint
     vs <ours> in the config" phrases (empty when they match)."""
     theirs = {"net_width": meta.net_width, "recurrent": meta.recurrent, "max_disp": meta.max_disp,
-              "size": (meta.height, meta.width)}
+              "size": (meta.height, meta.width), "lstm_ratio": meta.lstm_ratio}
     ours = {"net_width": config.net_width, "recurrent": config.recurrent, "max_disp": config.max_disp,
-            "size": tuple(config.size)}
+            "size": tuple(config.size), "lstm_ratio": config.lstm_ratio}
     return [f"{k} {theirs[k]} in the checkpoint vs {ours[k]} in the config" for k in ours if theirs[k] != ours[k]]
 
 

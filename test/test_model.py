@@ -297,3 +297,21 @@ def test_state_of_wrong_batch_raises_value_error() -> None:
         run_siamese(net, torch.rand(1, 3, 64, 128), net.init_state(1, 64, 128))
     with pytest.raises(ValueError, match="state has 2 layers, the network has 7"):
         net(torch.rand(1, 3, 64, 128), net.init_state(1, 64, 128)[:2])
+
+
+def test_lstm_ratio_narrows_only_the_convlstm_layers_and_their_state(tmp_path) -> None:
+    from siam_depth_core.checkpoint import ModelMeta, load_model, save_checkpoint
+
+    full, narrow = SiamDepthNet(width_multiplier=0.25), SiamDepthNet(width_multiplier=0.25, lstm_ratio=0.5)
+    assert narrow.convlstm_skip3.hidden_channels == full.convlstm_skip3.hidden_channels // 2 == 16
+    assert narrow.conv3b[0].out_channels == full.conv3b[0].out_channels  # the encoder keeps Table 1's widths
+    assert count_parameters(narrow) < 0.6 * count_parameters(full)
+    disps, state = narrow(torch.rand(1, 3, 64, 128))
+    assert [d.shape[1:] for d in disps] == [(2, 64 // 2 ** s, 128 // 2 ** s) for s in range(4)]
+    assert [tuple(h.shape) for h, _ in state] == list(narrow.state_shapes(1, 64, 128).values())
+    assert narrow.state_shapes(1, 64, 128)["convlstm7a"] == (1, 64, 2, 4)
+    meta = ModelMeta(net_width=0.25, lstm_ratio=0.5, height=64, width=128)
+    loaded, loaded_meta = load_model(save_checkpoint(tmp_path / "narrow.pt", narrow, meta))
+    assert loaded_meta.lstm_ratio == 0.5 and count_parameters(loaded) == count_parameters(narrow)
+    with pytest.raises(ValueError, match="lstm_ratio"):
+        SiamDepthNet(width_multiplier=0.25, lstm_ratio=0.0)
