@@ -369,8 +369,9 @@ def ratio_rows(rows: list[LatencyRow]) -> list[dict[str, Any]]:
             if row.threads == high and row.recurrent is not False:
                 for base in rows:
                     if base.threads == low and base.backend == row.backend and key(base) == key(row):
-                        ratios.append(_ratio(f"{row.backend} {row.model} {row.mode} ({row.images} img): {high} thr vs "
-                                             f"{low}", base, row))
+                        lstm = "" if row.lstm_ratio in (None, 1.0) else f" lstm_ratio {row.lstm_ratio:g}"
+                        ratios.append(_ratio(f"{row.backend} {row.model} {row.mode}{lstm} ({row.images} img): {high} "
+                                             f"thr vs {low}", base, row))
     return ratios
 
 
