@@ -4,7 +4,14 @@ Steps: convert the drive (default the held-out 2011_09_26_drive_0023 excerpt) to
 temporary folder (`kitti2bag`); start the `siam_depth` node in its own process with the shipped model
 (`siam_depth_ros.harness`: localhost discovery, a private ROS_DOMAIN_ID, the shared-memory Fast DDS
 profile); replay the bag over DDS with `siam-depth-play`'s `play_bag` at the recorded rate; record every
-depth image and point cloud the node publishes; write `demo_out/`:
+depth image and point cloud the node publishes; write `demo_out/`.
+
+The node runs the fastest configuration that keeps the model's accuracy on a CPU (`--model`, default
+`int8`): the checkpoint exported to ONNX and quantised to int8 (`siam-depth-export --int8`, calibrated on
+drive 0009; every Eigen column within 0.01 of fp32, models/README.md), on ONNX Runtime with one thread,
+so that a 2-core machine answers a 10 Hz camera. The export is cached under the siam_depth cache folder
+by the checkpoint's sha256, so only the first demo pays for it. `--model fp32` runs the fp32 ONNX export,
+`--model torch` the checkpoint itself. The run says which it ran (console and metrics.json). Outputs:
 
 - `depth/<frame>.png`: the published depth, colour-mapped (inverse depth, magma: bright = near)
 - `montage.png` (a few frames) and `demo.gif` (every frame): image | depth | LiDAR over the image
@@ -321,6 +328,43 @@ def prepare_source(args: argparse.Namespace, tmp_dir: Path) -> DemoSource:
     return DemoSource(drive, drive.frames(), synthetic=True)
 
 
+#: The node configurations `--model` chooses from: what the node runs, in words.
+MODEL_CHOICES = {"int8": "int8 ONNX (ONNX Runtime)", "fp32": "fp32 ONNX (ONNX Runtime)", "torch": "the checkpoint (torch)"}
+
+
+def exported_model(checkpoint: Path, kind: str, calibration_folder: Path | None) -> Path:
+    """The ONNX export of `checkpoint` (`kind` "fp32" or "int8", quantised as `siam-depth-export --int8` does),
+    cached under the siam_depth cache folder by the checkpoint's sha256 (made on first use, which says so).
+    calibration_folder: consecutive frames for the int8 calibration (None: drive 0009, the export's default)."""
+    from siam_depth_core.backends.sidecar import file_sha256
+    from siam_depth_core.export import CALIBRATION_CLIP_LEN, calibration_clips, export_checkpoint
+    from siam_depth_core.quantize import int8_path, quantize_onnx
+
+    folder = paths.cache_dir() / "demo_models" / file_sha256(checkpoint)[:16]
+    fp32_path = folder / f"{checkpoint.stem}.onnx"
+    wanted = fp32_path if kind == "fp32" else int8_path(fp32_path)
+    if wanted.is_file():
+        log(f"using the cached {kind} export {wanted}")
+        return wanted
+    folder.mkdir(parents=True, exist_ok=True)
+    log(f"exporting {checkpoint} to {kind} ONNX in {folder} (once per checkpoint)")
+    if not fp32_path.is_file():
+        export_checkpoint(checkpoint, fp32_path)
+    if kind == "int8":
+        frames = None if calibration_folder is None else len(list(calibration_folder.iterdir()))
+        clip_len = CALIBRATION_CLIP_LEN if frames is None else min(CALIBRATION_CLIP_LEN, frames)
+        quantize_onnx(fp32_path, wanted, calibration_clips(calibration_folder, clip_len))
+    return wanted
+
+
+def node_model_parameters(checkpoint: Path, kind: str, source: DemoSource) -> dict[str, Any]:
+    """The node parameters that make it run `checkpoint` as `kind` (see MODEL_CHOICES)."""
+    if kind == "torch":
+        return {"checkpoint": checkpoint.resolve()}
+    calibration = source.drive.image_path(source.frames[0]).parent if source.synthetic else None
+    return {"backend": "onnxruntime", "onnx": exported_model(checkpoint, kind, calibration).resolve()}
+
+
 def run_demo(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]:
     """Everything `main` does; returns the metrics.json content and the written files."""
     from siam_depth_core.shipped_files import shipped_checkpoint
@@ -335,16 +379,18 @@ def run_demo(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]
         tmp_dir = Path(tmp)
         env = isolated_dds_environment()
         env["OMP_NUM_THREADS"] = str(args.torch_threads)
-        log(f"starting the depth node in its own process (model {checkpoint}; ROS_DOMAIN_ID {env['ROS_DOMAIN_ID']}, "
-            f"localhost discovery, Fast DDS profile {env.get('FASTDDS_DEFAULT_PROFILES_FILE', 'not found: UDP')})")
+        source = prepare_source(args, tmp_dir)
+        model_parameters = node_model_parameters(checkpoint, args.model, source)
+        log(f"starting the depth node in its own process (model {checkpoint} as {MODEL_CHOICES[args.model]}, "
+            f"{args.torch_threads} thread(s); ROS_DOMAIN_ID {env['ROS_DOMAIN_ID']}, localhost discovery, Fast DDS "
+            f"profile {env.get('FASTDDS_DEFAULT_PROFILES_FILE', 'not found: UDP')})")
         # reliable input QoS: a replayed bag should not lose its first frame to discovery (the node still
         # keeps only the newest frame and counts the ones it skips)
         node = DepthNodeProcess(tmp_dir / "depth_node.log", NAMESPACE,
-                                {"checkpoint": checkpoint.resolve(), "cloud_stride": args.cloud_stride,
-                                 "qos": "reliable"},
+                                {**model_parameters, "cloud_stride": args.cloud_stride, "qos": "reliable",
+                                 "num_threads": args.torch_threads},
                                 {"image": LEFT_CAMERA.image_topic, "camera_info": LEFT_CAMERA.info_topic}, env=env)
         try:
-            source = prepare_source(args, tmp_dir)
             bag = tmp_dir / "bag"
             log(f"converting the drive to a rosbag2 (left camera images + camera_info) at {bag}")
             convert_drive(source.drive.path, bag, frame_range=(source.frames[0], source.frames[-1] + 1),
@@ -368,7 +414,8 @@ def run_demo(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Path]]
         "source": {"kind": "synthetic" if source.synthetic else "kitti", "drive": source.drive.name,
                    "root": None if source.synthetic else str(source.drive.root), "frames": source.frames,
                    "ground_truth": source.ground_truth_name},
-        "model": {"checkpoint": str(checkpoint)},
+        "model": {"checkpoint": str(checkpoint), "ran": MODEL_CHOICES[args.model], "threads": args.torch_threads,
+                  **{key: str(value) for key, value in model_parameters.items() if key == "onnx"}},
         "replay": {"rate": args.rate, **timing_summary(recording, published)},
         "depth_0_80m": {"frames": len(rows), "model": controls["model"], "own_mean": controls["own_mean"],
                         "constant_median_depth": controls["constant"], "street_prior": controls.get("street_prior"),
@@ -397,6 +444,7 @@ def print_summary(report: dict[str, Any], files: dict[str, Path]) -> None:
         controls["street_prior"] = metrics["street_prior"]
     print("\n".join(controls_table(controls, MODEL_LABEL)))
     print()
+    print(f"the node ran {report['model']['ran']} with {report['model']['threads']} thread(s)")
     latency = replay.get("latency_ms", {})
     rates = " / ".join("n/a" if replay[key] is None else f"{replay[key]:.1f}" for key in ("input_fps", "output_fps"))
     print(f"replay at rate {replay['rate']}: {replay['images_published']} images published, "
@@ -426,7 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "data is present")
     parser.add_argument("--synthetic-frames", type=int, default=8, help="frames of the synthetic drive (default 8)")
     parser.add_argument("--cloud-stride", type=int, default=2, help="point cloud: every n-th pixel (default 2)")
-    parser.add_argument("--torch-threads", type=int, default=1, help="intra-op threads of the node's torch "
+    parser.add_argument("--model", choices=sorted(MODEL_CHOICES), default="int8",
+                        help="what the node runs: int8 (default) or fp32 ONNX export of the checkpoint on ONNX Runtime, "
+                             "or the checkpoint on torch")
+    parser.add_argument("--torch-threads", type=int, default=1, help="intra-op threads of the node's model "
                         "(default 1: on a 2-core machine the player and recorder need the other core)")
     parser.add_argument("--montage-frames", type=int, default=4, help="rows of montage.png (default 4)")
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for the node to "

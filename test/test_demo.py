@@ -82,6 +82,9 @@ def test_demo_reports_metrics_against_lidar_beside_a_constant_baseline_and_timin
     assert summary["frame_gain"] == pytest.approx(summary["own_mean"]["abs_rel"] - summary["model"]["abs_rel"])
     assert 0 < summary["street_prior"]["abs_rel"] and (summary["frame_corr"] is None) == (summary["frames"] < 3)
     assert str(out_dir / "metrics.json") in printed
+    # the fastest configuration that keeps the accuracy, and the run says which it was
+    assert metrics["model"]["ran"] == "int8 ONNX (ONNX Runtime)" and metrics["model"]["onnx"].endswith(".int8.onnx")
+    assert "the node ran int8 ONNX (ONNX Runtime) with 1 thread(s)" in printed
 
 
 def test_without_kitti_data_the_demo_runs_on_a_synthetic_drive_and_says_so(tmp_path):
