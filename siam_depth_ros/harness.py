@@ -400,7 +400,7 @@ class DepthNodeClient:
 
         return str(self._call(self._lifecycle_client("get_state"), GetState.Request(), timeout).current_state.label)
 
-    def diagnostics_where(self, condition: Callable[[dict[str, str]], bool], timeout: float = 10.0
+    def diagnostics_where(self, condition: Callable[[dict[str, str]], bool], timeout: float = 30.0
                           ) -> dict[str, str]:
         """Spin until a /diagnostics report of this node satisfies `condition(values)`; returns the newest such."""
         def matching() -> dict[str, str] | None:
@@ -408,7 +408,7 @@ class DepthNodeClient:
 
         return self.spin_until(matching, timeout, f"diagnostics of {self.namespace}/{NODE_NAME}")
 
-    def fresh_diagnostics(self, timeout: float = 10.0) -> dict[str, str]:
+    def fresh_diagnostics(self, timeout: float = 30.0) -> dict[str, str]:
         """The first /diagnostics report of this node that arrives after now (reports come at 1 Hz)."""
         seen = len(self.diagnostics)
         self.spin_until(lambda: len(self.diagnostics) > seen, timeout, "a /diagnostics report")

@@ -11,7 +11,6 @@ import ast
 import subprocess
 import sys
 import textwrap
-import time
 import xml.etree.ElementTree as ElementTree
 from dataclasses import asdict
 from pathlib import Path
@@ -22,7 +21,7 @@ import yaml
 rclpy = pytest.importorskip("rclpy", reason="rclpy not installed (ROS extra)")
 
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from ros_helpers import REPO_ROOT, configure_dds, spin_until, unique_namespace, wait_for_publishers  # noqa: E402
 from sensor_msgs.msg import PointCloud2  # noqa: E402
 
@@ -164,23 +163,31 @@ def test_fastdds_profile_is_a_default_shared_memory_profile_sized_for_large_clou
 _CLOUD_PUBLISHER = textwrap.dedent("""
     import sys, time
     import numpy as np, rclpy
-    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import PointCloud2
+    from std_msgs.msg import String
     from siam_depth_ros.conversions import points_to_pointcloud2
     topic, count = sys.argv[1], int(sys.argv[2])
     rclpy.init()
     node = rclpy.create_node("cloud_publisher")
     publisher = node.create_publisher(PointCloud2, topic, qos_profile_sensor_data)
-    while publisher.get_subscription_count() == 0:
-        rclpy.spin_once(node, timeout_sec=0.05)
-    time.sleep(1.0)  # let the subscriber match us too before best-effort data flows
+    said = []
+    latched = QoSProfile(depth=4, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(String, topic + "_control", lambda msg: said.append(msg.data), latched)
+
+    def wait_for(word):
+        deadline = time.monotonic() + 60
+        while word not in said and time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.05)
+
+    wait_for("go")  # the receiver has matched this publisher: best-effort data sent now is not lost to discovery
     points = np.random.default_rng(0).random((120_000, 3), dtype=np.float32)
     msg = points_to_pointcloud2(points, np.zeros((120_000, 3), np.uint8))
     for index in range(count):
         msg.header.stamp.sec = index
         publisher.publish(msg)
         time.sleep(0.2)
-    time.sleep(1.0)
+    wait_for("done")  # stay alive until the receiver has what it counts (or gives up)
     rclpy.shutdown()
 """)
 
@@ -188,7 +195,9 @@ _CLOUD_PUBLISHER = textwrap.dedent("""
 def test_fastdds_profile_carries_large_best_effort_clouds_between_processes():
     """1.9 MB best-effort clouds (the node's points at cloud_stride 2) all arrive with the profile;
     over fragmented UDP, Fast DDS's default for messages above its 512 KiB shared-memory segment,
-    most are lost."""
+    most are lost. The two sides wait for each other through a latched control topic, never for a time."""
+    from std_msgs.msg import String
+
     environment = configure_dds()
     context = rclpy.Context()
     rclpy.init(context=context)
@@ -199,18 +208,21 @@ def test_fastdds_profile_carries_large_best_effort_clouds_between_processes():
     received: list[PointCloud2] = []
     best_effort = QoSProfile(depth=2 * count, reliability=ReliabilityPolicy.BEST_EFFORT)
     subscription = node.create_subscription(PointCloud2, topic, received.append, best_effort)
+    latched = QoSProfile(depth=4, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    control = node.create_publisher(String, f"{topic}_control", latched)
     publisher = subprocess.Popen([sys.executable, "-c", _CLOUD_PUBLISHER, topic, str(count)], env=environment,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for_publishers(executor, subscription, timeout=60)
-        deadline = time.monotonic() + 60
-        while publisher.poll() is None and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.05)
-        spin_until(executor, lambda: len(received) >= count, timeout=5, what=f"{count} clouds")
+        control.publish(String(data="go"))
+        spin_until(executor, lambda: len(received) >= count or publisher.poll() is not None, timeout=120,
+                   what=f"{count} clouds")
+        control.publish(String(data="done"))
+        output = publisher.communicate(timeout=60)[0]
     finally:
         if publisher.poll() is None:
             publisher.kill()
-        output = publisher.communicate(timeout=30)[0]
+            publisher.communicate(timeout=30)
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown(context=context)

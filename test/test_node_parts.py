@@ -3,7 +3,6 @@ problem log and input watchdog."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +155,7 @@ def test_an_oversized_frame_is_shrunk_with_its_intrinsics() -> None:
 
 
 def test_first_image_waits_for_a_camera_info_that_arrives_just_after_it() -> None:
-    cache = CameraInfoCache("/cam/camera_info", 0.58, _Log(), grace_s=2.0)
+    cache = CameraInfoCache("/cam/camera_info", 0.58, _Log(), grace_s=30.0)  # returns as soon as it arrives
     threading.Timer(0.05, cache.add, args=(_info(5, fx=130.0),)).start()
     assert cache.intrinsics_for(5, SIZE).fx_px == 130.0
 
@@ -175,13 +174,19 @@ def test_latest_frame_slot_keeps_the_newest_and_counts_drops() -> None:
     assert slot.put(2) is True and slot.put(3) is True
     assert slot.take() == 3 and slot.dropped == 2
     taken: list[int | None] = []
-    consumer = threading.Thread(target=lambda: taken.extend([slot.take(), slot.take()]))
+    first_taken = threading.Event()
+
+    def consume() -> None:
+        taken.append(slot.take())  # blocks until a frame is put
+        first_taken.set()
+        taken.append(slot.take())  # blocks until the slot is closed
+
+    consumer = threading.Thread(target=consume)
     consumer.start()
-    time.sleep(0.05)
     slot.put(4)
-    time.sleep(0.05)
+    assert first_taken.wait(30.0)
     slot.close()
-    consumer.join(2.0)
+    consumer.join(30.0)
     assert taken == [4, None]
 
 

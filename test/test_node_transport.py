@@ -9,7 +9,6 @@ without any Fast DDS profile in its environment (so it must apply the shipped on
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import cv2
@@ -161,11 +160,12 @@ def test_undecodable_compressed_frames_are_reported_once_and_skipped(transport, 
     clock = StampClock(int(kitti[1][-1]) + 100 * 10**9)
     before = client.fresh_diagnostics()
     log_start = len(process.log())
-    for _ in range(3):
+    for index in range(3):
         broken, info = _jpeg_frame(kitti, clock.next())
         broken.data = bytes(broken.data)[: len(broken.data) // 3]  # a truncated JPEG
         client.publish(broken, info)
-        time.sleep(0.3)
+        failed = int(before["frames_failed"]) + index + 1  # processed before the next frame is sent
+        client.diagnostics_where(lambda values: int(values["frames_failed"]) == failed, timeout=20)  # noqa: B023
     outputs = client.send(*_jpeg_frame(kitti, clock.next()), topics=["depth"])
     assert np.isfinite(image_to_numpy(outputs["depth"])).mean() > 0.5
     assert process.log()[log_start:].count("cannot decode the CompressedImage") == 1

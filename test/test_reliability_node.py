@@ -128,7 +128,7 @@ class DepthNodeHarness:
         arrival = self.spin_until(lambda: self.depth_arrival(stamp_ns), timeout, f"depth at stamp {stamp_ns}")
         return arrival.msg
 
-    def wait_for_log(self, pattern: str, start: int, timeout: float = 20.0) -> re.Match[str]:
+    def wait_for_log(self, pattern: str, start: int, timeout: float = 60.0) -> re.Match[str]:
         """Spin (so our subscriptions keep up) until the node's log from `start` matches `pattern`."""
         found: list[re.Match[str]] = []
 
@@ -144,7 +144,7 @@ class DepthNodeHarness:
             raise AssertionError(f"{error}; its log from there:\n{self.process.log()[start:]}") from None
         return found[0]
 
-    def fresh_diagnostics(self, timeout: float = 10.0) -> dict[str, str]:
+    def fresh_diagnostics(self, timeout: float = 30.0) -> dict[str, str]:
         """The first /diagnostics report of this node that arrives after now (reports come at 1 Hz)."""
         return self.client.fresh_diagnostics(timeout)
 
