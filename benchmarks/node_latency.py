@@ -20,7 +20,8 @@ KITTI frame as the node decodes compressed input (`conversions.compressed_image_
 
 `--image-transport compressed` feeds the node JPEG sensor_msgs/CompressedImage (quality `--jpeg-quality`,
 as `siam-depth-kitti2bag --compressed` writes them) on `image/compressed`; the node's `convert_input` stage
-is then the decode. `--num-threads` sets the node's num_threads parameter (default: the node's default).
+is then the decode. `--num-threads` sets the node's num_threads parameter (default: the node's default);
+`--num-threads 1,2` runs the whole benchmark once per value and ends with the overhead ratios side by side.
 
     python -m benchmarks.node_latency --json node_latency.json
     python -m benchmarks.node_latency --width-multiplier 0.25 --size 512x256 --frames 100 --rate 10
@@ -204,7 +205,9 @@ def cloud_build_times(depth_m: np.ndarray, image: np.ndarray, camera_matrix: np.
             msg = builder.points(result, frame, Intrinsics(camera_matrix, None), frame.header)
             seconds.append(time.perf_counter() - start)
         rows.append({"width": depth_m.shape[1], "height": depth_m.shape[0], "stride": stride,
-                     "points": msg.width * msg.height, "bytes": len(msg.data), **percentiles_ms(seconds)})
+                     "points": msg.width * msg.height, "finite_points": int(np.isfinite(np.frombuffer(
+                         msg.data, np.float32).reshape(-1, 4)[:, 2]).sum()), "bytes": len(msg.data),
+                     **percentiles_ms(seconds)})
     return rows
 
 
@@ -440,8 +443,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=size_argument, default=ImageSize(256, 512),
                         help="network input WxH (default 512x256)")
     parser.add_argument("--checkpoint", type=Path, help="a trained checkpoint instead of random weights")
-    parser.add_argument("--num-threads", type=non_negative_int, help="the node's num_threads parameter (default: "
-                        "the node's default; 0 = the library's default)")
+    parser.add_argument("--num-threads", type=lambda text: [non_negative_int(v) for v in text.split(",")],
+                        default=[None], help="the node's num_threads parameter, comma separated for one run each "
+                        "(default: the node's default; 0 = the library's default)")
     parser.add_argument("--image-transport", choices=("raw", "compressed"), default="raw",
                         help="feed the node raw Image or JPEG CompressedImage (on image/compressed)")
     parser.add_argument("--jpeg-quality", type=int, choices=range(1, 101), default=95, metavar="1..100",
@@ -467,12 +471,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    report = run(args)
-    print(json.dumps(report["machine"]))
-    print_report(report)
+    reports = []
+    for threads in args.num_threads:
+        report = run(argparse.Namespace(**{**vars(args), "num_threads": threads}))
+        print(json.dumps(report["machine"]))
+        print_report(report)
+        reports.append(report)
+    if len(reports) > 1:
+        print(f"\n{'num_threads':>11} {'model ms/frame':>14} {'node / model':>12} {'publish -> all / model':>22} "
+              f"{'answered':>9}")
+        for report in reports:
+            ratios, stages, stream = report["ratios"], report["node_stages_lockstep"], report["stream"]
+            print(f"{report['settings']['num_threads']!s:>11} {stages.get('model_ms_per_frame', float('nan')):14.1f} "
+                  f"{ratios.get('node_processing_over_model', float('nan')):12.3f} "
+                  f"{ratios.get('publish_to_all_outputs_over_model') or float('nan'):22.3f} "
+                  f"{stream['answered']:>4}/{stream['frames']}")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        content = reports[0] if len(reports) == 1 else {"runs": reports}
+        args.json.write_text(json.dumps(content, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 

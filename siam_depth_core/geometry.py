@@ -100,26 +100,32 @@ def backproject(depth_m: np.ndarray, camera_matrix: np.ndarray, stride: int = 1,
     depth_m = np.asarray(depth_m, dtype=np.float32)
     if depth_m.ndim != 2:
         raise ValueError(f"depth must be (H,W), got shape {depth_m.shape}")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    camera_matrix = np.asarray(camera_matrix, dtype=np.float64)
-    fx, fy, cx, cy = camera_matrix[0, 0], camera_matrix[1, 1], camera_matrix[0, 2], camera_matrix[1, 2]
-    _check_positive(fx=fx, fy=fy)
+    x_per_z, y_per_z = pixel_rays(camera_matrix, depth_m.shape, stride)  # checks K and stride
     z_grid = depth_m[::stride, ::stride]  # a view: no copy of the strided pixels
     with np.errstate(invalid="ignore"):
         valid = (z_grid > 0) & (z_grid >= min_depth) & (z_grid <= max_depth) & np.isfinite(z_grid)
     row_index, col_index = np.nonzero(valid)
     z = z_grid[row_index, col_index]
     rows, cols = row_index * stride, col_index * stride
-    # the ray of each strided row / column, (u - cx) / fx and (v - cy) / fy, then one gather per point
-    x_per_z = ((np.arange(0, depth_m.shape[1], stride) - cx) / fx).astype(np.float32)
-    y_per_z = ((np.arange(0, depth_m.shape[0], stride) - cy) / fy).astype(np.float32)
     points = np.empty((z.size, 3), dtype=np.float32)
     np.multiply(x_per_z[col_index], z, out=points[:, 0])
     np.multiply(y_per_z[row_index], z, out=points[:, 1])
     points[:, 2] = z
     pixel_index = np.stack([rows, cols], axis=1)
     return points, pixel_index
+
+
+def pixel_rays(camera_matrix: np.ndarray, shape: tuple[int, ...], stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The rays of every `stride`-th column and row of an image of `shape` (H, W, ...): ((W',) float32 (u - cx) /
+    fx, (H',) float32 (v - cy) / fy), so that a pixel of depth z is at (x_per_z[col] * z, y_per_z[row] * z, z)."""
+    camera_matrix = np.asarray(camera_matrix, dtype=np.float64)
+    fx, fy, cx, cy = camera_matrix[0, 0], camera_matrix[1, 1], camera_matrix[0, 2], camera_matrix[1, 2]
+    _check_positive(fx=fx, fy=fy)
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    x_per_z = ((np.arange(0, shape[1], stride) - cx) / fx).astype(np.float32)
+    y_per_z = ((np.arange(0, shape[0], stride) - cy) / fy).astype(np.float32)
+    return x_per_z, y_per_z
 
 
 def _check_positive(**values: float) -> None:

@@ -295,30 +295,40 @@ def points_to_pointcloud2(points: np.ndarray, colors: np.ndarray | None = None, 
     if points.ndim not in (2, 3) or points.shape[-1] != 3:
         raise ValueError(f"points must be (N,3) or (H,W,3), got shape {points.shape}")
     height, width = (1, points.shape[0]) if points.ndim == 2 else points.shape[:2]
-    flat_points = points.reshape(-1, 3)
-    names = ["x", "y", "z"]
+    if colors is not None and np.shape(colors) != points.shape:
+        raise ValueError(f"colours {np.shape(colors)} must match points {points.shape}")
+    block = np.empty((height, width, 3 if colors is None else 4), dtype=np.float32)
+    block[..., :3] = points.reshape(height, width, 3)
     if colors is not None:
-        if np.shape(colors) != points.shape:
-            raise ValueError(f"colours {np.shape(colors)} must match points {points.shape}")
-        names.append("rgb")
-    # one (N, fields) float32 block written column-wise, its bytes the message's data
-    record = np.empty((height * width, len(names)), dtype=np.float32)
-    record[:, :3] = flat_points
-    if colors is not None:
-        flat_colors = np.asarray(colors).reshape(-1, 3)
-        if _NATIVE_BIG_ENDIAN:
-            record[:, 3] = pack_rgb(flat_colors)
-        else:  # 0x00RRGGBB as a little-endian uint32: the bytes B, G, R, 0
-            rgb_bytes = record[:, 3:].view(np.uint8)
-            rgb_bytes[:, :3] = flat_colors[:, ::-1]
-            rgb_bytes[:, 3] = 0
+        write_packed_rgb(block[..., 3:], np.asarray(colors).reshape(height, width, 3))
+    return pointcloud2_from_block(block, header)
+
+
+def write_packed_rgb(target: np.ndarray, colors: np.ndarray) -> None:
+    """Write (...,3) uint8 RGB as `pack_rgb` floats into the (...,1) float32 slice `target` of a point block."""
+    if _NATIVE_BIG_ENDIAN:
+        target[..., 0] = pack_rgb(colors)
+        return
+    rgb_bytes = target.view(np.uint8)  # 0x00RRGGBB as a little-endian uint32: the bytes B, G, R, 0
+    rgb_bytes[..., :3] = colors[..., ::-1]
+    rgb_bytes[..., 3] = 0
+
+
+def pointcloud2_from_block(block: np.ndarray, header: Header | None = None) -> PointCloud2:
+    """PointCloud2 of an (H,W,3) x, y, z or (H,W,4) x, y, z, packed rgb float32 block (native byte order):
+    organised (height H, width W; H = 1 for an unorganised cloud), FLOAT32 fields at offsets 0, 4, 8 (12);
+    is_dense is False when a coordinate is not finite (depth_image_proc's NaN for a pixel without depth)."""
+    if block.ndim != 3 or block.shape[2] not in (3, 4) or block.dtype != np.float32:
+        raise ValueError(f"a point block is (H,W,3|4) float32, got {block.dtype} {block.shape}")
+    height, width, channels = block.shape
+    names = ["x", "y", "z", "rgb"][:channels]
     fields = [PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, name in enumerate(names)]
     msg = PointCloud2(height=height, width=width, fields=fields, is_bigendian=_NATIVE_BIG_ENDIAN,
-                      point_step=4 * len(names), row_step=4 * len(names) * width,
-                      is_dense=bool(np.isfinite(flat_points).all()))
+                      point_step=4 * channels, row_step=4 * channels * width,
+                      is_dense=bool(np.isfinite(block[..., :3]).all()))
     if header is not None:
         msg.header = header
-    msg.data = record.tobytes()
+    msg.data = np.ascontiguousarray(block).tobytes()
     return msg
 
 

@@ -148,7 +148,7 @@ def make_recorder(context: Any, image_topic: str, recording: Recording, lock: th
     def on_points(msg: PointCloud2) -> None:
         with lock:
             recording.clouds[stamp_ns_of(msg)] = recording.clouds.get(stamp_ns_of(msg), 0) + 1
-            recording.last_cloud = (stamp_ns_of(msg), pointcloud2_to_array(msg, ["x", "y", "z", "rgb"]))
+            recording.last_cloud = (stamp_ns_of(msg), pointcloud2_to_array(msg, ["x", "y", "z", "rgb"], skip_nans=True))
 
     node.create_subscription(Image, image_topic, on_image, qos)
     node.create_subscription(Image, f"{NAMESPACE}/depth", on_depth, qos)

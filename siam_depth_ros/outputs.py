@@ -7,8 +7,9 @@ its topic (relative names, as the node publishes them) with the seconds each too
 - `depth/camera_info`: the intrinsics of the published depth image (the input camera_info re-stamped,
   or the fallback intrinsics as a plumb_bob CameraInfo);
 - `disparity`: stereo_msgs/DisparityImage in pixels of the published image, invalid pixels -1;
-- `points`: sensor_msgs/PointCloud2 x, y, z + packed rgb in the camera optical frame, without the
-  pixels whose confidence is below `cloud_min_confidence`;
+- `points`: sensor_msgs/PointCloud2 x, y, z + packed rgb in the camera optical frame, organised (one point
+  per cloud_stride-th pixel, as depth_image_proc), NaN where the depth is out of the cloud's range or the
+  confidence below `cloud_min_confidence`;
 - `depth/colored`: rgb8 colour map for humans (`siam_depth_core.visualize`);
 - `depth/confidence`: sensor_msgs/Image 32FC1 in [0, 1], the agreement of the Siamese pass's two
   estimates of each pixel's disparity (1 = identical; absent when the model has no second estimate).
@@ -29,11 +30,17 @@ from sensor_msgs.msg import CameraInfo, RegionOfInterest
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-from siam_depth_core.geometry import ImageSize, backproject
+from siam_depth_core.geometry import ImageSize, pixel_rays
 from siam_depth_core.inference import DepthEstimator, DepthResult
 from siam_depth_core.visualize import colorize_depth
 from siam_depth_ros.camera_info import Intrinsics
-from siam_depth_ros.conversions import make_camera_info, numpy_to_image, points_to_pointcloud2, rgb_view
+from siam_depth_ros.conversions import (
+    make_camera_info,
+    numpy_to_image,
+    pointcloud2_from_block,
+    rgb_view,
+    write_packed_rgb,
+)
 
 DEPTH = "depth"
 DEPTH_INFO = "depth/camera_info"
@@ -147,13 +154,22 @@ class OutputBuilder:
             delta_d=width / estimator.input_size.width)
 
     def points(self, result: DepthResult, frame: InputFrame, intrinsics: Intrinsics, header: Header) -> Any:
-        """PointCloud2 of every cloud_stride-th pixel within [cloud_min_depth, cloud_max_depth] whose confidence
-        is at least cloud_min_confidence, coloured."""
+        """Organised PointCloud2 (depth_image_proc's convention) of every cloud_stride-th pixel, coloured: x, y,
+        z NaN where the depth is outside [cloud_min_depth, cloud_max_depth] or the confidence below
+        cloud_min_confidence. Written in one pass over the strided grid: the rays (u - cx) / fx and
+        (v - cy) / fy of the grid's columns and rows scale the depth, no per-point gather."""
         settings = self.settings
-        depth_m = result.depth_m
-        if settings.cloud_min_confidence > 0 and result.confidence is not None:
-            depth_m = np.where(result.confidence >= settings.cloud_min_confidence, depth_m, np.float32(np.nan))
-        points, pixel_index = backproject(depth_m, intrinsics.camera_matrix, settings.cloud_stride,
-                                          settings.cloud_min_depth, settings.cloud_max_depth)
-        colors = rgb_view(frame.image, frame.encoding)[pixel_index[:, 0], pixel_index[:, 1]]
-        return points_to_pointcloud2(points, colors, header)
+        stride = settings.cloud_stride
+        depth = result.depth_m[::stride, ::stride]
+        with np.errstate(invalid="ignore"):
+            keep = (depth >= settings.cloud_min_depth) & (depth <= settings.cloud_max_depth)
+            if settings.cloud_min_confidence > 0 and result.confidence is not None:
+                keep &= result.confidence[::stride, ::stride] >= settings.cloud_min_confidence
+        z = np.where(keep, depth, np.float32(np.nan))
+        x_per_z, y_per_z = pixel_rays(intrinsics.camera_matrix, result.depth_m.shape, stride)
+        block = np.empty((*z.shape, 4), dtype=np.float32)
+        np.multiply(x_per_z[None, :], z, out=block[..., 0])
+        np.multiply(y_per_z[:, None], z, out=block[..., 1])
+        block[..., 2] = z
+        write_packed_rgb(block[..., 3:], rgb_view(frame.image, frame.encoding)[::stride, ::stride])
+        return pointcloud2_from_block(block, header)
