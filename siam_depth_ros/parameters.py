@@ -40,6 +40,7 @@ class NodeSettings:
     device: str = ""
     fp16: bool = False
     num_threads: int = 1  # measured: benchmarks/README.md, "num_threads: the default"
+    spin_wait: bool = False
     single_pass: bool = False
     network_height: int = 0
     network_width: int = 0
@@ -88,10 +89,10 @@ class NodeSettings:
         return self.num_threads if self.backend in CPU_THREAD_BACKENDS else 0
 
     def runtime_options(self) -> RuntimeOptions:
-        """device (None when empty: the backend's default), CPU threads, network size, fp16 and single pass as
-        RuntimeOptions (ValueError naming a bad value)."""
+        """device (None when empty: the backend's default), CPU threads, network size, fp16, single pass and spin_wait
+        as RuntimeOptions (ValueError naming a bad value)."""
         return RuntimeOptions(device=self.device or None, num_threads=self.threads, input_size=self.network_size,
-                              fp16=self.fp16, single_pass=self.single_pass)
+                              fp16=self.fp16, single_pass=self.single_pass, spin_wait=self.spin_wait)
 
     def output_settings(self) -> OutputSettings:
         """The depth range, cloud, confidence and colour-map parameters of the outputs."""
@@ -127,6 +128,9 @@ PARAMETER_DOCS: dict[str, str] = {
                    "intra_op_num_threads; not used by tensorrt (the GPU). Default 1: on a 2-core CPU shared with "
                    "other work it was never slower than more threads and often much faster (benchmarks/README.md); "
                    "on a larger, otherwise idle CPU measure with benchmarks.node_latency --num-threads",
+    "spin_wait": "onnxruntime backend: its intra-op threads spin between operators instead of sleeping; about 1.1x "
+                 "faster steps with num_threads > 1 on cores the node has to itself, slower on a CPU shared with "
+                 "other busy work (benchmarks/README.md); other backends refuse it",
     "single_pass": "run only the direct branch (no mirrored image, no refinement): about half the model time, "
                    "no confidence output, somewhat less accurate (models/README.md, Single pass); an ONNX model "
                    "or engine exported with --single-pass needs it",

@@ -250,3 +250,19 @@ def test_int8_export_loads_in_onnx_runtime_and_stays_close_to_fp32(drive_0009: P
     # Streamed over 4 frames, the int8 disparity stays within 5 % of fp32 on average (1-3 % measured).
     relative = np.abs(quantized.disparity - fp32.disparity) / fp32.disparity
     assert float(relative.mean()) < 0.05, float(relative.mean())
+
+
+def test_spin_wait_runs_onnx_runtime_with_the_same_output_and_other_backends_refuse_it(small_onnx: Path,
+                                                                                      checkpoint: Path) -> None:
+    from siam_depth_core.backends import BackendError
+    from siam_depth_core.backends.source import CheckpointSource, OnnxSource, RuntimeOptions
+    from siam_depth_core.inference import DepthEstimator
+
+    image = np.random.default_rng(5).integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    spinning = DepthEstimator(OnnxSource(small_onnx), RuntimeOptions(num_threads=2, spin_wait=True))
+    sleeping = DepthEstimator(OnnxSource(small_onnx), RuntimeOptions(num_threads=2))
+    for stamp in (0.0, 0.1):  # the state too
+        np.testing.assert_allclose(spinning.step(image, stamp).disparity, sleeping.step(image, stamp).disparity,
+                                   rtol=1e-5, atol=1e-7)
+    with pytest.raises(BackendError, match="spin_wait"):
+        DepthEstimator(CheckpointSource(checkpoint), RuntimeOptions(spin_wait=True))
