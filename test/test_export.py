@@ -244,6 +244,14 @@ def test_int8_export_loads_in_onnx_runtime_and_stays_close_to_fp32(drive_0009: P
     assert sidecar.onnx_sha256 == file_sha256(int8) and sidecar.meta["extra"]["quantization"]["format"] == "QDQ"
     model = onnx.load(str(int8))
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
+    # the data-movement operators run on quantised tensors too (QDQ around them, fused to uint8 by ORT)
+    from siam_depth_core.quantize import DEFAULT_OP_TYPES
+
+    assert sidecar.meta["extra"]["quantization"]["op_types"] == list(DEFAULT_OP_TYPES)
+    produced_by = {output: node.op_type for node in model.graph.node for output in node.output}
+    for op_type in ("Concat", "Resize", "Split"):
+        nodes = [node for node in model.graph.node if node.op_type == op_type]
+        assert any(produced_by.get(node.input[0]) == "DequantizeLinear" for node in nodes), op_type
     fp32_estimator, int8_estimator = DepthEstimator(OnnxSource(onnx_path)), DepthEstimator(OnnxSource(int8))
     for index, frame in enumerate(_real_frames(drive_0009, 4)):
         fp32, quantized = fp32_estimator.step(frame, 0.1 * index), int8_estimator.step(frame, 0.1 * index)
