@@ -124,7 +124,7 @@ def test_siamese_loss_with_temporal_sources_replaces_the_left_appearance_term() 
     unchanged, _ = siamese_loss(images[1:2], right, output, LossWeights(), temporal=sources, temporal_weight=0.0)
     assert float(terms_time["appearance"]) < float(terms["appearance"])  # a minimum can only lower the error
     assert with_time.item() < stereo_only.item()
-    assert float(unchanged) == pytest.approx(float(stereo_only), rel=1e-6)
+    assert unchanged.item() == pytest.approx(stereo_only.item(), rel=1e-6)
     with_time.backward()
     assert all(p.grad is not None for p in net.parameters())
 
