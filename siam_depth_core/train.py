@@ -25,7 +25,6 @@ import functools
 import logging
 import os
 import random
-import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
@@ -43,6 +42,7 @@ from siam_depth_core.checkpoint import ModelMeta, git_revision, read_checkpoint,
 from siam_depth_core.cli import OneLineParser
 from siam_depth_core.config import TrainConfig, field_help, load_config, save_config
 from siam_depth_core.data.stereo import StereoRig
+from siam_depth_core.interrupt import InterruptFlag
 from siam_depth_core.losses import HintTargets, LossWeights, reconstruct_views, siamese_loss
 from siam_depth_core.model import SiameseOutput, run_siamese
 from siam_depth_core.pose import PoseNet
@@ -541,7 +541,7 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
 
     summary = TrainSummary(step=progress.step, epoch=progress.epoch)
     amp_context = functools.partial(autocast_context, device, config.amp)
-    interrupted = _InterruptFlag()
+    interrupted = InterruptFlag()
     with interrupted:
         while progress.epoch < config.epochs and (config.max_steps is None or progress.step < config.max_steps):
             sampler = ResumableSampler(dataset, ctx.world_size, ctx.rank, config.seed,
@@ -606,29 +606,6 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
                                        scores)
     summary.step, summary.epoch = progress.step, progress.epoch
     return _finish(summary, writer)
-
-
-class _InterruptFlag:
-    """Turns SIGINT/SIGTERM into a flag checked after each step (so the checkpoint is consistent)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-    def __enter__(self) -> _InterruptFlag:
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handler)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 def _finish(summary: TrainSummary, writer: Any) -> TrainSummary:

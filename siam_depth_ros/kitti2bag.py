@@ -33,15 +33,12 @@ import argparse
 import logging
 import os
 import shutil
-import signal
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -58,6 +55,7 @@ from siam_depth_core.data.calib import (
     read_timestamps,
 )
 from siam_depth_core.data.kitti import KittiDrive, list_frames, load_image, load_velodyne_points
+from siam_depth_core.interrupt import InterruptFlag
 
 LOGGER = logging.getLogger(__name__)
 
@@ -608,29 +606,6 @@ class ConversionInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM) stopped a conversion before its bag was complete; the partial bag was removed."""
 
 
-class InterruptRequest:
-    """SIGINT/SIGTERM turned into a flag (while entered, in the main thread) that the writer checks after every
-    message, so an interruption is never lost: it stops the conversion, or, once the bag is complete, is
-    reported as having come too late to stop it."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        self.requested = True
-
-    def __enter__(self) -> InterruptRequest:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handler)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-
 def _write_bag(bag_path: Path, storage: str, chunk_compression: str, plan: Sequence[_Message], progress: bool,
                stop_requested: Callable[[], bool] = lambda: False,
                on_message: Callable[[int], None] | None = None) -> None:
@@ -728,7 +703,7 @@ PAUSE_AFTER_ENV = "SIAM_DEPTH_KITTI2BAG_PAUSE_AFTER"
 PAUSE_LIMIT_S = 120.0
 
 
-def _pause_hook(request: InterruptRequest) -> Callable[[int], None] | None:
+def _pause_hook(request: InterruptFlag) -> Callable[[int], None] | None:
     """The `on_message` hook that PAUSE_AFTER_ENV asks for (None when it is not set)."""
     text = os.environ.get(PAUSE_AFTER_ENV)
     if not text:
@@ -780,7 +755,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     LOGGER.addHandler(handler)
     LOGGER.propagate = False
     try:
-        with InterruptRequest() as interrupt:
+        with InterruptFlag() as interrupt:
             summary = convert_drive(args.drive_dir, args.out_bag, storage=args.storage, frame_range=args.frames,
                                     with_right=not args.no_right, with_velodyne=not args.no_velodyne,
                                     with_gps=not args.no_gps, progress=not args.quiet, with_imu=not args.no_imu,
