@@ -148,7 +148,9 @@ def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
     scale-free) and is logged as "depth_hint". With `temporal` (M+S), the left image's appearance term
     becomes (1 - temporal_weight) * its stereo term + temporal_weight * the per-pixel minimum
     reprojection over the stereo partner and the neighbouring frames with auto-masking
-    (`temporal_loss.TemporalSources.left_appearance`); the right image keeps its stereo term.
+    (`temporal_loss.TemporalSources.left_appearance`); the right image keeps its stereo term; the pose
+    network's own term (`pose_photometric_term`, depth detached, full resolution) is added with the same
+    weight and logged as "pose".
     """
     terms: dict[str, Tensor] = {}  # each term summed over the scales, in the order of scale_terms
     total = image_left.new_zeros(())
@@ -163,6 +165,9 @@ def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
             min_term, _ = temporal.left_appearance(left, right, error_left, disp_direct[:, 0:1], weights.ssim)
             app_left = (1.0 - temporal_weight) * app_left + temporal_weight * min_term
         app = app_left + error_right.mean()
+        pose_term = None
+        if temporal is not None and scale == 0:  # the pose network's own term, at full resolution only
+            pose_term = temporal.pose_photometric_term(left, disp_direct[:, 0:1], weights.ssim)
         smooth = (smoothness_loss(disp_refined[:, 0:1], left) + smoothness_loss(disp_refined[:, 1:2], right))
         if output.disp_flipped is not None:
             disp_flipped = output.disp_flipped[scale]
@@ -173,6 +178,9 @@ def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
         scale_total = (weights.appearance * app + weights.smoothness / 2 ** scale * smooth
                        + weights.left_right * lr + weights.max_depth * mdh)
         scale_terms = {"appearance": app, "smoothness": smooth, "left_right": lr, "max_depth": mdh}
+        if pose_term is not None:
+            scale_total = scale_total + temporal_weight * pose_term
+            scale_terms["pose"] = pose_term
         if hints is not None:
             hint_left, hint_right = _nearest(hints.left, disp_direct), _nearest(hints.right, disp_direct)
             with torch.no_grad():

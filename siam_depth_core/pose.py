@@ -7,8 +7,10 @@ frames in temporal order whatever the target is (monodepth2's choice) lets one p
 directions: T_{t->t+1} = T(I_t, I_{t+1}) and T_{t->t-1} = T(I_{t-1}, I_t)^-1.
 
 Smaller than monodepth2's ResNet-18 pose encoder (trained from scratch here, no ImageNet weights):
-seven stride-2 convolutions with ReLU (SfMLearner's pose CNN), a 1x1 head averaged over the image,
-scaled by 0.01 so that training starts from near-identity poses.
+seven stride-2 convolutions with ReLU (SfMLearner's pose CNN) and a 1x1 head averaged over the image. The
+head starts at zero, so training starts from the identity pose; the rotation is scaled by 0.01 (monodepth2),
+the translation not at all, so that it reaches KITTI's ~1 m per frame within tens of steps (with monodepth2's
+0.01 a run of 372 steps at lr 3e-4 still predicted 0.02 m per frame).
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ from torch import Tensor, nn
 
 #: Output channels of the seven stride-2 convolutions (kernel 7, 5, then 3).
 POSE_CHANNELS = (16, 32, 64, 128, 256, 256, 256)
-#: The head's output is multiplied by this (monodepth2): initial poses are near the identity.
+#: The head's rotation output is multiplied by this (monodepth2), the translation by TRANSLATION_SCALE.
 POSE_SCALE = 0.01
+TRANSLATION_SCALE = 1.0
 #: ImageNet-style normalisation of the [0,1] input.
 _INPUT_MEAN, _INPUT_STD = 0.45, 0.225
 
@@ -37,6 +40,8 @@ class PoseNet(nn.Module):
             in_channels = out_channels
         self.encoder = nn.Sequential(*layers)
         self.head = nn.Conv2d(in_channels, 6, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
         for module in self.encoder:
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
@@ -50,8 +55,8 @@ class PoseNet(nn.Module):
             raise ValueError(f"PoseNet needs two (N,3,H,W) frames of one shape, got {tuple(earlier.shape)} and "
                              f"{tuple(later.shape)}")
         pair = (torch.cat([earlier, later], dim=1) - _INPUT_MEAN) / _INPUT_STD
-        pose = self.head(self.encoder(pair)).mean(dim=(2, 3)) * POSE_SCALE
-        return pose[:, :3], pose[:, 3:]
+        pose = self.head(self.encoder(pair)).mean(dim=(2, 3))
+        return pose[:, :3] * POSE_SCALE, pose[:, 3:] * TRANSLATION_SCALE
 
 
 def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:

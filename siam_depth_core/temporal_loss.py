@@ -7,6 +7,12 @@ the best reconstruction counts (the minimum over sources), which ignores pixels 
 of view in some source. Auto-masking: the errors of the *unwarped* sources compete too, so pixels that
 look the same without any warp (a static camera, objects moving with the car, the sky) pick the
 identity error, which carries no gradient, and do not train the depth.
+
+The pose network also gets a term of its own (`pose_photometric_term`): the per-pixel minimum over the
+temporal reconstructions alone, with the depth detached. Inside the minimum above it would hardly ever learn:
+with a good stereo term the stereo reconstruction wins almost every pixel, and at the start, when the
+predicted motion is near zero, a temporal reconstruction equals the unwarped frame and loses to it (a run
+without this term still predicted 0.02 m of motion per frame after 372 steps, where KITTI moves about 1 m).
 """
 from __future__ import annotations
 
@@ -78,6 +84,19 @@ class TemporalSources:
             identity.append(photometric_error(target, source, ssim_weight))
         minimum, mask = min_reprojection(reprojection, identity)
         return minimum.mean(), mask
+
+    def pose_photometric_term(self, target: Tensor, disp_left: Tensor, ssim_weight: float = 0.85) -> Tensor:
+        """The pose network's own training signal (scalar): the mean over pixels of the minimum photometric error
+        of the temporal reconstructions of `target` (N,3,h,w), warped with the depth of `disp_left` (N,1,h,w,
+        fraction of width) detached, so that only the poses learn from it."""
+        height = target.shape[-2]
+        full_height = next(iter(self.images.values())).shape[-2]
+        camera_matrix = intrinsics_at_scale(self.camera_matrix, height / full_height)
+        depth_m = (self.depth_per_disparity.view(-1, 1, 1, 1) / disp_left.detach().clamp(min=1e-6))
+        errors = [photometric_error(target, warp_frame(resize_to(image, target), depth_m, camera_matrix,
+                                                       self.target_to_source[offset]), ssim_weight)
+                  for offset, image in self.images.items()]
+        return torch.cat(errors, dim=1).min(dim=1).values.mean()
 
 
 def clip_pair_transforms(pose_net: torch.nn.Module, frames: Tensor) -> tuple[Tensor, Tensor]:
