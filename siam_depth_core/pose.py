@@ -41,7 +41,8 @@ class PoseNet(nn.Module):
         self.encoder = nn.Sequential(*layers)
         self.head = nn.Conv2d(in_channels, 6, 1)
         nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        if self.head.bias is not None:
+            nn.init.zeros_(self.head.bias)
         for module in self.encoder:
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
