@@ -60,18 +60,26 @@ class PoseNet(nn.Module):
         return pose[:, :3] * POSE_SCALE, pose[:, 3:] * TRANSLATION_SCALE
 
 
+#: Below this squared angle (rad^2) the Rodrigues coefficients come from their Taylor series.
+_SMALL_ANGLE_SQUARED = 1e-6
+
+
 def axis_angle_to_matrix(axis_angle: Tensor) -> Tensor:
-    """(N,3) axis-angle vectors (direction = axis, norm = angle in radians) -> (N,3,3) rotation matrices
-    (Rodrigues' formula; exact at angle 0, where the matrix is the identity)."""
-    angle = axis_angle.norm(dim=1, keepdim=True)
-    axis = axis_angle / angle.clamp(min=1e-12)
-    x, y, z = axis.unbind(dim=1)
+    """(N,3) axis-angle vectors v (direction = axis, norm = angle in radians) -> (N,3,3) rotation matrices,
+    R = I + sin(t)/t [v]x + (1 - cos(t))/t^2 [v]x^2 (Rodrigues, t = |v|). Near t = 0 the coefficients come from
+    their Taylor series, so R and its gradient are exact there: dR/dv = [.]x at v = 0 (a zero-initialised pose
+    head must be able to leave the identity; with v / |v| as the axis the gradient at zero was zero)."""
+    angle_squared = (axis_angle * axis_angle).sum(dim=1)
+    small = angle_squared < _SMALL_ANGLE_SQUARED
+    safe_squared = torch.where(small, torch.ones_like(angle_squared), angle_squared)  # no 0/0 in either branch
+    angle = safe_squared.sqrt()
+    first = torch.where(small, 1.0 - angle_squared / 6.0, torch.sin(angle) / angle).view(-1, 1, 1)
+    second = torch.where(small, 0.5 - angle_squared / 24.0, (1.0 - torch.cos(angle)) / safe_squared).view(-1, 1, 1)
+    x, y, z = axis_angle.unbind(dim=1)
     zeros = torch.zeros_like(x)
     cross = torch.stack([zeros, -z, y, z, zeros, -x, -y, x, zeros], dim=1).view(-1, 3, 3)
-    sin = torch.sin(angle).view(-1, 1, 1)
-    one_minus_cos = (1.0 - torch.cos(angle)).view(-1, 1, 1)
     identity = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand_as(cross)
-    return identity + sin * cross + one_minus_cos * (cross @ cross)
+    return identity + first * cross + second * (cross @ cross)
 
 
 def pose_matrix(axis_angle: Tensor, translation: Tensor, invert: bool = False) -> Tensor:

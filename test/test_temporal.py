@@ -41,6 +41,20 @@ def test_rotation_about_y_by_a_quarter_turn() -> None:
     assert torch.equal(axis_angle_to_matrix(torch.zeros(2, 3)), torch.eye(3).expand(2, 3, 3))
 
 
+def test_rotation_leaves_the_identity_with_a_gradient() -> None:
+    """A zero-initialised pose head starts at v = 0: there dR/dv must be the cross-product matrix, not zero."""
+    zero = torch.zeros(1, 3, dtype=torch.float64, requires_grad=True)
+    jacobian = torch.autograd.functional.jacobian(lambda v: axis_angle_to_matrix(v)[0], zero)[:, :, 0, :]
+    for axis in range(3):
+        unit = torch.zeros(1, 3, dtype=torch.float64)
+        unit[0, axis] = 1.0
+        skew = axis_angle_to_matrix(unit * 1e-8) - torch.eye(3, dtype=torch.float64)  # [e]x to first order
+        assert torch.allclose(jacobian[:, :, axis], skew[0] / 1e-8, atol=1e-6)
+    for point in ([[1e-4, -2e-4, 3e-4]], [[0.3, -0.2, 0.5]]):  # the series branch and the closed form
+        assert torch.autograd.gradcheck(axis_angle_to_matrix, (torch.tensor(point, dtype=torch.float64,
+                                                                            requires_grad=True),))
+
+
 def test_inverted_pose_undoes_the_pose() -> None:
     generator = torch.Generator().manual_seed(1)
     axis_angle = torch.randn(5, 3, generator=generator, dtype=torch.float64) * 0.3
