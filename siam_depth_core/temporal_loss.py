@@ -71,15 +71,9 @@ class TemporalSources:
         for the identity error); stereo_error: (N,1,h,w) photometric error of the stereo reconstruction;
         disp_left: (N,1,h,w) left disparity (fraction of width) whose depth warps the temporal sources.
         """
-        height = target.shape[-2]
-        full_height = next(iter(self.images.values())).shape[-2]
-        camera_matrix = intrinsics_at_scale(self.camera_matrix, height / full_height)
-        depth_m = self.depth_per_disparity.view(-1, 1, 1, 1) / disp_left.clamp(min=1e-6)
         reprojection = [stereo_error]
         identity = [photometric_error(target, stereo_source, ssim_weight)]
-        for offset, image in self.images.items():
-            source = resize_to(image, target)
-            recon = warp_frame(source, depth_m, camera_matrix, self.target_to_source[offset])
+        for source, recon in self._reconstructions(target, disp_left):
             reprojection.append(photometric_error(target, recon, ssim_weight))
             identity.append(photometric_error(target, source, ssim_weight))
         minimum, mask = min_reprojection(reprojection, identity)
@@ -89,14 +83,19 @@ class TemporalSources:
         """The pose network's own training signal (scalar): the mean over pixels of the minimum photometric error
         of the temporal reconstructions of `target` (N,3,h,w), warped with the depth of `disp_left` (N,1,h,w,
         fraction of width) detached, so that only the poses learn from it."""
-        height = target.shape[-2]
-        full_height = next(iter(self.images.values())).shape[-2]
-        camera_matrix = intrinsics_at_scale(self.camera_matrix, height / full_height)
-        depth_m = (self.depth_per_disparity.view(-1, 1, 1, 1) / disp_left.detach().clamp(min=1e-6))
-        errors = [photometric_error(target, warp_frame(resize_to(image, target), depth_m, camera_matrix,
-                                                       self.target_to_source[offset]), ssim_weight)
-                  for offset, image in self.images.items()]
+        errors = [photometric_error(target, recon, ssim_weight)
+                  for _, recon in self._reconstructions(target, disp_left.detach())]
         return torch.cat(errors, dim=1).min(dim=1).values.mean()
+
+    def _reconstructions(self, target: Tensor, disp_left: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """(source resized to `target`'s (N,3,h,w), its warp into the target view) for every temporal source, with
+        the depth of `disp_left` (N,1,h,w, fraction of width) and K scaled to h."""
+        full_height = next(iter(self.images.values())).shape[-2]
+        camera_matrix = intrinsics_at_scale(self.camera_matrix, target.shape[-2] / full_height)
+        depth_m = self.depth_per_disparity.view(-1, 1, 1, 1) / disp_left.clamp(min=1e-6)
+        sources = [(offset, resize_to(image, target)) for offset, image in self.images.items()]
+        return [(source, warp_frame(source, depth_m, camera_matrix, self.target_to_source[offset]))
+                for offset, source in sources]
 
 
 def clip_pair_transforms(pose_net: torch.nn.Module, frames: Tensor) -> tuple[Tensor, Tensor]:
