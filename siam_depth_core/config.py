@@ -23,6 +23,7 @@ from siam_depth_core.model import DEFAULT_MAX_DISP
 DATASETS = ("kitti", "synthetic")
 AMP_MODES = ("off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+LR_SCHEDULES = ("step", "cosine")
 #: Fields that hold a mapping; `--set <field>.<key>=value` and a YAML file's `base:` merge them key by key.
 NESTED_FIELDS = ("loss_weights", "temporal", "validation")
 
@@ -71,6 +72,10 @@ class ValidationConfig:
     holdout_frames: int = 10
     gap_frames: int = 5
     interval: int = 1
+    #: KITTI raw drives never trained on whose every left frame with a Velodyne scan is streamed and scored
+    #: against its LiDAR (only the left camera is needed); read from `lidar_root` (null = the KITTI raw root).
+    lidar_drives: list[str] = field(default_factory=list)
+    lidar_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.holdout_frames < 1 or self.gap_frames < 0 or self.interval < 1:
@@ -126,6 +131,12 @@ class TrainConfig:
     lr_decay_start: int = _field(30, "epoch at which the learning rate is first multiplied by lr_decay_factor")
     lr_decay_every: int = _field(10, "then again every this many epochs")
     lr_decay_factor: float = _field(0.5, "multiplier applied at each decay epoch")
+    lr_schedule: str = _field("step", "'step' (x lr_decay_factor at lr_decay_start, then every lr_decay_every "
+                                      "epochs) or 'cosine' (from lr down to lr_final at the end of the last epoch)")
+    lr_final: float = _field(1.0e-6, "learning rate reached at the end of the run by the cosine schedule")
+    ema_decay: float = _field(0.0, "exponential moving average of the weights, updated every step with this decay "
+                                   "(e.g. 0.995); the averaged weights are validated and saved (best.pt, "
+                                   "epoch_NNN.pt); 0 = off")
     weight_decay: float = _field(1e-5, "L2 penalty on all weights (Adam's coupled weight decay)")
     adam_betas: tuple[float, float] = _field((0.9, 0.999), "Adam (beta1, beta2)")
     init_from: str | None = _field(None, "checkpoint whose weights start a new run (fine-tuning; fresh optimiser "
@@ -148,7 +159,9 @@ class TrainConfig:
                                                         "taken by the minimum reprojection, 0..1)}")
     validation: ValidationConfig = _field(ValidationConfig(), "validation stream held out of training: "
                                                               "{sequences (names, e.g. odometry/06), holdout_frames "
-                                                              "(the last N of each), gap_frames, interval (epochs)}; "
+                                                              "(the last N of each), gap_frames, interval (epochs), "
+                                                              "lidar_drives (KITTI raw drives scored by LiDAR only), "
+                                                              "lidar_root}; "
                                                               "best.pt is chosen by it")
 
     # --- runtime ---
@@ -173,6 +186,9 @@ class TrainConfig:
         _choice("dataset", self.dataset, DATASETS)
         _choice("amp", self.amp, AMP_MODES)
         _choice("device", self.device, DEVICES)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not 0.0 <= self.ema_decay < 1.0 or not 0.0 <= self.lr_final < self.lr:
+            raise ValueError(f"need 0 <= ema_decay < 1 and 0 <= lr_final < lr; got {self.ema_decay}, {self.lr_final}")
         if len(self.size) != 2 or any(int(s) <= 0 or int(s) % 32 for s in self.size):
             raise ValueError(f"size must be (H, W), positive multiples of 32, got {self.size}")
         for name in ("clip_len", "batch_size", "epochs", "lr_decay_every", "log_interval", "checkpoint_interval",
@@ -196,7 +212,8 @@ class TrainConfig:
         if not 1.0 <= self.augment_scale[0] <= self.augment_scale[1]:
             raise ValueError(f"augment_scale must be a zoom range (low, high) with 1 <= low <= high, got "
                              f"{self.augment_scale}")
-        if (self.temporal.enabled or self.validation.sequences) and self.dataset != "kitti":
+        if (self.temporal.enabled or self.validation.sequences or self.validation.lidar_drives) \
+                and self.dataset != "kitti":
             raise ValueError("temporal and validation need stereo sequences on disk (dataset: kitti)")
         if not 0.0 <= self.grayscale_prob <= 1.0:
             raise ValueError(f"grayscale_prob must be a probability in [0,1], got {self.grayscale_prob}")

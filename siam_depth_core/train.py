@@ -42,12 +42,13 @@ from siam_depth_core.checkpoint import ModelMeta, git_revision, read_checkpoint,
 from siam_depth_core.cli import OneLineParser
 from siam_depth_core.config import TrainConfig, field_help, load_config, save_config
 from siam_depth_core.data.stereo import StereoRig
+from siam_depth_core.ema import averaged_network, make_ema
 from siam_depth_core.interrupt import InterruptFlag
 from siam_depth_core.losses import HintTargets, LossWeights, reconstruct_views, siamese_loss
 from siam_depth_core.model import SiameseOutput, run_siamese
 from siam_depth_core.pose import PoseNet
 from siam_depth_core.temporal_loss import clip_pair_transforms, frame_sources
-from siam_depth_core.validation import ValidationStream, validate
+from siam_depth_core.validation import LidarStream, ValidationStream, validate
 
 if TYPE_CHECKING:
     from siam_depth_core.data.clips import StereoClipDataset
@@ -66,7 +67,7 @@ class TrainingData:
 
     dataset: StereoClipDataset | SyntheticClipDataset
     rig: StereoRig
-    validation: list[ValidationStream] = field(default_factory=list)
+    validation: list[ValidationStream | LidarStream] = field(default_factory=list)
     hints: Any = None
 
 
@@ -122,7 +123,13 @@ def build_dataset(config: TrainConfig) -> TrainingData:
     dataset = StereoClipDataset(training, clip_len=config.clip_len, size=size, augment=augment,
                                 seed=config.seed, hints=hints if config.depth_hints else None,
                                 cache_in_memory=config.cache_images, context_frames=config.temporal.context_frames)
-    streams = [ValidationStream.with_lidar_if_any(s, raw_root_of[s.name]) for s in validation]
+    streams: list[ValidationStream | LidarStream] = [ValidationStream.with_lidar_if_any(s, raw_root_of[s.name])
+                                                      for s in validation]
+    trained = {s.name for s in training}
+    for name in held_out.lidar_drives:
+        if name in trained:
+            raise ValueError(f"validation.lidar_drives names {name}, which is also a training sequence")
+        streams.append(LidarStream.of_drive(held_out.lidar_root or paths.kitti_raw_root(), name))
     return TrainingData(dataset, dataset.reference_rig, streams, hints)
 
 
@@ -299,15 +306,20 @@ class _PoseState(TypedDict, total=False):
     """The M+S pose network's weights in a training checkpoint (the key is absent without M+S)."""
 
     pose_model: dict[str, Tensor]
+    ema_model: dict[str, Tensor]
 
 
 def save_training_checkpoint(path: Path, net: nn.Module, meta: ModelMeta, config: TrainConfig,
                              optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
-                             progress: Progress, pose_net: nn.Module | None = None) -> Path:
+                             progress: Progress, pose_net: nn.Module | None = None,
+                             ema: nn.Module | None = None) -> Path:
     """Atomically write everything `restore_training_state` needs to continue exactly (with M+S, the pose
-    network's weights too)."""
-    extra: _PoseState = ({} if pose_net is None
-                         else {"pose_model": {k: v.detach().cpu() for k, v in pose_net.state_dict().items()}})
+    network's weights too; with EMA, the averaged weights)."""
+    extra: _PoseState = {}
+    if pose_net is not None:
+        extra["pose_model"] = {k: v.detach().cpu() for k, v in pose_net.state_dict().items()}
+    if ema is not None:
+        extra["ema_model"] = {k: v.detach().cpu() for k, v in ema.state_dict().items()}
     return save_checkpoint(path, net, meta, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                            scaler=scaler.state_dict(), epoch=progress.epoch, step_in_epoch=progress.step_in_epoch,
                            step=progress.step, epoch_loss_sum=progress.epoch_loss_sum,
@@ -339,9 +351,10 @@ def init_weights_from(path: str | Path, net: nn.Module, config: TrainConfig) -> 
 
 
 def restore_training_state(path: Path, net: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                           scaler: torch.amp.GradScaler, config: TrainConfig, pose_net: nn.Module | None = None
-                           ) -> Progress:
-    """Load a `save_training_checkpoint` file into the live objects; returns the saved progress."""
+                           scaler: torch.amp.GradScaler, config: TrainConfig, pose_net: nn.Module | None = None,
+                           ema: nn.Module | None = None) -> Progress:
+    """Load a `save_training_checkpoint` file into the live objects; returns the saved progress. A run saved
+    without EMA that resumes with it starts the average from the restored weights."""
     payload = read_checkpoint(path)
     differ = architecture_mismatch(ModelMeta.from_dict(payload["meta"]), config)
     if differ:
@@ -362,6 +375,8 @@ def restore_training_state(path: Path, net: nn.Module, optimizer: torch.optim.Op
                          f"or set temporal.enabled: {'true' if trained == 'with' else 'false'}")
     if pose_net is not None:
         pose_net.load_state_dict(payload["pose_model"])
+    if ema is not None and "ema_model" in payload:
+        ema.load_state_dict(payload["ema_model"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     if "scaler" in payload:
@@ -460,13 +475,18 @@ class TrainSummary:
 
 def make_optimizer(net: nn.Module, config: TrainConfig, *others: nn.Module) -> tuple[torch.optim.Optimizer, Any]:
     """Adam with L2 weight decay over the parameters of `net` (and `others`, e.g. the pose network) and the
-    paper's step schedule (x0.5 at epochs 30, 40, ...)."""
+    learning-rate schedule, stepped once per epoch: the paper's steps (x0.5 at epochs 30, 40, ...) or a cosine
+    from `lr` down to `lr_final` at the end of the last epoch."""
     parameters = [p for module in (net, *others) for p in module.parameters()]
     beta1, beta2 = config.adam_betas
     optimizer = torch.optim.Adam(parameters, lr=config.lr, betas=(float(beta1), float(beta2)),
                                  weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.lr_milestones,
-                                                     gamma=config.lr_decay_factor)
+    scheduler: Any
+    if config.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.lr_final)
+    else:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=config.lr_milestones,
+                                                         gamma=config.lr_decay_factor)
     return optimizer, scheduler
 
 
@@ -506,11 +526,12 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
     pose_net = PoseNet().to(device) if config.temporal.enabled else None
     optimizer, scheduler = make_optimizer(net, config, *([pose_net] if pose_net is not None else []))
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and config.amp == "fp16")
+    ema = make_ema(net, config.ema_decay)
     out_dir = Path(config.out_dir)
     resume_path = Path(resume) if resume else (out_dir / LAST_CHECKPOINT)
     progress = Progress()
     if resume or resume_path.is_file():
-        progress = restore_training_state(resume_path, net, optimizer, scheduler, scaler, config, pose_net)
+        progress = restore_training_state(resume_path, net, optimizer, scheduler, scaler, config, pose_net, ema)
         if ctx.is_main:
             LOGGER.info("resumed from %s at epoch %d, step %d", resume_path, progress.epoch, progress.step)
     elif config.init_from:
@@ -532,12 +553,14 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
                     len(dataset), config.clip_len, device, ctx.world_size, config.batch_size,
                     f", M+S (temporal frames {config.temporal.frames})" if pose_net is not None else "",
                     ", ".join(f"{s.sequence.name} frames {s.sequence.frames[0]}-{s.sequence.frames[-1]}"
-                              f"{' (LiDAR)' if s.lidar_drive else ''}" for s in data.validation) or "none")
+                              f"{' (LiDAR)' if s.lidar_drive else ''}" if isinstance(s, ValidationStream)
+                              else f"{s.name} {len(s.frames)} frames (LiDAR only)" for s in data.validation) or "none")
 
     def save(path: Path) -> Path | None:
         if not ctx.is_main:
             return None
-        return save_training_checkpoint(path, net, meta, config, optimizer, scheduler, scaler, progress, pose_net)
+        return save_training_checkpoint(path, net, meta, config, optimizer, scheduler, scaler, progress, pose_net,
+                                        ema)
 
     summary = TrainSummary(step=progress.step, epoch=progress.epoch)
     amp_context = functools.partial(autocast_context, device, config.amp)
@@ -565,6 +588,8 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
                 result = clip_step(model, optimizer, scaler, batch["left"].to(device, non_blocking=True),
                                    batch["right"].to(device, non_blocking=True), config.loss_weights,
                                    config.siamese, amp_context, rig_of_batch, hints, temporal)
+                if ema is not None:
+                    ema.update_parameters(net)
                 progress.step_in_epoch += 1
                 progress.step += 1
                 progress.epoch_loss_sum += result.terms["total"]
@@ -596,13 +621,15 @@ def _train(config: TrainConfig, resume: str | Path | None, device: torch.device,
             scores = None
             if ctx.is_main and data.validation and (progress.epoch % config.validation.interval == 0
                                                     or progress.epoch == config.epochs):
-                scores = validate(net, meta, data.validation, data.hints, device)
+                scores = validate(averaged_network(ema, net), meta, data.validation, data.hints, device)
+                if ema is not None:  # the raw weights' score too: how much the average steadies it
+                    scores["raw_score"] = validate(net, meta, data.validation, data.hints, device)["score"]
                 _log_validation(writer, progress, scores)
                 is_best = scores["score"] < progress.best_validation_score
                 progress.best_validation_score = min(progress.best_validation_score, scores["score"])
             summary.checkpoint = save(out_dir / LAST_CHECKPOINT)
             if ctx.is_main:
-                save_epoch_checkpoints(out_dir, net, meta, progress.epoch, epoch_loss, is_best, config.keep_checkpoints,
+                save_epoch_checkpoints(out_dir, averaged_network(ema, net), meta, progress.epoch, epoch_loss, is_best, config.keep_checkpoints,
                                        scores)
     summary.step, summary.epoch = progress.step, progress.epoch
     return _finish(summary, writer)

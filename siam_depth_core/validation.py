@@ -11,6 +11,9 @@ carried from the block's first frame, as the node runs a camera. Per frame, at t
 
 `score`, the number that picks `best.pt`, is the mean over frames of ard_lidar where the frame has LiDAR
 and ard_hint elsewhere (lower is better). Evaluation-only data (drive 0023, KITTI 2015) never enter here.
+
+A `LidarStream` is a KITTI raw drive never trained on, of which only the left camera and the Velodyne scans
+are needed: its frames are streamed the same way and scored by ard_lidar alone.
 """
 from __future__ import annotations
 
@@ -56,6 +59,32 @@ class ValidationStream:
         return cls(sequence, drive if has_all else None)
 
 
+@dataclass(frozen=True)
+class LidarStream:
+    """A drive scored only against its LiDAR: `frames` of `drive`'s left colour camera, streamed in order."""
+
+    drive: KittiDrive
+    frames: tuple[int, ...]
+
+    @classmethod
+    def of_drive(cls, root: str | Path, name: str) -> LidarStream:
+        """Every left frame of drive `name` under KITTI raw `root` that has a Velodyne scan; FileNotFoundError
+        naming the drive when it, its calibration or its scans are missing."""
+        drive = KittiDrive(Path(root), name)
+        if not drive.exists():
+            raise FileNotFoundError(f"validation drive {drive.path} (image_02/data and the day's "
+                                    f"calib_cam_to_cam.txt) not found; set validation.lidar_root")
+        frames = tuple(f for f in drive.frames() if has_ground_truth(drive, f))
+        if not frames:
+            raise FileNotFoundError(f"validation drive {drive.path} has no Velodyne scans (velodyne_points/data)")
+        return cls(drive, frames)
+
+    @property
+    def name(self) -> str:
+        """The drive's name, `<date>/<date>_drive_<nnnn>_sync`."""
+        return self.drive.name
+
+
 def _frame_scores(left: np.ndarray, right: np.ndarray, disparity: np.ndarray, depth_pred: np.ndarray,
                   hint_left: np.ndarray, depth_per_disparity: float, baseline_ratio: float) -> dict[str, float]:
     """photometric, hint_error and ard_hint of one frame; images (H,W,3) uint8, maps (H,W) at the camera size."""
@@ -93,8 +122,22 @@ def score_stream(estimator: DepthEstimator, stream: ValidationStream, hints: Dep
     return rows
 
 
-def validate(net: SiamDepthNet, meta: ModelMeta, streams: Sequence[ValidationStream], hints: DepthHintCache,
-             device: torch.device | str = "cpu") -> dict[str, float]:
+def score_lidar_stream(estimator: DepthEstimator, stream: LidarStream) -> list[dict[str, float]]:
+    """Per-frame ard_lidar (also as `score`) of a `LidarStream` streamed by a fresh `estimator`."""
+    fx = float(stream.drive.calibration.camera_matrix[0, 0])
+    rows = []
+    for index, frame in enumerate(stream.frames):
+        image_path = stream.drive.find_image(frame)
+        if image_path is None:
+            raise FileNotFoundError(f"{stream.name}: no left image for frame {frame}")
+        result = estimator.step(load_image(image_path), index * FRAME_INTERVAL_S, "rgb8", fx)
+        ard = range_scores(ground_truth_depth(stream.drive, frame), result.depth_m, VALIDATION_RANGE)["abs_rel"]
+        rows.append({"ard_lidar": ard, "score": ard})
+    return rows
+
+
+def validate(net: SiamDepthNet, meta: ModelMeta, streams: Sequence[ValidationStream | LidarStream],
+             hints: DepthHintCache | None, device: torch.device | str = "cpu") -> dict[str, float]:
     """Means over every held-out frame of each score, and `<sequence name>/score` per block. Leaves `net` in
     training mode."""
     if not streams:
@@ -104,8 +147,13 @@ def validate(net: SiamDepthNet, meta: ModelMeta, streams: Sequence[ValidationStr
     try:
         for stream in streams:
             estimator = DepthEstimator(NetworkSource(net, meta), RuntimeOptions(device=str(device)))
-            stream_rows = score_stream(estimator, stream, hints)
-            summary[f"{stream.sequence.name}/score"] = float(np.mean([r["score"] for r in stream_rows]))
+            if isinstance(stream, LidarStream):
+                stream_rows, name = score_lidar_stream(estimator, stream), stream.name
+            else:
+                if hints is None:
+                    raise ValueError("held-out stereo frames need the Depth Hints cache to be scored")
+                stream_rows, name = score_stream(estimator, stream, hints), stream.sequence.name
+            summary[f"{name}/score"] = float(np.mean([r["score"] for r in stream_rows]))
             rows += stream_rows
     finally:
         net.train()

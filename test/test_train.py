@@ -91,6 +91,38 @@ def test_learning_rate_halves_every_10_epochs_after_30() -> None:
     assert rates[40] == rates[49] == pytest.approx(2.5e-5)
 
 
+def test_cosine_schedule_decays_from_lr_to_lr_final_by_the_last_epoch() -> None:
+    config = load_config(None, ["dataset=synthetic", "epochs=10", "lr=1e-3", "lr_schedule=cosine", "lr_final=1e-5"])
+    optimizer, scheduler = make_optimizer(torch.nn.Linear(2, 2), config)
+    rates = []
+    for _ in range(config.epochs + 1):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(1e-3) and rates[10] == pytest.approx(1e-5)
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))  # falls every epoch
+    assert rates[5] == pytest.approx((1e-3 + 1e-5) / 2)  # half way at half time
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        load_config(None, ["lr_schedule=linear"])
+
+
+def test_ema_weights_are_validated_saved_and_restored(tmp_path: Path) -> None:
+    """With ema_decay the epoch checkpoints hold the averaged weights (not the last step's), and last.pt keeps the
+    average so that a resumed run continues it."""
+    common = [*TINY_SYNTHETIC, "synthetic_clips=4", "clip_len=1", "batch_size=2", "ema_decay=0.9",
+              f"out_dir={tmp_path}"]
+    train(load_config(None, [*common, "epochs=1"]))
+    last = read_checkpoint(tmp_path / LAST_CHECKPOINT)
+    epoch_file = read_checkpoint(tmp_path / "epoch_001.pt")
+    averaged = {k.removeprefix("module."): v for k, v in last["ema_model"].items() if k.startswith("module.")}
+    assert int(last["ema_model"]["n_averaged"]) == 2  # one update per step
+    assert set(averaged) == set(epoch_file["model"])
+    assert all(torch.equal(averaged[k].to(epoch_file["model"][k].dtype), epoch_file["model"][k]) for k in averaged)
+    assert any(not torch.equal(last["model"][k], epoch_file["model"][k]) for k in averaged)  # not the raw weights
+    train(load_config(None, [*common, "epochs=2"]))  # resumes: the average goes on counting
+    assert int(read_checkpoint(tmp_path / LAST_CHECKPOINT)["ema_model"]["n_averaged"]) == 4
+
+
 def test_clip_step_carries_state_through_the_clip_and_sums_the_frame_losses() -> None:
     torch.manual_seed(0)
     net = SiamDepthNet(width_multiplier=0.125)

@@ -16,7 +16,7 @@ from siam_depth_core.data.kitti import kitti_raw_sequence
 from siam_depth_core.data.stereo import StereoRig, StereoSequence
 from siam_depth_core.model import SiamDepthNet
 from siam_depth_core.train import BEST_CHECKPOINT, LAST_CHECKPOINT, build_dataset, train
-from siam_depth_core.validation import ValidationStream, validate
+from siam_depth_core.validation import LidarStream, ValidationStream, validate
 
 DRIVE_0009 = "2011_09_26/2011_09_26_drive_0009_sync"
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "siam_depth_small.pt"
@@ -106,3 +106,23 @@ def test_training_with_m_s_keeps_best_by_validation_and_the_pose_network(kitti_r
     assert any(not torch.equal(pose_weights[k], moved[k]) for k in moved)
     with pytest.raises(ValueError, match="trained with temporal.enabled"):
         train(load_config(None, [*common, "epochs=3", "temporal.enabled=false"]))
+
+
+def test_a_lidar_only_drive_is_scored_by_its_lidar_and_never_trained_on(kitti_root: Path, drive_0009: Path,
+                                                                      one_torch_thread) -> None:
+    """validation.lidar_drives: every frame with a scan, left camera only, ard_lidar as the score; a drive that is
+    also a training sequence is refused."""
+    stream = LidarStream.of_drive(kitti_root, DRIVE_0009)
+    assert stream.frames == tuple(range(51))
+    short = LidarStream(stream.drive, stream.frames[:3])
+    trained_net, meta = load_model(SHIPPED_MODEL)
+    trained = validate(trained_net, meta, [short], None)
+    untrained = validate(SiamDepthNet(width_multiplier=meta.net_width, max_disp=meta.max_disp), meta, [short], None)
+    assert set(trained) == {"score", "ard_lidar", f"{DRIVE_0009}/score"}
+    assert trained["score"] == trained["ard_lidar"] < 0.2 < untrained["score"]
+    with pytest.raises(FileNotFoundError, match="validation drive .* not found"):
+        LidarStream.of_drive(kitti_root, "2011_09_26/2011_09_26_drive_0001_sync")
+    config = load_config(None, [f"sources=[{{kind: kitti_raw, drives: [{DRIVE_0009}]}}]", "exclude_eigen_test=false",
+                                f"validation.lidar_drives=[{DRIVE_0009}]", f"validation.lidar_root={kitti_root}"])
+    with pytest.raises(ValueError, match="also a training sequence"):
+        build_dataset(config)
