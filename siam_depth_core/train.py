@@ -129,7 +129,8 @@ def build_dataset(config: TrainConfig) -> TrainingData:
     for name in held_out.lidar_drives:
         if name in trained:
             raise ValueError(f"validation.lidar_drives names {name}, which is also a training sequence")
-        streams.append(LidarStream.of_drive(held_out.lidar_root or paths.kitti_raw_root(), name))
+        lidar_root = paths.expand_root(held_out.lidar_root) if held_out.lidar_root else paths.kitti_raw_root()
+        streams.append(LidarStream.of_drive(lidar_root, name))
     return TrainingData(dataset, dataset.reference_rig, streams, hints)
 
 

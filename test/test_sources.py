@@ -62,3 +62,12 @@ def test_mixed_sources_give_one_clip_set_with_the_first_rig_as_reference(kitti_r
     assert names == {DRIVE_0009, "odometry/01", "odometry/02", "odometry/06"}
     assert len(dataset) == 49 + 49 + 18 + 49
     assert rig.baseline_m == pytest.approx(0.5327, abs=1e-4) and rig.image_size == (1242, 375)
+
+
+def test_a_root_may_name_an_environment_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    spec = SourceSpec(kind="kitti_raw", root="${SIAM_DEPTH_EXTRA_DATA}/kitti_raw", drives=["d"])
+    monkeypatch.setenv("SIAM_DEPTH_EXTRA_DATA", str(tmp_path))
+    assert spec.data_root() == tmp_path / "kitti_raw"
+    monkeypatch.delenv("SIAM_DEPTH_EXTRA_DATA")
+    with pytest.raises(ValueError, match="SIAM_DEPTH_EXTRA_DATA} is not set|SIAM_DEPTH_EXTRA_DATA is not set"):
+        spec.data_root()

@@ -13,6 +13,16 @@ def shared_data_dir() -> Path:
     return Path(override) if override else REPO_ROOT.parent / "shared" / "data"
 
 
+def expand_root(text: str) -> Path:
+    """A configured folder with `$VAR` / `${VAR}` and `~` expanded (e.g. `${SIAM_DEPTH_EXTRA_DATA}/kitti_raw` for
+    data fetched outside the repository); ValueError naming the variable when one is not set."""
+    expanded = os.path.expanduser(os.path.expandvars(text))
+    if "$" in expanded:
+        raise ValueError(f"{text}: environment variable {expanded[expanded.index('$'):].split('/')[0]} is not set; "
+                         "export it or write the folder's path")
+    return Path(expanded)
+
+
 def kitti_raw_root() -> Path:
     """KITTI raw root (holds `2011_09_26/...`): `$KITTI_ROOT`, else `<shared data>/kitti_raw`."""
     override = os.environ.get("KITTI_ROOT")

@@ -67,9 +67,9 @@ class SourceSpec:
             raise ValueError(f"a {self.kind} source does not take {', '.join(misplaced)}")
 
     def data_root(self) -> Path:
-        """The root folder this source reads from."""
+        """The root folder this source reads from (`$VAR` and `~` in `root` expanded)."""
         if self.root:
-            return Path(self.root)
+            return paths.expand_root(self.root)
         return paths.kitti_raw_root() if self.kind == "kitti_raw" else paths.kitti_odometry_root()
 
 
