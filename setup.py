@@ -66,10 +66,10 @@ setup(
     entry_points={
         "console_scripts": [
             "depth_node = siam_depth_ros.node:main",
-            "siam-depth-train = siam_depth_core.train:main",
-            "siam-depth-eval = siam_depth_core.evaluate:main",
-            "siam-depth-export = siam_depth_core.export:main",
-            "siam-depth-predict = siam_depth_core.predict:main",
+            "siam-depth-train = siam_depth_core.training.train:main",
+            "siam-depth-eval = siam_depth_core.evaluation.evaluate:main",
+            "siam-depth-export = siam_depth_core.runtime.export:main",
+            "siam-depth-predict = siam_depth_core.runtime.predict:main",
             "siam-depth-kitti2bag = siam_depth_ros.kitti2bag:main",
             "siam-depth-play = siam_depth_ros.player:main",
         ],

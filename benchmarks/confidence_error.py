@@ -60,7 +60,7 @@ class ScoredFrame:
 def score_frame(gt_depth_m: np.ndarray, pred_depth_m: np.ndarray, confidence: np.ndarray) -> ScoredFrame:
     """(H,W) ground truth (0 = none), prediction (NaN = invalid, counted as MAX_DEPTH_M as the evaluation does)
     and confidence -> the pixels of Eigen's 0-80 m mask with the Garg crop."""
-    from siam_depth_core.metrics import PRED_MIN_DEPTH_M, eigen_eval_mask
+    from siam_depth_core.evaluation.metrics import PRED_MIN_DEPTH_M, eigen_eval_mask
 
     mask = eigen_eval_mask(gt_depth_m, 1e-3, MAX_DEPTH_M, garg_crop=True)
     pred = np.nan_to_num(pred_depth_m[mask].astype(np.float64), nan=MAX_DEPTH_M, posinf=MAX_DEPTH_M)
@@ -98,7 +98,7 @@ SELECTIONS: dict[str, Callable[[ScoredFrame, float, np.random.Generator], np.nda
 
 
 def _mean_metrics(frames: Sequence[ScoredFrame], masks: Sequence[np.ndarray]) -> dict[str, float]:
-    from siam_depth_core.metrics import compute_depth_metrics
+    from siam_depth_core.evaluation.metrics import compute_depth_metrics
 
     per_frame = [compute_depth_metrics(frame.gt_m[keep], frame.pred_m[keep]) for frame, keep in zip(frames, masks,
                                                                                                       strict=True)]
@@ -130,11 +130,11 @@ def selection_table(frames: Sequence[ScoredFrame], keep_fractions: Iterable[floa
 
 def drive_0023_frames(checkpoint: Path, num_threads: int = 1) -> list[ScoredFrame]:
     """Drive 0023 frames 0-6 streamed through one estimator (state carried, as in the node) against LiDAR."""
-    from siam_depth_core.backends.source import CheckpointSource, RuntimeOptions
     from siam_depth_core.data.ground_truth import ground_truth_depth
     from siam_depth_core.data.kitti import KittiDrive, load_image
     from siam_depth_core.data.paths import kitti_raw_root
-    from siam_depth_core.inference import DepthEstimator
+    from siam_depth_core.runtime.backends.source import CheckpointSource, RuntimeOptions
+    from siam_depth_core.runtime.inference import DepthEstimator
 
     drive = KittiDrive(kitti_raw_root(), DRIVE_0023)
     if not drive.exists():
@@ -152,14 +152,14 @@ def drive_0023_frames(checkpoint: Path, num_threads: int = 1) -> list[ScoredFram
 
 def stereo2015_frames(checkpoint: Path, num_threads: int = 1) -> list[ScoredFrame]:
     """The KITTI 2015 frames, each from a zero state, against their disparity GT as nominal-rig depth."""
-    from siam_depth_core.backends.source import CheckpointSource, RuntimeOptions
     from siam_depth_core.data.kitti2015 import (
         NOMINAL_FOCAL_BASELINE_PX_M,
         disparity_to_nominal_depth,
         list_stereo2015_frames,
     )
     from siam_depth_core.data.paths import shared_data_dir
-    from siam_depth_core.inference import DepthEstimator
+    from siam_depth_core.runtime.backends.source import CheckpointSource, RuntimeOptions
+    from siam_depth_core.runtime.inference import DepthEstimator
 
     root = shared_data_dir() / "kitti_stereo_2015"
     estimator = DepthEstimator(CheckpointSource(checkpoint), RuntimeOptions(num_threads=num_threads),

@@ -41,14 +41,14 @@ import numpy as np
 import torch
 
 from benchmarks.reference_net import Monodepth2Reference
-from siam_depth_core.backends import BackendError
-from siam_depth_core.backends.source import EngineSource, NetworkSource, OnnxSource, RuntimeOptions
-from siam_depth_core.checkpoint import ModelMeta
 from siam_depth_core.cli import OneLineParser, non_negative_int, positive_int, run_cli
-from siam_depth_core.export import export_onnx
 from siam_depth_core.geometry import ImageSize
-from siam_depth_core.inference import DepthEstimator
-from siam_depth_core.model import check_input_size, count_parameters
+from siam_depth_core.network.checkpoint import ModelMeta
+from siam_depth_core.network.model import check_input_size, count_parameters
+from siam_depth_core.runtime.backends import BackendError
+from siam_depth_core.runtime.backends.source import EngineSource, NetworkSource, OnnxSource, RuntimeOptions
+from siam_depth_core.runtime.export import export_onnx
+from siam_depth_core.runtime.inference import DepthEstimator
 
 BACKEND_VARIANTS = ("torch", "torch_channels_last", "torch_cuda_graph", "onnxruntime", "onnxruntime_int8", "tensorrt")
 DEFAULT_BACKENDS = ("torch", "torch_channels_last", "onnxruntime", "tensorrt")
@@ -146,7 +146,7 @@ def make_estimator(variant: str, meta: ModelMeta, size: ImageSize, device: str, 
     if variant == "onnxruntime":
         return DepthEstimator(OnnxSource(onnx_path), options)
     if variant == "onnxruntime_int8":
-        from siam_depth_core.quantize import quantize_onnx
+        from siam_depth_core.runtime.quantize import quantize_onnx
 
         int8_path = onnx_path.with_suffix(".int8.onnx")
         if not int8_path.exists():
@@ -223,7 +223,7 @@ def reference_configuration(runtime: str, images: int, size: ImageSize, args: ar
         if not path.exists():
             torch.onnx.export(net, (batch,), str(path), input_names=["image"], output_names=["disparity"],
                               opset_version=17, dynamo=False)
-        from siam_depth_core.backends.onnxruntime_backend import session_options_for
+        from siam_depth_core.runtime.backends.onnxruntime_backend import session_options_for
 
         options = session_options_for(ort, threads, args.spin_wait)  # the same session settings as ours
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

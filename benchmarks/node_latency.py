@@ -188,7 +188,7 @@ def cloud_build_times(depth_m: np.ndarray, image: np.ndarray, camera_matrix: np.
     """Point cloud from an (H,W) depth map as the node builds it, per stride: median ms, points, bytes."""
     from std_msgs.msg import Header
 
-    from siam_depth_core.inference import DepthResult
+    from siam_depth_core.runtime.inference import DepthResult
     from siam_depth_ros.camera_info import Intrinsics
     from siam_depth_ros.outputs import InputFrame, OutputBuilder, OutputSettings
 
@@ -280,7 +280,7 @@ def standalone_model(backend: str, width_multiplier: float, size: ImageSize, fra
     import torch
 
     from benchmarks.model_latency import make_estimator, measure
-    from siam_depth_core.checkpoint import ModelMeta
+    from siam_depth_core.network.checkpoint import ModelMeta
 
     meta = ModelMeta(net_width=width_multiplier, height=size.height, width=size.width)
     seconds: list[float] = []
@@ -296,7 +296,7 @@ def standalone_model(backend: str, width_multiplier: float, size: ImageSize, fra
 
 def prepare_model(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Node parameters for the model under test (a random-weight checkpoint unless --checkpoint)."""
-    from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
+    from siam_depth_core.network.checkpoint import ModelMeta, save_checkpoint
 
     checkpoint = args.checkpoint
     meta = ModelMeta(net_width=args.width_multiplier, height=args.size.height, width=args.size.width)
@@ -309,12 +309,12 @@ def prepare_model(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     if args.single_pass:
         parameters["single_pass"] = True
     if args.backend.startswith("onnxruntime"):
-        from siam_depth_core.export import calibration_clips, export_checkpoint
+        from siam_depth_core.runtime.export import calibration_clips, export_checkpoint
 
         onnx_path = workdir / "model.onnx"
         export_checkpoint(checkpoint, onnx_path, size=args.size, single_pass=args.single_pass)
         if args.backend == "onnxruntime_int8":  # as `siam-depth-export --int8` writes it
-            from siam_depth_core.quantize import int8_path, quantize_onnx
+            from siam_depth_core.runtime.quantize import int8_path, quantize_onnx
 
             quantized = int8_path(onnx_path)
             quantize_onnx(onnx_path, quantized, calibration_clips(None))

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from benchmarks.model_latency import calibration_clips, machine_description, size_argument
-from siam_depth_core.backends.onnxruntime_backend import session_options_for
-from siam_depth_core.backends.sidecar import ModelSidecar, sidecar_path
-from siam_depth_core.checkpoint import ModelMeta
 from siam_depth_core.cli import OneLineParser, non_negative_int, positive_int, run_cli
-from siam_depth_core.export import export_onnx
 from siam_depth_core.geometry import ImageSize
+from siam_depth_core.network.checkpoint import ModelMeta
+from siam_depth_core.runtime.backends.onnxruntime_backend import session_options_for
+from siam_depth_core.runtime.backends.sidecar import ModelSidecar, sidecar_path
+from siam_depth_core.runtime.export import export_onnx
 
 #: Node-name fragments (module paths of the exported network, Table 1's layer names) -> the part of the
 #: network they belong to, tried in this order. The rest are operations of the forward functions themselves:
@@ -72,7 +72,7 @@ def export_model(size: ImageSize, width: float, single_pass: bool, int8: bool, w
     export_onnx(meta.build_network().eval(), meta, size, onnx_path, single_pass=single_pass)
     if not int8:
         return onnx_path
-    from siam_depth_core.quantize import quantize_onnx
+    from siam_depth_core.runtime.quantize import quantize_onnx
 
     int8_path = onnx_path.with_suffix(".int8.onnx")
     quantize_onnx(onnx_path, int8_path, calibration_clips(size))

@@ -19,7 +19,7 @@ import torch
 from benchmarks.model_latency import size_argument
 from siam_depth_core.cli import OneLineParser, positive_float, run_cli
 from siam_depth_core.geometry import ImageSize
-from siam_depth_core.model import SiamDepthNet, count_parameters
+from siam_depth_core.network.model import SiamDepthNet, count_parameters
 
 WIDTH_MULTIPLIERS = (1.0, 0.5, 0.25)
 MIB = 2 ** 20

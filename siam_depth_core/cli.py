@@ -1,4 +1,5 @@
-"""What the command-line tools share: the model arguments, checked number types, and one-line errors.
+"""What the command-line tools share: checked number types and one-line errors (the model arguments of the
+runtime tools are in `runtime.model_arguments`).
 
 Every CLI answers bad input with one line, `<prog>: error: <what>, <what to do>`, and exit code 2 (as
 argparse does for bad arguments), never a traceback: `run_cli` turns the errors a user can cause
@@ -10,28 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypedDict
+from typing import NoReturn
 
-from siam_depth_core.backends import BackendError
-from siam_depth_core.backends.source import (
-    CheckpointSource,
-    EngineSource,
-    ModelSource,
-    OnnxSource,
-    RuntimeOptions,
-)
-from siam_depth_core.checkpoint import CheckpointError
-from siam_depth_core.geometry import ImageSize
-from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT, shipped_checkpoint
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack  # **kwargs: Unpack[...] is typing's own only from Python 3.12
+from siam_depth_core.errors import SiamDepthError
 
 #: Exit code of every CLI for bad input (argparse's own).
 USAGE_ERROR = 2
 #: Errors a user's input can cause; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, OSError, CheckpointError, BackendError)
+USER_ERRORS = (ValueError, OSError, SiamDepthError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -78,59 +65,3 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint / --onnx / --engine, --device and --num-threads."""
-    parser.add_argument("--checkpoint", help="siam_depth checkpoint (.pt), run with torch (default, when no "
-                                             "--onnx/--engine is given either: the shipped models/"
-                                             f"{SHIPPED_CHECKPOINT})")
-    parser.add_argument("--onnx", help="exported ONNX model (siam-depth-export), run with ONNX Runtime; with "
-                                       "--engine: the ONNX to build the engine from")
-    parser.add_argument("--engine", help="TensorRT engine (needs an NVIDIA GPU and tensorrt)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cpu; the GPU for --engine)")
-    parser.add_argument("--num-threads", type=non_negative_int, default=0,
-                        help="intra-op CPU threads (default 0: the library's default)")
-    parser.add_argument("--single-pass", action="store_true", help="only the direct branch of the Siamese model "
-                        "(half the compute; an ONNX model must be exported with --single-pass)")
-
-
-def default_checkpoint(prog: str) -> Path:
-    """The shipped demo model, announced on stderr in one line (`<prog>: using the shipped model <path>`);
-    ValueError when this installation has none."""
-    path = shipped_checkpoint()
-    if path is None:
-        raise ValueError("no model given and no shipped models/siam_depth_small.pt installed: use --checkpoint "
-                         "model.pt, --onnx model.onnx or --engine model.engine")
-    print(f"{prog}: no model given; using the shipped model {path}", file=sys.stderr)
-    return path
-
-
-def model_source(args: argparse.Namespace, prog: str) -> ModelSource:
-    """--checkpoint, --onnx or --engine (+ --onnx to build it from) as a model source; none of them: the
-    shipped model (`default_checkpoint`). ValueError for a contradictory combination."""
-    if args.checkpoint:
-        if args.onnx or args.engine:
-            raise ValueError("give one model: --checkpoint, or --onnx (ONNX Runtime), or --engine (TensorRT, "
-                             "with --onnx to build it from)")
-        return CheckpointSource(Path(args.checkpoint))
-    if args.engine:
-        return EngineSource(Path(args.engine), Path(args.onnx) if args.onnx else None)
-    if args.onnx:
-        return OnnxSource(Path(args.onnx))
-    return CheckpointSource(default_checkpoint(prog))
-
-
-class ExtraRuntimeOptions(TypedDict, total=False):
-    """The RuntimeOptions fields that `runtime_options` does not take from the command line."""
-
-    input_size: ImageSize | None
-    fp16: bool
-    channels_last: bool
-    cuda_graph: bool
-    post_process: bool
-
-
-def runtime_options(args: argparse.Namespace, **extra: Unpack[ExtraRuntimeOptions]) -> RuntimeOptions:
-    """RuntimeOptions from --device / --num-threads / --single-pass (and any other option given as a keyword)."""
-    return RuntimeOptions(device=args.device, num_threads=args.num_threads, single_pass=args.single_pass, **extra)

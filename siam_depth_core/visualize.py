@@ -1,4 +1,5 @@
-"""Pictures for humans: colour maps of values and metric depth, LiDAR over the image, labelled panels, PNG and GIF.
+"""Pictures for humans: colour maps of values and metric depth, LiDAR over the image, labelled panels, PNG and GIF,
+and coloured point clouds as PLY files.
 
 One colour convention for every depth picture (evaluation panels, the demo, the node's `depth/colored`):
 inverse depth from 1/FAR_DEPTH_M (dark) to 1/NEAR_DEPTH_M (bright) through magma; nearer than
@@ -148,4 +149,22 @@ def write_gif(path: Path, frames: Sequence[np.ndarray], frame_duration_ms: int) 
 
     pictures = [PilImage.fromarray(frame) for frame in frames]
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=frame_duration_ms, loop=0)
+    return path
+
+
+def write_ply(path: Path, points: np.ndarray, colors: np.ndarray, comment: str = "camera optical frame, metres"
+              ) -> Path:
+    """Binary little-endian PLY of (N,3) float32 points (metres) with (N,3) uint8 RGB colours."""
+    points, colors = np.asarray(points), np.asarray(colors)
+    if points.ndim != 2 or points.shape[1] != 3 or colors.shape != points.shape or colors.dtype != np.uint8:
+        raise ValueError(f"need (N,3) points and (N,3) uint8 colours, got {points.shape} and {colors.dtype} "
+                         f"{colors.shape}")
+    vertices = np.empty(points.shape[0], dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3)])
+    vertices["xyz"], vertices["rgb"] = points, colors
+    header = (f"ply\nformat binary_little_endian 1.0\ncomment {comment}\nelement vertex {vertices.shape[0]}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
+    with path.open("wb") as handle:
+        handle.write(header.encode("ascii"))
+        handle.write(vertices.tobytes())
     return path

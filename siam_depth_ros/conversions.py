@@ -21,7 +21,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from siam_depth_core.inference import SUPPORTED_ENCODINGS
+from siam_depth_core.runtime.inference import SUPPORTED_ENCODINGS
 
 __all__ = ["CAMERA_ENCODINGS", "IMAGE_ENCODINGS", "ImageConversionError", "camera_image_to_numpy",
            "camera_info_matrix", "compressed_image_to_numpy", "make_camera_info", "numpy_to_compressed_image",

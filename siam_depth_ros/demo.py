@@ -41,20 +41,20 @@ from typing import Any
 import numpy as np
 
 from siam_depth_core.data import paths
-from siam_depth_core.data.ground_truth import STREET_PRIOR_DRIVE, drive_street_prior, ground_truth_depth
+from siam_depth_core.data.ground_truth import ground_truth_depth
 from siam_depth_core.data.kitti import KittiDrive
 from siam_depth_core.data.synthetic import write_synthetic_drive
-from siam_depth_core.geometry import ImageSize
-from siam_depth_core.metrics import METRIC_NAMES
-from siam_depth_core.report import (
+from siam_depth_core.evaluation.baselines import STREET_PRIOR_DRIVE, drive_street_prior
+from siam_depth_core.evaluation.metrics import METRIC_NAMES
+from siam_depth_core.evaluation.report import (
     DEPTH_RANGES,
     controls_table,
     median_gt_depth,
     range_scores,
     scene_controls,
-    write_ply,
 )
-from siam_depth_core.visualize import colorize_depth, triptych, write_gif, write_png
+from siam_depth_core.geometry import ImageSize
+from siam_depth_core.visualize import colorize_depth, triptych, write_gif, write_ply, write_png
 from siam_depth_ros.harness import DepthNodeProcess, isolated_dds_environment
 from siam_depth_ros.kitti2bag import LEFT_CAMERA, convert_drive, parse_frame_range
 
@@ -336,9 +336,9 @@ def exported_model(checkpoint: Path, kind: str, calibration_folder: Path | None)
     """The ONNX export of `checkpoint` (`kind` "fp32" or "int8", quantised as `siam-depth-export --int8` does),
     cached under the siam_depth cache folder by the checkpoint's sha256 (made on first use, which says so).
     calibration_folder: consecutive frames for the int8 calibration (None: drive 0009, the export's default)."""
-    from siam_depth_core.backends.sidecar import file_sha256
-    from siam_depth_core.export import CALIBRATION_CLIP_LEN, calibration_clips, export_checkpoint
-    from siam_depth_core.quantize import int8_path, quantize_onnx
+    from siam_depth_core.runtime.backends.sidecar import file_sha256
+    from siam_depth_core.runtime.export import CALIBRATION_CLIP_LEN, calibration_clips, export_checkpoint
+    from siam_depth_core.runtime.quantize import int8_path, quantize_onnx
 
     folder = paths.cache_dir() / "demo_models" / file_sha256(checkpoint)[:16]
     fp32_path = folder / f"{checkpoint.stem}.onnx"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
-from siam_depth_core.inference import DepthEstimator
+from siam_depth_core.runtime.inference import DepthEstimator
 
 Settings = TypeVar("Settings")
 

@@ -56,7 +56,7 @@ from std_srvs.srv import Trigger
 from stereo_msgs.msg import DisparityImage
 
 from siam_depth_core.cli import OneLineParser
-from siam_depth_core.inference import DepthEstimator
+from siam_depth_core.runtime.inference import DepthEstimator
 from siam_depth_ros.camera_info import CameraInfoCache
 from siam_depth_ros.conversions import camera_image_to_numpy, compressed_image_to_numpy
 from siam_depth_ros.dds_profile import PROFILE_ENV_VAR, apply_default_profile, shipped_profile_path

@@ -31,7 +31,7 @@ from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
 from siam_depth_core.geometry import ImageSize, pixel_rays
-from siam_depth_core.inference import DepthEstimator, DepthResult
+from siam_depth_core.runtime.inference import DepthEstimator, DepthResult
 from siam_depth_core.visualize import colorize_depth
 from siam_depth_ros.camera_info import Intrinsics
 from siam_depth_ros.conversions import (

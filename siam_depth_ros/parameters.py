@@ -12,8 +12,13 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
-from siam_depth_core.backends.source import BACKEND_NAMES, ModelSource, RuntimeOptions, source_for_backend
 from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize
+from siam_depth_core.runtime.backends.source import (
+    BACKEND_NAMES,
+    ModelSource,
+    RuntimeOptions,
+    source_for_backend,
+)
 from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT, shipped_checkpoint
 from siam_depth_core.visualize import NEAR_DEPTH_M
 from siam_depth_ros.input_limit import DEFAULT_MAX_IMAGE_PIXELS

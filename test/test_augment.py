@@ -127,7 +127,7 @@ def test_zoom_crop_moves_the_intrinsics_with_the_pixels():
 def test_zoomed_stereo_pair_is_still_explained_by_the_scaled_disparity():
     """The right image warped with the crop's disparities (scaled by the zoom) rebuilds the cropped left image."""
     from siam_depth_core.data.synthetic import render_synthetic_sequence
-    from siam_depth_core.losses import photometric_error
+    from siam_depth_core.photometric import photometric_error
     from siam_depth_core.warp import warp_horizontal
 
     sequence = render_synthetic_sequence(1, 96, 320, seed=4)

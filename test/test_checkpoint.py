@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from siam_depth_core.checkpoint import (
+from siam_depth_core.network.checkpoint import (
     FORMAT,
     CheckpointError,
     ModelMeta,
@@ -15,7 +15,7 @@ from siam_depth_core.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from siam_depth_core.model import SiamDepthNet
+from siam_depth_core.network.model import SiamDepthNet
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny networks: see conftest
 META = ModelMeta(net_width=0.125, recurrent=True, siamese=True, height=64, width=128, baseline_m=0.54,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
+from siam_depth_core.network.checkpoint import ModelMeta, save_checkpoint
 
 DRIVE_0023 = "2011_09_26/2011_09_26_drive_0023_sync"
 
@@ -34,7 +34,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                   "unwritable out-dir", "missing street-prior drive", "no frames", "zero max-images"])
 def test_eval_bad_input(case: str, tiny_checkpoint: Path, kitti_root: Path, drive_0023: Path, tmp_path: Path,
                         capsys: pytest.CaptureFixture[str]) -> None:
-    from siam_depth_core.evaluate import main
+    from siam_depth_core.evaluation.evaluate import main
 
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 not a zip")
@@ -73,6 +73,6 @@ def test_benchmark_bad_input(module: str, arguments: list[str], capsys: pytest.C
 
 
 def test_train_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from siam_depth_core.train import main
+    from siam_depth_core.training.train import main
 
     _assert_one_line(_exit_code(main, ["--sett", "lr=1"]), capsys.readouterr().err, "siam-depth-train")

@@ -79,11 +79,11 @@ def test_score_frame_uses_eigens_mask_and_counts_invalid_predictions_as_far() ->
 
 
 def test_report_on_drive_0023_agrees_with_the_evaluation(drive_0023, one_torch_thread) -> None:
-    from siam_depth_core.backends.source import CheckpointSource
     from siam_depth_core.data.ground_truth import ground_truth_depth
     from siam_depth_core.data.kitti import KittiDrive, load_image
-    from siam_depth_core.inference import DepthEstimator
-    from siam_depth_core.metrics import evaluate_depth_map
+    from siam_depth_core.evaluation.metrics import evaluate_depth_map
+    from siam_depth_core.runtime.backends.source import CheckpointSource
+    from siam_depth_core.runtime.inference import DepthEstimator
 
     frames = drive_0023_frames(DEFAULT_CHECKPOINT)
     assert len(frames) == 7 and all(0.0 <= f.confidence.min() and f.confidence.max() <= 1.0 for f in frames)

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from siam_depth_core.losses import siamese_loss
-from siam_depth_core.model import SiamDepthNet, run_siamese
+from siam_depth_core.network.model import SiamDepthNet, run_siamese
+from siam_depth_core.training.losses import siamese_loss
 
 HEIGHT, WIDTH = 64, 128
 SHIFT_PX = 8

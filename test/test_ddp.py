@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from siam_depth_core.checkpoint import read_checkpoint
-from siam_depth_core.config import load_config
-from siam_depth_core.train import LAST_CHECKPOINT, train
+from siam_depth_core.network.checkpoint import read_checkpoint
+from siam_depth_core.training.config import load_config
+from siam_depth_core.training.train import LAST_CHECKPOINT, train
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                                 reason="torch.distributed with the gloo backend is not available in this build")
@@ -48,7 +48,7 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path:
 
     torch.manual_seed(0)
     initial = load_config(None, _config(tmp_path / "unused"))
-    from siam_depth_core.model import SiamDepthNet
+    from siam_depth_core.network.model import SiamDepthNet
 
     untrained = SiamDepthNet(width_multiplier=initial.net_width).state_dict()
     moved = max((single_weights[k] - untrained[k]).abs().max().item() for k in untrained)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from siam_depth_core import cli
-from siam_depth_core.evaluate import main as eval_main
-from siam_depth_core.export import main as export_main
-from siam_depth_core.predict import main as predict_main
+from siam_depth_core.evaluation.evaluate import main as eval_main
+from siam_depth_core.runtime import model_arguments as cli
+from siam_depth_core.runtime.export import main as export_main
+from siam_depth_core.runtime.predict import main as predict_main
 from siam_depth_core.shipped_files import shipped_checkpoint
 
 DRIVE_0023 = "2011_09_26/2011_09_26_drive_0023_sync"

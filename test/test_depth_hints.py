@@ -22,8 +22,8 @@ from siam_depth_core.data.depth_hints import (
     stereo_hint,
 )
 from siam_depth_core.data.kitti import load_disparity_png, load_image
-from siam_depth_core.losses import depth_hint_loss
-from siam_depth_core.metrics import kitti_d1
+from siam_depth_core.evaluation.metrics import kitti_d1
+from siam_depth_core.training.losses import depth_hint_loss
 
 SHIFT_PX = 6
 

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from siam_depth_core.backends.source import NetworkSource, RuntimeOptions
-from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
 from siam_depth_core.data.ground_truth import EvalFrame, ground_truth_depth, has_ground_truth
 from siam_depth_core.data.kitti import KittiDrive
-from siam_depth_core.evaluate import evaluate_depth, evaluate_stereo2015, main, warmup_frames
-from siam_depth_core.export import export_onnx
-from siam_depth_core.inference import DepthEstimator, DepthResult
-from siam_depth_core.metrics import METRIC_NAMES
-from siam_depth_core.refine import flip_horizontal, refine_disparity
-from siam_depth_core.report import DEPTH_RANGES, format_paper_table
+from siam_depth_core.evaluation.evaluate import evaluate_depth, evaluate_stereo2015, main, warmup_frames
+from siam_depth_core.evaluation.metrics import METRIC_NAMES
+from siam_depth_core.evaluation.report import DEPTH_RANGES, format_paper_table
+from siam_depth_core.network.checkpoint import ModelMeta, save_checkpoint
+from siam_depth_core.network.refine import flip_horizontal, refine_disparity
+from siam_depth_core.runtime.backends.source import NetworkSource, RuntimeOptions
+from siam_depth_core.runtime.export import export_onnx
+from siam_depth_core.runtime.inference import DepthEstimator, DepthResult
 
 DRIVE_0009 = "2011_09_26/2011_09_26_drive_0009_sync"
 DRIVE_0023 = "2011_09_26/2011_09_26_drive_0023_sync"
@@ -147,7 +147,7 @@ def test_warm_state_changes_a_recurrent_prediction_only(kitti_root: Path, drive_
 
 def test_post_process_blends_the_flipped_pass_for_a_non_siamese_model(kitti_root: Path, drive_0009: Path) -> None:
     from siam_depth_core.data.kitti import frame_path, load_image
-    from siam_depth_core.inference import preprocess
+    from siam_depth_core.runtime.inference import preprocess
 
     image = load_image(frame_path(kitti_root, DRIVE_0009, 0))
     net, meta = _tiny(siamese=False)

@@ -10,13 +10,13 @@ import onnx
 import pytest
 import torch
 
-from siam_depth_core.backends import BackendError, open_backend
-from siam_depth_core.backends.sidecar import ModelSidecar, file_sha256, sidecar_path
-from siam_depth_core.backends.source import CheckpointSource, OnnxSource, RuntimeOptions
-from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
-from siam_depth_core.export import DecomposedElu, export_onnx, main, with_decomposed_elu
-from siam_depth_core.inference import DepthEstimator, preprocess
-from siam_depth_core.model import run_siamese
+from siam_depth_core.network.checkpoint import ModelMeta, save_checkpoint
+from siam_depth_core.network.model import run_siamese
+from siam_depth_core.runtime.backends import BackendError, open_backend
+from siam_depth_core.runtime.backends.sidecar import ModelSidecar, file_sha256, sidecar_path
+from siam_depth_core.runtime.backends.source import CheckpointSource, OnnxSource, RuntimeOptions
+from siam_depth_core.runtime.export import DecomposedElu, export_onnx, main, with_decomposed_elu
+from siam_depth_core.runtime.inference import DepthEstimator, preprocess
 
 NET_WIDTH = 0.125
 PARITY_FRAMES = 5
@@ -245,7 +245,7 @@ def test_int8_export_loads_in_onnx_runtime_and_stays_close_to_fp32(drive_0009: P
     model = onnx.load(str(int8))
     assert any(node.op_type == "QuantizeLinear" for node in model.graph.node)
     # the data-movement operators run on quantised tensors too (QDQ around them, fused to uint8 by ORT)
-    from siam_depth_core.quantize import DEFAULT_OP_TYPES
+    from siam_depth_core.runtime.quantize import DEFAULT_OP_TYPES
 
     assert sidecar.meta["extra"]["quantization"]["op_types"] == list(DEFAULT_OP_TYPES)
     produced_by = {output: node.op_type for node in model.graph.node for output in node.output}
@@ -262,9 +262,9 @@ def test_int8_export_loads_in_onnx_runtime_and_stays_close_to_fp32(drive_0009: P
 
 def test_spin_wait_runs_onnx_runtime_with_the_same_output_and_other_backends_refuse_it(small_onnx: Path,
                                                                                       checkpoint: Path) -> None:
-    from siam_depth_core.backends import BackendError
-    from siam_depth_core.backends.source import CheckpointSource, OnnxSource, RuntimeOptions
-    from siam_depth_core.inference import DepthEstimator
+    from siam_depth_core.runtime.backends import BackendError
+    from siam_depth_core.runtime.backends.source import CheckpointSource, OnnxSource, RuntimeOptions
+    from siam_depth_core.runtime.inference import DepthEstimator
 
     image = np.random.default_rng(5).integers(0, 256, (64, 128, 3), dtype=np.uint8)
     spinning = DepthEstimator(OnnxSource(small_onnx), RuntimeOptions(num_threads=2, spin_wait=True))

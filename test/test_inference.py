@@ -9,13 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from siam_depth_core.backends import BackendError, StepOutput
-from siam_depth_core.backends.source import CheckpointSource, OnnxSource, RuntimeOptions, untrained_source
-from siam_depth_core.checkpoint import CheckpointError, ModelMeta, load_model, save_checkpoint
-from siam_depth_core.export import export_onnx
 from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, disparity_to_depth
-from siam_depth_core.inference import DepthEstimator, preprocess
-from siam_depth_core.model import run_siamese
+from siam_depth_core.network.checkpoint import CheckpointError, ModelMeta, load_model, save_checkpoint
+from siam_depth_core.network.model import run_siamese
+from siam_depth_core.runtime.backends import BackendError, StepOutput
+from siam_depth_core.runtime.backends.source import (
+    CheckpointSource,
+    OnnxSource,
+    RuntimeOptions,
+    untrained_source,
+)
+from siam_depth_core.runtime.export import export_onnx
+from siam_depth_core.runtime.inference import DepthEstimator, preprocess
 
 NET_SIZE = (64, 128)  # (H, W)
 CAMERA_SHAPE = (75, 250)
@@ -149,7 +154,7 @@ def test_output_at_camera_resolution_and_matches_network(tiny_checkpoint: Path, 
 
 def test_confidence_is_the_agreement_of_the_two_left_estimates_at_camera_resolution(
         tiny_checkpoint: Path, estimator: DepthEstimator) -> None:
-    from siam_depth_core.refine import disparity_confidence
+    from siam_depth_core.network.refine import disparity_confidence
 
     image = _camera_image(seed=4)
     result = estimator.step(image, 0.0)
@@ -202,7 +207,7 @@ def test_missing_and_corrupt_checkpoint(tmp_path: Path) -> None:
 
 
 def test_no_checkpoint_builds_untrained_network(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="siam_depth_core.backends.source"):
+    with caplog.at_level(logging.WARNING, logger="siam_depth_core.runtime.backends.source"):
         estimator = DepthEstimator(untrained_source(), RuntimeOptions(input_size=NET_SIZE))
     assert "randomly initialised" in caplog.text
     assert estimator.meta.net_width == 0.25 and estimator.input_size == NET_SIZE
@@ -305,7 +310,7 @@ def test_onnxruntime_rejects_options_it_cannot_honour(tiny_checkpoint: Path, tmp
 ])
 def test_tensorrt_rejects_options_it_cannot_honour_before_looking_for_a_gpu(tmp_path: Path, options: RuntimeOptions,
                                                                            message: str) -> None:
-    from siam_depth_core.backends.source import EngineSource
+    from siam_depth_core.runtime.backends.source import EngineSource
 
     with pytest.raises(BackendError, match=message):
         DepthEstimator(EngineSource(onnx=tmp_path / "model.onnx"), options)

@@ -120,8 +120,8 @@ def test_depth_yaml_with_backend_tensorrt_gives_options_tensorrt_accepts():
     """`ros2 launch ... backend:=tensorrt engine:=...` with the shipped depth.yaml: device "" means the backend's
     default (the GPU) and num_threads is not passed to TensorRT, so the backend's option check passes (it used
     to refuse device 'cpu')."""
-    from siam_depth_core.backends import reject_unsupported
-    from siam_depth_core.backends.tensorrt_backend import SUPPORTED_OPTIONS
+    from siam_depth_core.runtime.backends import reject_unsupported
+    from siam_depth_core.runtime.backends.tensorrt_backend import SUPPORTED_OPTIONS
     from siam_depth_ros.parameters import settings_with
 
     parameters = yaml.safe_load((CONFIG / "depth.yaml").read_text())["/**"]["ros__parameters"]

@@ -8,18 +8,16 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from siam_depth_core.losses import (
-    SSIM_C1,
-    SSIM_C2,
+from siam_depth_core.network.model import SiameseOutput
+from siam_depth_core.photometric import SSIM_C1, SSIM_C2, ssim
+from siam_depth_core.training.losses import (
     LossWeights,
     appearance_loss,
     lr_consistency_loss,
     max_depth_heuristic_loss,
     siamese_loss,
     smoothness_loss,
-    ssim,
 )
-from siam_depth_core.model import SiameseOutput
 
 HEIGHT, WIDTH = 16, 32
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from siam_depth_core.data.kitti import load_disparity_png
-from siam_depth_core.metrics import (
+from siam_depth_core.evaluation.metrics import (
     METRIC_NAMES,
     compute_depth_metrics,
     eigen_eval_mask,
@@ -117,7 +117,7 @@ def _random_scenes(frames: int = 8, height: int = 60, width: int = 80, seed: int
 
 
 def test_frame_corr_is_zero_for_an_output_that_ignores_the_image():
-    from siam_depth_core.metrics import frame_correlation
+    from siam_depth_core.evaluation.metrics import frame_correlation
 
     depth, gt = _random_scenes()
     constant = np.broadcast_to(depth.mean(axis=0), depth.shape)
@@ -126,7 +126,7 @@ def test_frame_corr_is_zero_for_an_output_that_ignores_the_image():
 
 
 def test_frame_corr_is_high_for_the_truth_and_near_zero_when_scrambled():
-    from siam_depth_core.metrics import frame_correlation
+    from siam_depth_core.evaluation.metrics import frame_correlation
 
     depth, gt = _random_scenes(frames=30)
     assert frame_correlation(depth, gt)["frame_corr"] > 0.8  # mean and median departures differ a little
@@ -137,7 +137,7 @@ def test_frame_corr_is_high_for_the_truth_and_near_zero_when_scrambled():
 
 
 def test_leave_one_out_median_uses_only_the_other_frames():
-    from siam_depth_core.metrics import leave_one_out_median
+    from siam_depth_core.evaluation.metrics import leave_one_out_median
 
     gt = np.array([[[10.0, 5.0]], [[20.0, 0.0]], [[40.0, 7.0]], [[30.0, 9.0]]])
     valid = gt > 0
@@ -148,7 +148,7 @@ def test_leave_one_out_median_uses_only_the_other_frames():
 
 
 def test_frame_corr_rejects_mismatched_or_too_few_frames():
-    from siam_depth_core.metrics import frame_correlation
+    from siam_depth_core.evaluation.metrics import frame_correlation
 
     depth, gt = _random_scenes(frames=2)
     with pytest.raises(ValueError, match="at least 3 frames"):
@@ -158,7 +158,7 @@ def test_frame_corr_rejects_mismatched_or_too_few_frames():
 
 
 def test_own_mean_control_is_the_per_pixel_geometric_mean():
-    from siam_depth_core.baselines import own_mean_control
+    from siam_depth_core.evaluation.baselines import own_mean_control
 
     first = np.array([[2.0, 10.0]], np.float32)
     second = np.array([[8.0, np.nan]], np.float32)  # NaN = far: counts as max_depth
@@ -166,7 +166,7 @@ def test_own_mean_control_is_the_per_pixel_geometric_mean():
 
 
 def test_street_prior_is_the_median_with_holes_filled_from_the_nearest_pixel():
-    from siam_depth_core.baselines import street_prior
+    from siam_depth_core.evaluation.baselines import street_prior
 
     frames = [np.array([[0.0, 0.0, 0.0], [10.0, 20.0, 0.0]]), np.array([[0.0, 0.0, 0.0], [30.0, 0.0, 6.0]]),
               np.array([[0.0, 0.0, 0.0], [20.0, 40.0, 0.0]])]

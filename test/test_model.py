@@ -5,13 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from siam_depth_core.model import (
+from siam_depth_core.network.model import (
     ConvLSTMCell,
     SiamDepthNet,
     count_parameters,
     run_siamese,
 )
-from siam_depth_core.refine import flip_horizontal, refine_disparity
+from siam_depth_core.network.refine import flip_horizontal, refine_disparity
 
 # Table 1 of the paper: (layer, output channels, downscaling factor, input channels) at width 1.0.
 TABLE1 = (
@@ -300,7 +300,7 @@ def test_state_of_wrong_batch_raises_value_error() -> None:
 
 
 def test_lstm_ratio_narrows_only_the_convlstm_layers_and_their_state(tmp_path) -> None:
-    from siam_depth_core.checkpoint import ModelMeta, load_model, save_checkpoint
+    from siam_depth_core.network.checkpoint import ModelMeta, load_model, save_checkpoint
 
     full, narrow = SiamDepthNet(width_multiplier=0.25), SiamDepthNet(width_multiplier=0.25, lstm_ratio=0.5)
     assert narrow.convlstm_skip3.hidden_channels == full.convlstm_skip3.hidden_channels // 2 == 16

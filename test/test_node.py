@@ -25,7 +25,7 @@ from ros_helpers import (
 )
 from sensor_msgs.msg import CameraInfo, Image
 
-from siam_depth_core.checkpoint import KITTI_BASELINE_M, ModelMeta, save_checkpoint
+from siam_depth_core.network.checkpoint import KITTI_BASELINE_M, ModelMeta, save_checkpoint
 from siam_depth_ros.conversions import camera_info_matrix, image_to_numpy, pointcloud2_to_array, unpack_rgb
 from siam_depth_ros.harness import DepthNodeClient, DepthNodeProcess, stamp_ns_of
 from siam_depth_ros.outputs import OUTPUT_TOPICS

@@ -21,7 +21,7 @@ from ros_helpers import (
 )
 from std_srvs.srv import Trigger
 
-from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
+from siam_depth_core.network.checkpoint import ModelMeta, save_checkpoint
 from siam_depth_ros.conversions import image_to_numpy
 from siam_depth_ros.harness import DepthNodeClient, DepthNodeProcess
 

@@ -13,10 +13,10 @@ pytest.importorskip("rclpy", reason="rclpy not installed (ROS extra)")
 from sensor_msgs.msg import CameraInfo  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from siam_depth_core.backends.source import CheckpointSource  # noqa: E402
-from siam_depth_core.checkpoint import CheckpointError, ModelMeta, save_checkpoint  # noqa: E402
 from siam_depth_core.geometry import ImageSize  # noqa: E402
-from siam_depth_core.inference import DepthEstimator  # noqa: E402
+from siam_depth_core.network.checkpoint import CheckpointError, ModelMeta, save_checkpoint  # noqa: E402
+from siam_depth_core.runtime.backends.source import CheckpointSource  # noqa: E402
+from siam_depth_core.runtime.inference import DepthEstimator  # noqa: E402
 from siam_depth_ros.camera_info import CameraInfoCache, Intrinsics  # noqa: E402
 from siam_depth_ros.conversions import (  # noqa: E402
     camera_info_matrix,

@@ -27,9 +27,9 @@ from ros_helpers import (
 )
 from sensor_msgs.msg import CompressedImage
 
-from siam_depth_core.backends.source import CheckpointSource, RuntimeOptions
-from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
-from siam_depth_core.inference import DepthEstimator
+from siam_depth_core.network.checkpoint import ModelMeta, save_checkpoint
+from siam_depth_core.runtime.backends.source import CheckpointSource, RuntimeOptions
+from siam_depth_core.runtime.inference import DepthEstimator
 from siam_depth_ros.conversions import (
     camera_info_matrix,
     image_to_numpy,

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
-from siam_depth_core.predict import depth_to_png_mm, main, read_intrinsics
+from siam_depth_core.network.checkpoint import ModelMeta, save_checkpoint
+from siam_depth_core.runtime.predict import depth_to_png_mm, main, read_intrinsics
 
 DRIVE_0023 = "2011_09_26/2011_09_26_drive_0023_sync"
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from siam_depth_core.geometry import backproject, depth_to_disparity, disparity_to_depth, scale_intrinsics
-from siam_depth_core.inference import SUPPORTED_ENCODINGS, preprocess
+from siam_depth_core.runtime.inference import SUPPORTED_ENCODINGS, preprocess
 from siam_depth_core.visualize import colorize_depth
 
 pytest.importorskip("sensor_msgs", reason="ROS messages not installed (ROS extra)")

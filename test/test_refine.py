@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from siam_depth_core.refine import disparity_confidence, flip_horizontal, ramp_masks, refine_disparity
+from siam_depth_core.network.refine import disparity_confidence, flip_horizontal, ramp_masks, refine_disparity
 
 WIDTH = 64
 

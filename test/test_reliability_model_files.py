@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from siam_depth_core.backends import BackendError
-from siam_depth_core.backends.sidecar import file_sha256, sidecar_path
-from siam_depth_core.backends.source import CheckpointSource, EngineSource, OnnxSource, RuntimeOptions
-from siam_depth_core.backends.tensorrt_backend import verified_onnx
-from siam_depth_core.checkpoint import CheckpointError, ModelMeta, save_checkpoint
-from siam_depth_core.export import export_onnx
-from siam_depth_core.inference import DepthEstimator
+from siam_depth_core.network.checkpoint import CheckpointError, ModelMeta, save_checkpoint
+from siam_depth_core.runtime.backends import BackendError
+from siam_depth_core.runtime.backends.sidecar import file_sha256, sidecar_path
+from siam_depth_core.runtime.backends.source import CheckpointSource, EngineSource, OnnxSource, RuntimeOptions
+from siam_depth_core.runtime.backends.tensorrt_backend import verified_onnx
+from siam_depth_core.runtime.export import export_onnx
+from siam_depth_core.runtime.inference import DepthEstimator
 
 NET_SIZE = (64, 128)  # (H, W)
 OTHER_SIZE = (96, 160)

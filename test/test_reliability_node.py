@@ -31,9 +31,9 @@ from ros_helpers import configure_dds, stamp_from_ns, unique_namespace  # noqa: 
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from stereo_msgs.msg import DisparityImage  # noqa: E402
 
-from siam_depth_core.backends.source import CheckpointSource  # noqa: E402
-from siam_depth_core.checkpoint import ModelMeta, save_checkpoint  # noqa: E402
-from siam_depth_core.inference import DepthEstimator  # noqa: E402
+from siam_depth_core.network.checkpoint import ModelMeta, save_checkpoint  # noqa: E402
+from siam_depth_core.runtime.backends.source import CheckpointSource  # noqa: E402
+from siam_depth_core.runtime.inference import DepthEstimator  # noqa: E402
 from siam_depth_ros.conversions import camera_info_matrix, image_to_numpy, make_camera_info, numpy_to_image  # noqa: E402
 from siam_depth_ros.harness import Arrival, DepthNodeClient, DepthNodeProcess, stamp_ns_of  # noqa: E402
 from siam_depth_ros.reporting import problem_key  # noqa: E402

@@ -22,10 +22,10 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy not installed (ROS extra)")
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from ros_helpers import REPO_ROOT, configure_dds, spin_until, unique_namespace  # noqa: E402
 
-from siam_depth_core.baselines import to_grid  # noqa: E402
-from siam_depth_core.data.ground_truth import drive_street_prior, ground_truth_depth  # noqa: E402
+from siam_depth_core.data.ground_truth import ground_truth_depth  # noqa: E402
 from siam_depth_core.data.kitti import KittiDrive  # noqa: E402
-from siam_depth_core.metrics import eigen_eval_mask, evaluate_depth_map  # noqa: E402
+from siam_depth_core.evaluation.baselines import drive_street_prior, to_grid  # noqa: E402
+from siam_depth_core.evaluation.metrics import eigen_eval_mask, evaluate_depth_map  # noqa: E402
 from siam_depth_ros.conversions import image_to_numpy, pointcloud2_to_array  # noqa: E402
 from siam_depth_ros.harness import DepthNodeClient, DepthNodeProcess, stamp_ns_of  # noqa: E402
 from siam_depth_ros.kitti2bag import LEFT_CAMERA, convert_drive  # noqa: E402

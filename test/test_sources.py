@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from siam_depth_core.config import load_config
 from siam_depth_core.data.sources import SourceSpec, load_source
+from siam_depth_core.training.config import load_config
 
 DRIVE_0009 = "2011_09_26/2011_09_26_drive_0009_sync"
 MIXED = ["sources=[{kind: kitti_raw, drives: [2011_09_26/2011_09_26_drive_0009_sync]}, "
@@ -53,7 +53,7 @@ def test_eigen_test_drives_are_excluded_from_raw_sources(kitti_root: Path, drive
 
 def test_mixed_sources_give_one_clip_set_with_the_first_rig_as_reference(kitti_root: Path, drive_0009: Path,
                                                                          shared_data: Path):
-    from siam_depth_core.train import build_dataset
+    from siam_depth_core.training.train import build_dataset
 
     config = load_config(None, MIXED + ["size=[32,96]", "clip_len=3", "augment=false"])
     data = build_dataset(config)

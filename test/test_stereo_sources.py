@@ -73,7 +73,7 @@ def test_decoded_frames_are_reused_without_opening_the_bag(bag_0023: Path, tmp_p
 
 def test_rosbag2_source_in_a_config(bag_0023: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("SIAM_DEPTH_CACHE", str(tmp_path))
-    from siam_depth_core.config import load_config
+    from siam_depth_core.training.config import load_config
 
     config = load_config(None, [f"sources=[{{kind: rosbag2, root: '{bag_0023}', "
                                 f"left_topic: {TOPICS.left_image}, right_topic: {TOPICS.right_image}}}]"])

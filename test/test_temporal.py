@@ -10,17 +10,18 @@ import torch
 
 from siam_depth_core.data.synthetic import render_synthetic_sequence
 from siam_depth_core.geometry import scale_intrinsics
-from siam_depth_core.losses import LossWeights, photometric_error, siamese_loss
-from siam_depth_core.model import SiamDepthNet, run_siamese
-from siam_depth_core.pose import PoseNet, axis_angle_to_matrix, pose_matrix
-from siam_depth_core.temporal_loss import (
+from siam_depth_core.network.model import SiamDepthNet, run_siamese
+from siam_depth_core.network.pose import PoseNet, axis_angle_to_matrix, pose_matrix
+from siam_depth_core.photometric import photometric_error
+from siam_depth_core.training.losses import LossWeights, siamese_loss
+from siam_depth_core.training.temporal_loss import (
     IDENTITY_TIE_BREAK,
     TemporalSources,
     clip_pair_transforms,
     frame_sources,
     min_reprojection,
 )
-from siam_depth_core.temporal_warp import intrinsics_at_scale, warp_frame
+from siam_depth_core.training.temporal_warp import intrinsics_at_scale, warp_frame
 
 #: The synthetic rig drives forward along +z at 10 m/s, rendered at 10 Hz: 1 m between frames.
 STEP_M = 1.0

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from siam_depth_core.backends import BackendError
-from siam_depth_core.backends.sidecar import sidecar_path
-from siam_depth_core.backends.source import CheckpointSource, EngineSource, RuntimeOptions
-from siam_depth_core.backends.tensorrt_backend import build_serialized_engine, convlstm_cell_layers
-from siam_depth_core.checkpoint import ModelMeta, save_checkpoint
-from siam_depth_core.export import export_checkpoint
-from siam_depth_core.inference import DepthEstimator, preprocess
+from siam_depth_core.network.checkpoint import ModelMeta, save_checkpoint
+from siam_depth_core.runtime.backends import BackendError
+from siam_depth_core.runtime.backends.sidecar import sidecar_path
+from siam_depth_core.runtime.backends.source import CheckpointSource, EngineSource, RuntimeOptions
+from siam_depth_core.runtime.backends.tensorrt_backend import build_serialized_engine, convlstm_cell_layers
+from siam_depth_core.runtime.export import export_checkpoint
+from siam_depth_core.runtime.inference import DepthEstimator, preprocess
 
 PARITY_FRAMES = 5
 HAS_GPU = torch.cuda.is_available()

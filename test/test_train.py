@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from siam_depth_core import train as train_module
-from siam_depth_core.checkpoint import read_checkpoint
-from siam_depth_core.config import TrainConfig, load_config, save_config
-from siam_depth_core.losses import HintTargets, LossWeights, siamese_loss
-from siam_depth_core.model import SiamDepthNet, run_siamese
-from siam_depth_core.train import LAST_CHECKPOINT, clip_step, main, make_optimizer, train
+from siam_depth_core.network.checkpoint import read_checkpoint
+from siam_depth_core.network.model import SiamDepthNet, run_siamese
+from siam_depth_core.training import train as train_module
+from siam_depth_core.training.config import TrainConfig, load_config, save_config
+from siam_depth_core.training.losses import HintTargets, LossWeights, siamese_loss
+from siam_depth_core.training.train import LAST_CHECKPOINT, clip_step, main, make_optimizer, train
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "training" / "configs"
 TINY_SYNTHETIC = ["dataset=synthetic", "size=[64,128]", "net_width=0.125", "num_workers=0", "image_interval=0",
@@ -244,9 +244,9 @@ def test_resume_after_an_interrupt_gives_bit_identical_weights(tmp_path: Path, m
 
 
 def _lidar_abs_rel(checkpoint_or_net, kitti_root: Path, frames) -> float:
-    from siam_depth_core.backends.source import CheckpointSource, NetworkSource
-    from siam_depth_core.evaluate import evaluate_depth
-    from siam_depth_core.inference import DepthEstimator
+    from siam_depth_core.evaluation.evaluate import evaluate_depth
+    from siam_depth_core.runtime.backends.source import CheckpointSource, NetworkSource
+    from siam_depth_core.runtime.inference import DepthEstimator
 
     source = (CheckpointSource(checkpoint_or_net) if isinstance(checkpoint_or_net, Path)
               else NetworkSource(*checkpoint_or_net))
@@ -274,9 +274,9 @@ def test_training_on_real_frames_lowers_the_loss_and_improves_lidar_depth(tmp_pa
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # The small config, shrunk to 64x192 single frames for 150 steps (about a minute on one core): the
     # photometric loss must fall and the metric depth on the held-out drive 0023 must approach the LiDAR.
-    from siam_depth_core.checkpoint import ModelMeta
     from siam_depth_core.data.clips import StereoClipDataset
     from siam_depth_core.data.ground_truth import EvalFrame
+    from siam_depth_core.network.checkpoint import ModelMeta
 
     _load_each_item_once(monkeypatch, StereoClipDataset)
 
@@ -301,9 +301,9 @@ def test_training_on_real_frames_lowers_the_loss_and_improves_lidar_depth(tmp_pa
 def _depth_rank_correlation(checkpoint: Path | None, meta, sequences) -> float:
     from scipy.stats import spearmanr
 
-    from siam_depth_core.backends.source import CheckpointSource, NetworkSource
     from siam_depth_core.geometry import disparity_to_depth
-    from siam_depth_core.inference import DepthEstimator
+    from siam_depth_core.runtime.backends.source import CheckpointSource, NetworkSource
+    from siam_depth_core.runtime.inference import DepthEstimator
 
     estimator = DepthEstimator(CheckpointSource(checkpoint) if checkpoint else NetworkSource(meta.build_network(), meta))
     scores = []
@@ -317,8 +317,8 @@ def _depth_rank_correlation(checkpoint: Path | None, meta, sequences) -> float:
 
 def test_depth_learned_on_synthetic_stereo_correlates_with_the_exact_depth(tmp_path: Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    from siam_depth_core.checkpoint import ModelMeta
     from siam_depth_core.data.synthetic import SyntheticClipDataset, render_synthetic_sequence
+    from siam_depth_core.network.checkpoint import ModelMeta
 
     _load_each_item_once(monkeypatch, SyntheticClipDataset)
     config = load_config(CONFIG_DIR / "small.yaml", ["dataset=synthetic", "synthetic_clips=16", "size=[64,128]",

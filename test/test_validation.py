@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from siam_depth_core.checkpoint import load_model, read_checkpoint
-from siam_depth_core.config import load_config
 from siam_depth_core.data.depth_hints import DepthHintCache
 from siam_depth_core.data.holdout import split_validation
 from siam_depth_core.data.kitti import kitti_raw_sequence
 from siam_depth_core.data.stereo import StereoRig, StereoSequence
-from siam_depth_core.model import SiamDepthNet
-from siam_depth_core.train import BEST_CHECKPOINT, LAST_CHECKPOINT, build_dataset, train
-from siam_depth_core.validation import LidarStream, ValidationStream, validate
+from siam_depth_core.network.checkpoint import load_model, read_checkpoint
+from siam_depth_core.network.model import SiamDepthNet
+from siam_depth_core.training.config import load_config
+from siam_depth_core.training.train import BEST_CHECKPOINT, LAST_CHECKPOINT, build_dataset, train
+from siam_depth_core.training.validation import LidarStream, ValidationStream, validate
 
 DRIVE_0009 = "2011_09_26/2011_09_26_drive_0009_sync"
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "siam_depth_small.pt"

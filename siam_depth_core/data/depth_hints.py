@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from siam_depth_core.data.kitti import load_image
-from siam_depth_core.losses import photometric_error
+from siam_depth_core.photometric import photometric_error
 from siam_depth_core.warp import warp_horizontal
 
 LOGGER = logging.getLogger(__name__)

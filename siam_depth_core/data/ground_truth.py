@@ -8,11 +8,9 @@ excerpts and our synthetic drives).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from siam_depth_core.baselines import street_prior
 from siam_depth_core.data.kitti import KittiDrive, load_velodyne_points, velodyne_depth_map
 
 
@@ -44,17 +42,3 @@ def ground_truth_depth(drive: KittiDrive, frame: int, camera: int = 2) -> np.nda
             return np.asarray(data["velodyne_depth"], dtype=np.float32)
     raise FileNotFoundError(f"no LiDAR ground truth for {drive.name} frame {frame}: neither {scan} nor "
                             f"{stored} exists")
-
-
-#: The drive whose median LiDAR depth per pixel is the street-prior control (51 scans in ../shared/data).
-STREET_PRIOR_DRIVE = "2011_09_26/2011_09_26_drive_0009_sync"
-
-
-def drive_street_prior(root: Path, name: str = STREET_PRIOR_DRIVE) -> np.ndarray:
-    """(H,W) float32 per-pixel median LiDAR depth (metres) over every frame of a drive with ground truth
-    (`baselines.street_prior`: what knowing only the typical street layout predicts)."""
-    drive = KittiDrive(root, name)
-    depths = [ground_truth_depth(drive, frame) for frame in drive.frames(camera=2) if has_ground_truth(drive, frame)]
-    if not depths:
-        raise FileNotFoundError(f"no LiDAR ground truth in {drive.path} for the street prior")
-    return street_prior(depths)

@@ -35,22 +35,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from siam_depth_core.baselines import own_mean_control, to_grid
-from siam_depth_core.cli import (
-    OneLineParser,
-    add_model_arguments,
-    model_source,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    run_cli,
-    runtime_options,
-)
+from siam_depth_core.cli import OneLineParser, non_negative_int, positive_float, positive_int, run_cli
 from siam_depth_core.data import paths
 from siam_depth_core.data.ground_truth import (
-    STREET_PRIOR_DRIVE,
     EvalFrame,
-    drive_street_prior,
     ground_truth_depth,
     has_ground_truth,
 )
@@ -60,10 +48,14 @@ from siam_depth_core.data.kitti2015 import (
     disparity_to_nominal_depth,
     list_stereo2015_frames,
 )
-from siam_depth_core.geometry import disparity_to_depth
-from siam_depth_core.inference import DepthEstimator, DepthResult
-from siam_depth_core.metrics import METRIC_NAMES, kitti_d1
-from siam_depth_core.report import (
+from siam_depth_core.evaluation.baselines import (
+    STREET_PRIOR_DRIVE,
+    drive_street_prior,
+    own_mean_control,
+    to_grid,
+)
+from siam_depth_core.evaluation.metrics import METRIC_NAMES, kitti_d1
+from siam_depth_core.evaluation.report import (
     DEPTH_RANGES,
     controls_table,
     format_paper_table,
@@ -71,6 +63,9 @@ from siam_depth_core.report import (
     scene_controls,
     write_metrics_csv,
 )
+from siam_depth_core.geometry import disparity_to_depth
+from siam_depth_core.runtime.inference import DepthEstimator, DepthResult
+from siam_depth_core.runtime.model_arguments import add_model_arguments, model_source, runtime_options
 from siam_depth_core.visualize import side_by_side, write_png
 
 LOGGER = logging.getLogger("siam_depth.evaluate")

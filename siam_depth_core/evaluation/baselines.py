@@ -10,12 +10,15 @@ All depths are metres on one (H,W) pixel grid; `to_grid` moves maps between imag
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
-from siam_depth_core.metrics import PRED_MIN_DEPTH_M
+from siam_depth_core.data.ground_truth import ground_truth_depth, has_ground_truth
+from siam_depth_core.data.kitti import KittiDrive
+from siam_depth_core.evaluation.metrics import PRED_MIN_DEPTH_M
 
 
 def to_grid(depth_m: np.ndarray, size: tuple[int, int], sparse: bool = False) -> np.ndarray:
@@ -49,3 +52,17 @@ def street_prior(gt_depths: Sequence[np.ndarray]) -> np.ndarray:
     prior[covered] = np.nanmedian(stack[:, covered], axis=0)
     _, (rows, cols) = ndimage.distance_transform_edt(~covered, return_indices=True)
     return prior[rows, cols]
+
+
+#: The drive whose median LiDAR depth per pixel is the street-prior control (51 scans in ../shared/data).
+STREET_PRIOR_DRIVE = "2011_09_26/2011_09_26_drive_0009_sync"
+
+
+def drive_street_prior(root: Path, name: str = STREET_PRIOR_DRIVE) -> np.ndarray:
+    """(H,W) float32 per-pixel median LiDAR depth (metres) over every frame of a drive with ground truth
+    (`street_prior`: what knowing only the typical street layout predicts)."""
+    drive = KittiDrive(root, name)
+    depths = [ground_truth_depth(drive, frame) for frame in drive.frames(camera=2) if has_ground_truth(drive, frame)]
+    if not depths:
+        raise FileNotFoundError(f"no LiDAR ground truth in {drive.path} for the street prior")
+    return street_prior(depths)

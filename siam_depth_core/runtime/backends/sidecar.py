@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siam_depth_core.backends import BackendError
-from siam_depth_core.checkpoint import ModelMeta
 from siam_depth_core.geometry import ImageSize
+from siam_depth_core.network.checkpoint import ModelMeta
+from siam_depth_core.runtime.backends import BackendError
 
 LOGGER = logging.getLogger(__name__)
 FORMAT = "siam_depth_export/1"

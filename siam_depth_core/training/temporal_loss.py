@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from siam_depth_core.losses import photometric_error, resize_to
-from siam_depth_core.pose import pose_matrix
-from siam_depth_core.temporal_warp import intrinsics_at_scale, warp_frame
+from siam_depth_core.network.pose import pose_matrix
+from siam_depth_core.photometric import photometric_error, resize_to
+from siam_depth_core.training.temporal_warp import intrinsics_at_scale, warp_frame
 
 #: A reprojection must beat the identity error by more than this to count: a pixel that the unwarped source
 #: explains as well (a static camera) is masked out (a fixed margin instead of monodepth2's random tie-break

@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
+from siam_depth_core.errors import SiamDepthError
 from siam_depth_core.geometry import ImageSize
-from siam_depth_core.model import DEFAULT_MAX_DISP, SiamDepthNet
+from siam_depth_core.network.model import DEFAULT_MAX_DISP, SiamDepthNet
 
 FORMAT = "siam_depth/1"
 #: KITTI rig baseline (cameras 2-3) from the 2011_09_26 calibration; monodepth uses 0.54 m.
@@ -26,7 +27,7 @@ KITTI_BASELINE_M = 0.5327
 CHECKPOINT_FILE_MODE = 0o644
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(SiamDepthError):
     """A checkpoint file that cannot be used; the message names the file and the problem."""
 
 
@@ -71,7 +72,7 @@ class ModelMeta:
 
 def git_revision(repo_dir: str | Path | None = None) -> str:
     """The current git commit of the source tree (with `-dirty`), or "unknown" outside git."""
-    repo_dir = Path(repo_dir) if repo_dir else Path(__file__).resolve().parents[1]
+    repo_dir = Path(repo_dir) if repo_dir else Path(__file__).resolve().parents[2]
     try:
         revision = subprocess.run(["git", "-C", str(repo_dir), "describe", "--always", "--dirty"],
                                   capture_output=True, text=True, timeout=5, check=True).stdout.strip()

@@ -1,7 +1,7 @@
 """Streaming depth estimation: camera frames in, metric depth out, ConvLSTM state carried across frames.
 
 `DepthEstimator` is the one way to run a model: it opens a model source (checkpoint, network in
-memory, ONNX model or TensorRT engine; `siam_depth_core.backends.source`) with runtime options through
+memory, ONNX model or TensorRT engine; `siam_depth_core.runtime.backends.source`) with runtime options through
 the backend that runs it. `step(image, stamp)` preprocesses one camera frame (colour order, resize to
 the network size, [0,1]), runs the Siamese pair with the state of the previous frame, takes the refined
 full-scale left disparity and its confidence (the agreement of the pair's two estimates), resizes them
@@ -21,10 +21,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from siam_depth_core.backends import Backend, open_backend
-from siam_depth_core.backends.source import ModelSource, RuntimeOptions
-from siam_depth_core.checkpoint import ModelMeta
 from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize, disparity_to_depth
+from siam_depth_core.network.checkpoint import ModelMeta
+from siam_depth_core.runtime.backends import Backend, open_backend
+from siam_depth_core.runtime.backends.source import ModelSource, RuntimeOptions
 
 __all__ = ["DepthEstimator", "DepthResult", "SUPPORTED_ENCODINGS", "preprocess"]
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from siam_depth_core.refine import flip_horizontal, refine_disparity
+from siam_depth_core.network.refine import flip_horizontal, refine_disparity
 
 #: One ConvLSTM layer's state: (hidden h, cell c), each (N,C,H,W).
 LayerState = tuple[Tensor, Tensor]

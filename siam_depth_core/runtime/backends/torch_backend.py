@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from siam_depth_core.backends import BackendError, StepOutput, check_image, reject_unsupported
-from siam_depth_core.backends.source import CheckpointSource, NetworkSource, RuntimeOptions
-from siam_depth_core.checkpoint import ModelMeta, load_model
-from siam_depth_core.model import NetState, SiamDepthNet, check_input_size, run_siamese
-from siam_depth_core.refine import disparity_confidence
+from siam_depth_core.network.checkpoint import ModelMeta, load_model
+from siam_depth_core.network.model import NetState, SiamDepthNet, check_input_size, run_siamese
+from siam_depth_core.network.refine import disparity_confidence
+from siam_depth_core.runtime.backends import BackendError, StepOutput, check_image, reject_unsupported
+from siam_depth_core.runtime.backends.source import CheckpointSource, NetworkSource, RuntimeOptions
 
 #: RuntimeOptions the torch backend honours (all of them).
 SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "fp16", "channels_last", "cuda_graph", "post_process",

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from siam_depth_core.backends.sidecar import ModelSidecar, file_sha256, sidecar_path
-from siam_depth_core.inference import preprocess
+from siam_depth_core.runtime.backends.sidecar import ModelSidecar, file_sha256, sidecar_path
+from siam_depth_core.runtime.inference import preprocess
 
 LOGGER = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from siam_depth_core.metrics import METRIC_NAMES, eigen_eval_mask, evaluate_depth_map
+from siam_depth_core.evaluation.metrics import METRIC_NAMES, eigen_eval_mask, evaluate_depth_map
 
 #: Evaluation ranges as (min GT depth, max depth = GT bound and prediction cap), metres: the paper's two tables.
 DEPTH_RANGES: dict[str, tuple[float, float]] = {"0-80m": (1e-3, 80.0), "1-50m": (1.0, 50.0)}
@@ -98,8 +98,8 @@ def scene_controls(depth_preds: Sequence[np.ndarray], depth_gts: Sequence[np.nda
     constant each frame's median GT depth, the street prior a fixed (H,W) depth map; each is resized to
     every frame's size and scored like the model.
     """
-    from siam_depth_core.baselines import own_mean_control, to_grid
-    from siam_depth_core.metrics import frame_correlation
+    from siam_depth_core.evaluation.baselines import own_mean_control, to_grid
+    from siam_depth_core.evaluation.metrics import frame_correlation
 
     if len(depth_preds) != len(depth_gts) or not depth_preds:
         raise ValueError(f"need one prediction per GT frame, got {len(depth_preds)} and {len(depth_gts)}")
@@ -149,22 +149,4 @@ def write_metrics_csv(rows: Iterable[Mapping[str, Any]], path: Path) -> Path:
         writer = csv.DictWriter(handle, fieldnames=["drive", "frame", "range", "gt_points", *METRIC_NAMES])
         writer.writeheader()
         writer.writerows(rows)
-    return path
-
-
-def write_ply(path: Path, points: np.ndarray, colors: np.ndarray, comment: str = "camera optical frame, metres"
-              ) -> Path:
-    """Binary little-endian PLY of (N,3) float32 points (metres) with (N,3) uint8 RGB colours."""
-    points, colors = np.asarray(points), np.asarray(colors)
-    if points.ndim != 2 or points.shape[1] != 3 or colors.shape != points.shape or colors.dtype != np.uint8:
-        raise ValueError(f"need (N,3) points and (N,3) uint8 colours, got {points.shape} and {colors.dtype} "
-                         f"{colors.shape}")
-    vertices = np.empty(points.shape[0], dtype=[("xyz", "<f4", 3), ("rgb", "u1", 3)])
-    vertices["xyz"], vertices["rgb"] = points, colors
-    header = (f"ply\nformat binary_little_endian 1.0\ncomment {comment}\nelement vertex {vertices.shape[0]}\n"
-              "property float x\nproperty float y\nproperty float z\n"
-              "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n")
-    with path.open("wb") as handle:
-        handle.write(header.encode("ascii"))
-        handle.write(vertices.tobytes())
     return path

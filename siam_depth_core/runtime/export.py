@@ -26,7 +26,11 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from siam_depth_core.backends.sidecar import (
+from siam_depth_core.cli import OneLineParser, positive_int, run_cli
+from siam_depth_core.network.checkpoint import ModelMeta, load_model
+from siam_depth_core.network.model import SiamDepthNet, check_input_size, run_siamese
+from siam_depth_core.network.refine import disparity_confidence
+from siam_depth_core.runtime.backends.sidecar import (
     CONFIDENCE_OUTPUT,
     DISPARITY_OUTPUT,
     IMAGE_INPUT,
@@ -37,10 +41,7 @@ from siam_depth_core.backends.sidecar import (
     state_input_name,
     state_output_name,
 )
-from siam_depth_core.checkpoint import ModelMeta, load_model
-from siam_depth_core.cli import OneLineParser, default_checkpoint, positive_int, run_cli
-from siam_depth_core.model import SiamDepthNet, check_input_size, run_siamese
-from siam_depth_core.refine import disparity_confidence
+from siam_depth_core.runtime.model_arguments import default_checkpoint
 from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT
 
 LOGGER = logging.getLogger(__name__)
@@ -224,13 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.onnx} ({sidecar.width}x{sidecar.height}, opset {sidecar.opset}"
               f"{', single pass' if sidecar.single_pass else ''}) and {sidecar_path(args.onnx)}")
         if args.int8:
-            from siam_depth_core.quantize import int8_path, quantize_onnx
+            from siam_depth_core.runtime.quantize import int8_path, quantize_onnx
 
             quantized = int8_path(args.onnx)
             quantize_onnx(args.onnx, quantized, calibration_clips(args.calibration_images))
             print(f"wrote {quantized} and {sidecar_path(quantized)}")
         if args.engine is not None:
-            from siam_depth_core.backends.tensorrt_backend import build_engine_file
+            from siam_depth_core.runtime.backends.tensorrt_backend import build_engine_file
             build_engine_file(args.onnx, args.engine, fp16=args.fp16)
             print(f"wrote {args.engine}")
         return 0

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 
 from siam_depth_core.data.sources import SourceSpec
-from siam_depth_core.losses import LossWeights
-from siam_depth_core.model import DEFAULT_MAX_DISP
+from siam_depth_core.network.model import DEFAULT_MAX_DISP
+from siam_depth_core.training.losses import LossWeights
 
 DATASETS = ("kitti", "synthetic")
 AMP_MODES = ("off", "bf16", "fp16")

@@ -25,16 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from siam_depth_core.backends import (
+from siam_depth_core.network.model import SiamDepthNet
+from siam_depth_core.runtime.backends import (
     BackendError,
     StepOutput,
     check_exported_options,
     check_image,
     reject_unsupported,
 )
-from siam_depth_core.backends.sidecar import ModelSidecar, check_onnx_sha256, file_sha256, sidecar_path
-from siam_depth_core.backends.source import EngineSource, RuntimeOptions
-from siam_depth_core.model import SiamDepthNet
+from siam_depth_core.runtime.backends.sidecar import (
+    ModelSidecar,
+    check_onnx_sha256,
+    file_sha256,
+    sidecar_path,
+)
+from siam_depth_core.runtime.backends.source import EngineSource, RuntimeOptions
 
 LOGGER = logging.getLogger(__name__)
 WORKSPACE_BYTES = 1 << 30

@@ -19,10 +19,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from siam_depth_core.backends import BackendError
-from siam_depth_core.checkpoint import ModelMeta, require_checkpoint_file
 from siam_depth_core.geometry import ImageSize
-from siam_depth_core.model import SiamDepthNet, check_input_size
+from siam_depth_core.network.checkpoint import ModelMeta, require_checkpoint_file
+from siam_depth_core.network.model import SiamDepthNet, check_input_size
+from siam_depth_core.runtime.backends import BackendError
 
 LOGGER = logging.getLogger(__name__)
 

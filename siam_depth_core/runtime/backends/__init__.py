@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from siam_depth_core.checkpoint import ModelMeta
+from siam_depth_core.errors import SiamDepthError
 from siam_depth_core.geometry import ImageSize
+from siam_depth_core.network.checkpoint import ModelMeta
 
 if TYPE_CHECKING:
-    from siam_depth_core.backends.source import ModelSource, RuntimeOptions
+    from siam_depth_core.runtime.backends.source import ModelSource, RuntimeOptions
 
 
-class BackendError(RuntimeError):
+class BackendError(SiamDepthError):
     """A backend that cannot run: missing package, missing GPU, bad model file, an option it cannot honour."""
 
 
@@ -102,7 +103,7 @@ def open_backend(source: ModelSource, options: RuntimeOptions | None = None) -> 
     """Open `source` with the backend that runs it (see `backends.source`), honouring every option or
     raising: BackendError (missing package or GPU, bad model file, unsupported option), CheckpointError
     (bad checkpoint), ValueError (a size the exported model was not made for)."""
-    from siam_depth_core.backends.source import (
+    from siam_depth_core.runtime.backends.source import (
         CheckpointSource,
         EngineSource,
         NetworkSource,
@@ -112,13 +113,13 @@ def open_backend(source: ModelSource, options: RuntimeOptions | None = None) -> 
 
     options = options if options is not None else RuntimeOptions()
     if isinstance(source, CheckpointSource | NetworkSource):
-        from siam_depth_core.backends.torch_backend import TorchBackend
+        from siam_depth_core.runtime.backends.torch_backend import TorchBackend
         return TorchBackend.open(source, options)
     if isinstance(source, OnnxSource):
-        from siam_depth_core.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from siam_depth_core.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
         return OnnxRuntimeBackend.open(source, options)
     if isinstance(source, EngineSource):
-        from siam_depth_core.backends.tensorrt_backend import TensorRTBackend
+        from siam_depth_core.runtime.backends.tensorrt_backend import TensorRTBackend
         return TensorRTBackend.open(source, options)
     raise TypeError(f"not a model source: {source!r} (expected a CheckpointSource, NetworkSource, OnnxSource or "
                     "EngineSource)")

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from siam_depth_core.backends import (
+from siam_depth_core.runtime.backends import (
     BackendError,
     StepOutput,
     check_exported_options,
     check_image,
     reject_unsupported,
 )
-from siam_depth_core.backends.sidecar import ModelSidecar, check_onnx_sha256, sidecar_path
-from siam_depth_core.backends.source import OnnxSource, RuntimeOptions
+from siam_depth_core.runtime.backends.sidecar import ModelSidecar, check_onnx_sha256, sidecar_path
+from siam_depth_core.runtime.backends.source import OnnxSource, RuntimeOptions
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"

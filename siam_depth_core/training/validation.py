@@ -24,16 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from siam_depth_core.backends.source import NetworkSource, RuntimeOptions
-from siam_depth_core.checkpoint import ModelMeta
 from siam_depth_core.data.depth_hints import DepthHintCache
 from siam_depth_core.data.ground_truth import ground_truth_depth, has_ground_truth
 from siam_depth_core.data.kitti import KittiDrive, load_image
 from siam_depth_core.data.stereo import StereoSequence
-from siam_depth_core.inference import DepthEstimator
-from siam_depth_core.losses import photometric_error
-from siam_depth_core.model import SiamDepthNet
-from siam_depth_core.report import DEPTH_RANGES, range_scores
+from siam_depth_core.evaluation.report import DEPTH_RANGES, range_scores
+from siam_depth_core.network.checkpoint import ModelMeta
+from siam_depth_core.network.model import SiamDepthNet
+from siam_depth_core.photometric import photometric_error
+from siam_depth_core.runtime.backends.source import NetworkSource, RuntimeOptions
+from siam_depth_core.runtime.inference import DepthEstimator
 from siam_depth_core.warp import warp_horizontal
 
 #: The Eigen range the validation ARDs use.

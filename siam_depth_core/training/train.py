@@ -38,17 +38,17 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from siam_depth_core.checkpoint import ModelMeta, git_revision, read_checkpoint, save_checkpoint
 from siam_depth_core.cli import OneLineParser
-from siam_depth_core.config import TrainConfig, field_help, load_config, save_config
 from siam_depth_core.data.stereo import StereoRig
-from siam_depth_core.ema import averaged_network, make_ema
 from siam_depth_core.interrupt import InterruptFlag
-from siam_depth_core.losses import HintTargets, LossWeights, reconstruct_views, siamese_loss
-from siam_depth_core.model import SiameseOutput, run_siamese
-from siam_depth_core.pose import PoseNet
-from siam_depth_core.temporal_loss import clip_pair_transforms, frame_sources
-from siam_depth_core.validation import LidarStream, ValidationStream, validate
+from siam_depth_core.network.checkpoint import ModelMeta, git_revision, read_checkpoint, save_checkpoint
+from siam_depth_core.network.model import SiameseOutput, run_siamese
+from siam_depth_core.network.pose import PoseNet
+from siam_depth_core.training.config import TrainConfig, field_help, load_config, save_config
+from siam_depth_core.training.ema import averaged_network, make_ema
+from siam_depth_core.training.losses import HintTargets, LossWeights, reconstruct_views, siamese_loss
+from siam_depth_core.training.temporal_loss import clip_pair_transforms, frame_sources
+from siam_depth_core.training.validation import LidarStream, ValidationStream, validate
 
 if TYPE_CHECKING:
     from siam_depth_core.data.clips import StereoClipDataset
@@ -342,7 +342,7 @@ def architecture_mismatch(meta: ModelMeta, config: TrainConfig) -> list[str]:
 def init_weights_from(path: str | Path, net: nn.Module, config: TrainConfig) -> None:
     """Load the weights of checkpoint `path` into `net` (fine-tuning); ValueError naming both sides when the
     checkpoint's architecture or training size differs from `config`'s."""
-    from siam_depth_core.checkpoint import load_model
+    from siam_depth_core.network.checkpoint import load_model
 
     source, meta = load_model(path)
     differ = architecture_mismatch(meta, config)
@@ -710,7 +710,7 @@ def _parser() -> OneLineParser:
         epilog=f"config fields (YAML keys and --set names):\n{fields}\n\n"
                "examples:\n  siam-depth-train --config training/configs/paper.yaml\n"
                "  siam-depth-train --config training/configs/small.yaml --set max_steps=100 --set out_dir=runs/try\n"
-               "  torchrun --nproc_per_node=4 -m siam_depth_core.train --config training/configs/paper.yaml")
+               "  torchrun --nproc_per_node=4 -m siam_depth_core.training.train --config training/configs/paper.yaml")
     parser.add_argument("--config", help="YAML config file (fields below); omitted = the defaults")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, VALUE in YAML syntax (repeatable): --set size=[96,320]")

@@ -27,20 +27,12 @@ import cv2
 import numpy as np
 import yaml
 
-from siam_depth_core.cli import (
-    OneLineParser,
-    add_model_arguments,
-    model_source,
-    positive_float,
-    positive_int,
-    run_cli,
-    runtime_options,
-)
+from siam_depth_core.cli import OneLineParser, positive_float, positive_int, run_cli
 from siam_depth_core.data.kitti import IMAGE_EXTENSIONS, load_image
 from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize, backproject, fallback_camera_matrix
-from siam_depth_core.inference import DepthEstimator
-from siam_depth_core.report import write_ply
-from siam_depth_core.visualize import colorize_depth, with_color_bar, write_png
+from siam_depth_core.runtime.inference import DepthEstimator
+from siam_depth_core.runtime.model_arguments import add_model_arguments, model_source, runtime_options
+from siam_depth_core.visualize import colorize_depth, with_color_bar, write_ply, write_png
 
 LOGGER = logging.getLogger("siam_depth.predict")
 

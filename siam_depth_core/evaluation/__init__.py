@@ -1,0 +1,3 @@
+"""Evaluation on a workstation: Eigen / KITTI 2015 metrics (`metrics`), control predictions (`baselines`),
+tables and CSV (`report`) and `siam-depth-eval` (`evaluate`). May import runtime/ (it scores the deployed
+path), network/, data/ and the shared modules; never training/."""
