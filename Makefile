@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 # torch first, pinned to the CPU build on local disk: an unpinned torch pulls a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
-EXTRAS ?= ros,onnx,train,dev
+EXTRAS ?= ros,onnx,openvino,train,dev
 
 .PHONY: install test lint demo bench clean
 

@@ -50,6 +50,8 @@ setup(
         ],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         "trt": ["tensorrt>=10"],
+        # the openvino backend: exported ONNX on x86/ARM CPUs, bf16 and int8 units (backends/openvino_backend.py)
+        "openvino": ["openvino>=2024.0"],
         "train": ["tensorboard", "rosbags"],  # rosbags: training from a stereo rig's rosbag2
         # colcon-package-selection (--packages-select) and colcon-bash (install/setup.bash): the README's
         # `colcon build --packages-select siam_depth_ros && source install/setup.bash` needs both.

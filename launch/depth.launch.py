@@ -5,11 +5,12 @@
     ros2 launch siam_depth_ros depth.launch.py use_sim_time:=true rviz:=true checkpoint:=/path/model.pt
     ros2 launch siam_depth_ros depth.launch.py backend:=tensorrt engine:=/path/model.engine
     ros2 launch siam_depth_ros depth.launch.py backend:=onnxruntime onnx:=/path/model.int8.onnx
+    ros2 launch siam_depth_ros depth.launch.py backend:=openvino onnx:=/path/model.int8.onnx precision:=bf16
     ros2 launch siam_depth_ros depth.launch.py num_threads:=1 image_transport:=compressed
     ros2 launch siam_depth_ros depth.launch.py single_pass:=true  # direct branch only: ~2x the rate, no confidence
     ros2 launch siam_depth_ros depth.launch.py lifecycle:=true    # managed: ros2 lifecycle set /siam_depth configure
 
-`backend`, `engine`, `onnx`, `checkpoint`, `qos`, `device`, `num_threads`, `image_transport` and `single_pass` override the params
+`backend`, `engine`, `onnx`, `precision`, `checkpoint`, `qos`, `device`, `num_threads`, `image_transport` and `single_pass` override the params
 file only when given (non-empty). lifecycle:=true starts the node as a lifecycle node (launch_ros
 LifecycleNode; it waits unconfigured for its lifecycle manager). With rviz:=true but no RViz2 installed, the
 node starts alone and a warning says so. The decisions are plain functions in
@@ -50,10 +51,14 @@ def _arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument("params_file", default_value=_share_file("config", "depth.yaml"),
                               description="node parameters (YAML)"),
         DeclareLaunchArgument("backend", default_value="",
-                              description="override the backend: torch, onnxruntime or tensorrt"),
+                              description="override the backend: torch, onnxruntime, tensorrt or openvino"),
         DeclareLaunchArgument("engine", default_value="", description="override the TensorRT engine file"),
         DeclareLaunchArgument("onnx", default_value="",
-                              description="override the ONNX model (onnxruntime backend, e.g. an int8 export)"),
+                              description="override the ONNX model (onnxruntime or openvino backend, e.g. an int8 "
+                                          "export)"),
+        DeclareLaunchArgument("precision", default_value="",
+                              description="override the openvino backend's precision: fp32, bf16 or auto (bf16 "
+                                          "where the CPU has it)"),
         DeclareLaunchArgument("checkpoint", default_value="", description="override the checkpoint (.pt)"),
         DeclareLaunchArgument("qos", default_value="",
                               description="override the input QoS: sensor_data or reliable (bag replay)"),

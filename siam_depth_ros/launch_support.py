@@ -21,6 +21,9 @@ TRUE_STRINGS = ("true", "1", "yes", "on")
 FALSE_STRINGS = ("false", "0", "no", "off")
 #: Values of the node's `image_transport` parameter (image_transport's transport names).
 IMAGE_TRANSPORTS = ("raw", "compressed")
+#: Values of the node's `precision` parameter (`RuntimeOptions.precision`; repeated here so that launch does not
+#: import torch with siam_depth_core).
+PRECISIONS = ("auto", "fp32", "bf16")
 #: kitti_replay's `image_transport:=auto` picks compressed when the bag has only the compressed topic.
 AUTO_TRANSPORT = "auto"
 LEFT_CAMERA = "/kitti/camera_color_left"
@@ -85,11 +88,19 @@ def _parse_image_transport(text: str) -> str:
     return value
 
 
+def _parse_precision(text: str) -> str:
+    value = text.strip()
+    if value not in PRECISIONS:
+        raise ValueError(f"launch argument precision:={text!r} must be one of {', '.join(PRECISIONS)}")
+    return value
+
+
 #: depth.launch.py arguments that override config/depth.yaml when non-empty, with their parameter types.
 PARAMETER_OVERRIDES = {
     "backend": str,
     "engine": str,
     "onnx": str,
+    "precision": _parse_precision,
     "checkpoint": str,
     "qos": str,
     "device": _parse_device,

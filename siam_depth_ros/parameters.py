@@ -1,6 +1,6 @@
 """The `siam_depth` node's parameters: declared with descriptors, read once into a typed `NodeSettings`.
 
-Defaults here match `config/depth.yaml`. The model parameters (checkpoint, backend, onnx, engine, single_pass)
+Defaults here match `config/depth.yaml`. The model parameters (checkpoint, backend, onnx, engine, precision, single_pass)
 may be changed at run time (the node then reloads the model); every other parameter is read-only.
 `NodeSettings` turns them into what the core takes: a model source, runtime options and output settings.
 """
@@ -15,6 +15,7 @@ from rclpy.node import Node
 from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize
 from siam_depth_core.runtime.backends.source import (
     BACKEND_NAMES,
+    PRECISIONS,
     ModelSource,
     RuntimeOptions,
     source_for_backend,
@@ -27,11 +28,11 @@ from siam_depth_ros.outputs import OutputSettings
 
 QOS_CHOICES = ("sensor_data", "reliable")
 #: The device each backend runs on when `device` is empty.
-DEFAULT_DEVICES = {"torch": "cpu", "onnxruntime": "cpu", "tensorrt": "cuda"}
+DEFAULT_DEVICES = {"torch": "cpu", "onnxruntime": "cpu", "tensorrt": "cuda", "openvino": "cpu"}
 #: Backends that run on the CPU's threads (num_threads applies to them; tensorrt runs on the GPU).
-CPU_THREAD_BACKENDS = ("torch", "onnxruntime")
+CPU_THREAD_BACKENDS = ("torch", "onnxruntime", "openvino")
 #: Parameters whose change at run time reloads the model.
-MODEL_PARAMETERS = ("checkpoint", "backend", "onnx", "engine", "single_pass")
+MODEL_PARAMETERS = ("checkpoint", "backend", "onnx", "engine", "precision", "single_pass")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class NodeSettings:
     engine: str = ""
     device: str = ""
     fp16: bool = False
+    precision: str = "auto"
     num_threads: int = 1  # measured: benchmarks/README.md, "num_threads: the default"
     spin_wait: bool = False
     single_pass: bool = False
@@ -94,10 +96,11 @@ class NodeSettings:
         return self.num_threads if self.backend in CPU_THREAD_BACKENDS else 0
 
     def runtime_options(self) -> RuntimeOptions:
-        """device (None when empty: the backend's default), CPU threads, network size, fp16, single pass and spin_wait
-        as RuntimeOptions (ValueError naming a bad value)."""
+        """device (None when empty: the backend's default), CPU threads, network size, fp16, precision, single pass
+        and spin_wait as RuntimeOptions (ValueError naming a bad value)."""
         return RuntimeOptions(device=self.device or None, num_threads=self.threads, input_size=self.network_size,
-                              fp16=self.fp16, single_pass=self.single_pass, spin_wait=self.spin_wait)
+                              fp16=self.fp16, single_pass=self.single_pass, spin_wait=self.spin_wait,
+                              precision=self.precision)
 
     def output_settings(self) -> OutputSettings:
         """The depth range, cloud, confidence and colour-map parameters of the outputs."""
@@ -123,14 +126,18 @@ PARAMETER_DOCS: dict[str, str] = {
     "checkpoint": "siam_depth checkpoint (.pt) for the torch backend; empty: the shipped models/"
                   f"{SHIPPED_CHECKPOINT} if installed, else random weights (meaningless depth, warned)",
     "backend": f"inference backend: {', '.join(BACKEND_NAMES)}",
-    "onnx": "exported ONNX model (onnxruntime backend; tensorrt builds its engine from it)",
+    "onnx": "exported ONNX model, fp32 or int8 (onnxruntime and openvino backends; tensorrt builds its engine from "
+            "it)",
     "engine": "TensorRT engine file (tensorrt backend; built from `onnx` when missing or stale)",
-    "device": "cpu or cuda[:i]; empty = the backend's default (cpu for torch and onnxruntime, the current GPU "
-              "for tensorrt, which refuses cpu)",
-    "fp16": "half precision on CUDA (torch and tensorrt backends; onnxruntime refuses it)",
+    "device": "cpu or cuda[:i]; empty = the backend's default (cpu for torch, onnxruntime and openvino, the "
+              "current GPU for tensorrt, which refuses cpu)",
+    "fp16": "half precision on CUDA (torch and tensorrt backends; onnxruntime and openvino refuse it)",
+    "precision": "openvino backend: fp32, bf16 (the CPU's bf16 units, AVX-512 BF16 or AMX; refused on a CPU without "
+                 "them) or auto (bf16 where the CPU has it, else fp32); other backends honour only auto",
     "num_threads": "intra-op CPU threads of the model; 0 = the library's default (one per core). torch: "
                    "torch.set_num_threads, which applies to the whole node process; onnxruntime: the session's "
-                   "intra_op_num_threads; not used by tensorrt (the GPU). Default 1: on a 2-core CPU shared with "
+                   "intra_op_num_threads; openvino: INFERENCE_NUM_THREADS; not used by tensorrt (the GPU). "
+                   "Default 1: on a 2-core CPU shared with "
                    "other work it was never slower than more threads and often much faster (benchmarks/README.md); "
                    "on a larger, otherwise idle CPU measure with benchmarks.node_latency --num-threads",
     "spin_wait": "onnxruntime backend: its intra-op threads spin between operators instead of sleeping; about 1.1x "
@@ -177,7 +184,8 @@ _INTEGER_RANGES = {"network_height": (0, 8192), "network_width": (0, 8192), "clo
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
-    choices = {"backend": BACKEND_NAMES, "qos": QOS_CHOICES, "image_transport": IMAGE_TRANSPORTS}.get(name)
+    choices = {"backend": BACKEND_NAMES, "qos": QOS_CHOICES, "image_transport": IMAGE_TRANSPORTS,
+               "precision": PRECISIONS}.get(name)
     descriptor = ParameterDescriptor(name=name, description=PARAMETER_DOCS[name],
                                      read_only=name not in MODEL_PARAMETERS)
     if choices:

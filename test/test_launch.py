@@ -39,6 +39,7 @@ EXPECTED_ARGUMENTS = {
     "backend": "",
     "engine": "",
     "onnx": "",
+    "precision": "",  # empty: config/depth.yaml's value (openvino backend)
     "checkpoint": "",
     "qos": "",
     "device": "",  # empty: config/depth.yaml's value ("": the backend's default device)

@@ -1,7 +1,8 @@
 """Evaluation: `siam-depth-eval --checkpoint CKPT --split eigen` (or `--drives ... --frames ...`).
 
 The model is any that the node runs: a checkpoint (`--checkpoint`, torch), the exported ONNX model
-(`--onnx`, ONNX Runtime) or a TensorRT engine (`--engine`, built from `--onnx` when given), run through
+(`--onnx`, ONNX Runtime; with `--openvino`, OpenVINO at `--precision`) or a TensorRT engine (`--engine`,
+built from `--onnx` when given), run through
 `DepthEstimator`. For each test frame it predicts the refined left disparity D_L at full scale
 (fraction of width) from the image resized to the network size; the disparity is resized to the
 ground-truth size and turned into metres with depth = baseline * fx / (disp * W) (the model's baseline,
@@ -70,7 +71,8 @@ from siam_depth_core.visualize import side_by_side, write_png
 
 LOGGER = logging.getLogger("siam_depth.evaluate")
 #: Row label of the printed table, by the backend that ran the model.
-TABLE_LABELS = {"torch": "this checkpoint", "onnxruntime": "this ONNX model", "tensorrt": "this TensorRT engine"}
+TABLE_LABELS = {"torch": "this checkpoint", "onnxruntime": "this ONNX model", "tensorrt": "this TensorRT engine",
+                "openvino": "this ONNX model (OpenVINO)"}
 
 
 class SequencePredictor(Protocol):

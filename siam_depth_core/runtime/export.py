@@ -11,7 +11,11 @@ records size, state layout, the confidence output's name (or none), ModelMeta (w
 the checkpoint's sha256 and the ONNX file's sha256 (checked by the backends at load).
 
     siam-depth-export --checkpoint model.pt --height 256 --width 512 --onnx model.onnx \\
-        [--engine model.engine --fp16]
+        [--engine model.engine --fp16] [--int8] [--openvino --precision auto]
+
+`--openvino` also compiles every ONNX file written (fp32 and int8) with OpenVINO into its compiled-model
+cache (`$SIAM_DEPTH_CACHE/openvino`, keyed by the file's sha256 and the precision), so that the node's
+first start does not compile.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ from siam_depth_core.runtime.backends.sidecar import (
     state_input_name,
     state_output_name,
 )
+from siam_depth_core.runtime.backends.source import PRECISIONS, OpenVinoSource, RuntimeOptions
 from siam_depth_core.runtime.model_arguments import default_checkpoint
 from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT
 
@@ -204,6 +209,10 @@ def build_arg_parser() -> OneLineParser:
     parser.add_argument("--engine", type=Path, help="also build a TensorRT engine here (needs tensorrt and a GPU)")
     parser.add_argument("--fp16", action="store_true", help="build the engine with fp16 kernels "
                         "(the ConvLSTM cell state stays fp32)")
+    parser.add_argument("--openvino", action="store_true", help="also compile the ONNX file(s) with OpenVINO into "
+                        "its compiled-model cache ($SIAM_DEPTH_CACHE/openvino), at --precision")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="with --openvino: fp32, bf16 or "
+                        "auto (default: bf16 where this CPU has it; the cache is per precision)")
     return parser
 
 
@@ -230,6 +239,15 @@ def main(argv: list[str] | None = None) -> int:
             quantized = int8_path(args.onnx)
             quantize_onnx(args.onnx, quantized, calibration_clips(args.calibration_images))
             print(f"wrote {quantized} and {sidecar_path(quantized)}")
+        if args.openvino:
+            from siam_depth_core.runtime.backends.openvino_backend import OpenVinoBackend
+            from siam_depth_core.runtime.quantize import int8_path
+
+            written = [args.onnx] + ([int8_path(args.onnx)] if args.int8 else [])
+            for onnx_file in written:
+                backend = OpenVinoBackend.open(OpenVinoSource(onnx_file), RuntimeOptions(precision=args.precision))
+                print(f"OpenVINO {backend.precision}: {onnx_file} {'already in' if backend.from_cache else 'compiled into'}"
+                      f" {backend.cache_file}")
         if args.engine is not None:
             from siam_depth_core.runtime.backends.tensorrt_backend import build_engine_file
             build_engine_file(args.onnx, args.engine, fp16=args.fp16)

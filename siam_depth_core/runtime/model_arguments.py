@@ -1,6 +1,6 @@
 """The model arguments every runtime tool takes (`siam-depth-predict`, `-eval`, `-export`, the benchmarks):
---checkpoint / --onnx / --engine, --device, --num-threads, --single-pass, turned into a model source and
-runtime options; with no model flag, the shipped model.
+--checkpoint / --onnx [--openvino] / --engine, --device, --num-threads, --single-pass, --precision, turned into a
+model source and runtime options; with no model flag, the shipped model.
 """
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, TypedDict
 from siam_depth_core.cli import non_negative_int
 from siam_depth_core.geometry import ImageSize
 from siam_depth_core.runtime.backends.source import (
+    PRECISIONS,
     CheckpointSource,
     EngineSource,
     ModelSource,
     OnnxSource,
+    OpenVinoSource,
     RuntimeOptions,
 )
 from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT, shipped_checkpoint
@@ -25,13 +27,18 @@ if TYPE_CHECKING:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint / --onnx / --engine, --device and --num-threads."""
+    """--checkpoint / --onnx [--openvino] / --engine, --device, --num-threads, --single-pass and --precision."""
     parser.add_argument("--checkpoint", help="siam_depth checkpoint (.pt), run with torch (default, when no "
                                              "--onnx/--engine is given either: the shipped models/"
                                              f"{SHIPPED_CHECKPOINT})")
     parser.add_argument("--onnx", help="exported ONNX model (siam-depth-export), run with ONNX Runtime; with "
                                        "--engine: the ONNX to build the engine from")
     parser.add_argument("--engine", help="TensorRT engine (needs an NVIDIA GPU and tensorrt)")
+    parser.add_argument("--openvino", action="store_true", help="run the --onnx model (fp32 or int8 export) with "
+                        "OpenVINO on the CPU instead of ONNX Runtime (pip install openvino); its compiled form is "
+                        "cached under $SIAM_DEPTH_CACHE/openvino")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="with --openvino: fp32, bf16 (the "
+                        "CPU's bf16 units, refused where it has none) or auto (default: bf16 where the CPU has it)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cpu; the GPU for --engine)")
     parser.add_argument("--num-threads", type=non_negative_int, default=0,
                         help="intra-op CPU threads (default 0: the library's default)")
@@ -51,8 +58,13 @@ def default_checkpoint(prog: str) -> Path:
 
 
 def model_source(args: argparse.Namespace, prog: str) -> ModelSource:
-    """--checkpoint, --onnx or --engine (+ --onnx to build it from) as a model source; none of them: the
-    shipped model (`default_checkpoint`). ValueError for a contradictory combination."""
+    """--checkpoint, --onnx (with --openvino: run by OpenVINO) or --engine (+ --onnx to build it from) as a model
+    source; none of them: the shipped model (`default_checkpoint`). ValueError for a contradictory combination."""
+    if getattr(args, "openvino", False):
+        if not args.onnx or args.checkpoint or args.engine:
+            raise ValueError("--openvino runs an exported ONNX model: give --onnx model.onnx (and no --checkpoint "
+                             "or --engine)")
+        return OpenVinoSource(Path(args.onnx))
     if args.checkpoint:
         if args.onnx or args.engine:
             raise ValueError("give one model: --checkpoint, or --onnx (ONNX Runtime), or --engine (TensorRT, "
@@ -76,5 +88,7 @@ class ExtraRuntimeOptions(TypedDict, total=False):
 
 
 def runtime_options(args: argparse.Namespace, **extra: Unpack[ExtraRuntimeOptions]) -> RuntimeOptions:
-    """RuntimeOptions from --device / --num-threads / --single-pass (and any other option given as a keyword)."""
-    return RuntimeOptions(device=args.device, num_threads=args.num_threads, single_pass=args.single_pass, **extra)
+    """RuntimeOptions from --device / --num-threads / --single-pass / --precision (and any other option given as a
+    keyword)."""
+    return RuntimeOptions(device=args.device, num_threads=args.num_threads, single_pass=args.single_pass,
+                          precision=getattr(args, "precision", "auto"), **extra)

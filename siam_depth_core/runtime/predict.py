@@ -11,6 +11,7 @@ Intrinsics (for the metric scale and the cloud) come from `--intrinsics file.yam
 
     siam-depth-predict drive/image_02/data --out-dir out/          # the shipped model
     siam-depth-predict drive.mp4 --onnx model.onnx --out-dir out/ --ply
+    siam-depth-predict drive.mp4 --onnx model.int8.onnx --openvino --precision bf16 --out-dir out/
     siam-depth-predict bag/ --topic /camera/image_raw --engine model.engine --out-dir out/
 """
 from __future__ import annotations

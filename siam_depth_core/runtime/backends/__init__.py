@@ -1,7 +1,7 @@
-"""Inference backends: one stateful Siamese step of a network (torch, ONNX Runtime, TensorRT).
+"""Inference backends: one stateful Siamese step of a network (torch, ONNX Runtime, TensorRT, OpenVINO).
 
 `open_backend(source, options)` opens a model source (`backends.source`: checkpoint or network in
-memory -> torch, ONNX -> onnxruntime, engine -> tensorrt) with runtime options; a backend that cannot
+memory -> torch, ONNX -> onnxruntime, engine -> tensorrt, ONNX for OpenVINO -> openvino) with runtime options; a backend that cannot
 honour an option raises a BackendError naming it instead of ignoring it.
 
 Every backend has the same small interface (`Backend`): it takes the (1,3,H,W) float32 RGB image in
@@ -12,7 +12,7 @@ The state is opaque to callers: torch tensors, ONNX Runtime values or a token na
 CUDA-graph device buffers. A backend serves one stream: only the state returned by its latest `run`
 (or None) may be passed back (buffer-based backends reuse their buffers).
 
-Backends are imported lazily so that `onnxruntime` and `tensorrt` stay optional.
+Backends are imported lazily so that `onnxruntime`, `tensorrt` and `openvino` stay optional.
 """
 from __future__ import annotations
 
@@ -108,6 +108,7 @@ def open_backend(source: ModelSource, options: RuntimeOptions | None = None) -> 
         EngineSource,
         NetworkSource,
         OnnxSource,
+        OpenVinoSource,
         RuntimeOptions,
     )
 
@@ -121,5 +122,8 @@ def open_backend(source: ModelSource, options: RuntimeOptions | None = None) -> 
     if isinstance(source, EngineSource):
         from siam_depth_core.runtime.backends.tensorrt_backend import TensorRTBackend
         return TensorRTBackend.open(source, options)
-    raise TypeError(f"not a model source: {source!r} (expected a CheckpointSource, NetworkSource, OnnxSource or "
-                    "EngineSource)")
+    if isinstance(source, OpenVinoSource):
+        from siam_depth_core.runtime.backends.openvino_backend import OpenVinoBackend
+        return OpenVinoBackend.open(source, options)
+    raise TypeError(f"not a model source: {source!r} (expected a CheckpointSource, NetworkSource, OnnxSource, "
+                    "EngineSource or OpenVinoSource)")

@@ -6,7 +6,9 @@ Sources:
   trained), run by the torch backend; `untrained_source()` builds the random one a pipeline starts with
   when it has no checkpoint;
 - `OnnxSource`: an exported one-step ONNX model with its sidecar, run by ONNX Runtime;
-- `EngineSource`: a TensorRT engine, built (or rebuilt when stale) from its exported ONNX when one is given.
+- `EngineSource`: a TensorRT engine, built (or rebuilt when stale) from its exported ONNX when one is given;
+- `OpenVinoSource`: an exported ONNX model (fp32 or int8) with its sidecar, run by OpenVINO on the CPU, its
+  compiled form cached under `<cache_dir()>/openvino`.
 
 `RuntimeOptions` holds every option of every backend; each backend accepts only the options it can
 honour and raises a BackendError naming the others.
@@ -27,7 +29,10 @@ from siam_depth_core.runtime.backends import BackendError
 LOGGER = logging.getLogger(__name__)
 
 #: Backend names, as the node's `backend` parameter spells them.
-BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
+BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt", "openvino")
+#: Precisions of `RuntimeOptions.precision` (the openvino backend's INFERENCE_PRECISION_HINT; auto = the backend's
+#: own: bf16 where the CPU has it for openvino, fp32 for the others).
+PRECISIONS = ("auto", "fp32", "bf16")
 #: Channel multiplier of the randomly initialised network `untrained_source` builds.
 UNTRAINED_NET_WIDTH = 0.25
 
@@ -115,7 +120,37 @@ class EngineSource:
         return str(self.engine if self.engine is not None else self.onnx)
 
 
-ModelSource = CheckpointSource | NetworkSource | OnnxSource | EngineSource
+@dataclass(frozen=True)
+class OpenVinoSource:
+    """An exported ONNX model (fp32 or the int8 QDQ export) with its sidecar; OpenVINO compiles and runs it on the
+    CPU. cache_dir: where the compiled model is kept, one file per ONNX sha256 and precision (None: the default,
+    `<cache_dir()>/openvino`, i.e. `$SIAM_DEPTH_CACHE/openvino`); cache False: compile at every open."""
+
+    path: Path
+    cache_dir: Path | None = None
+    cache: bool = True
+
+    backend = "openvino"
+
+    def check_files(self) -> None:
+        """BackendError when the ONNX file is missing (the sidecar is checked when loading)."""
+        if not Path(self.path).is_file():
+            raise BackendError(f"ONNX model not found: {self.path}")
+
+    def cache_folder(self) -> Path | None:
+        """The compiled-model cache folder, or None without a cache."""
+        if not self.cache:
+            return None
+        if self.cache_dir is not None:
+            return Path(self.cache_dir)
+        from siam_depth_core.data.paths import cache_dir
+        return cache_dir() / "openvino"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+ModelSource = CheckpointSource | NetworkSource | OnnxSource | EngineSource | OpenVinoSource
 
 
 def untrained_source(meta: ModelMeta | None = None) -> NetworkSource:
@@ -131,8 +166,8 @@ def source_for_backend(backend: str, checkpoint: str | Path | None = None, onnx:
                        engine: str | Path | None = None) -> ModelSource:
     """The source a backend name and model files describe (as the node's parameters give them).
 
-    torch: `checkpoint` (None: an untrained network, warned); onnxruntime: `onnx`; tensorrt: `engine`
-    and/or `onnx`. Raises ValueError naming a missing file argument or an unknown backend.
+    torch: `checkpoint` (None: an untrained network, warned); onnxruntime and openvino: `onnx`; tensorrt:
+    `engine` and/or `onnx`. Raises ValueError naming a missing file argument or an unknown backend.
     """
     if backend == "torch":
         return CheckpointSource(Path(checkpoint)) if checkpoint else untrained_source()
@@ -140,6 +175,10 @@ def source_for_backend(backend: str, checkpoint: str | Path | None = None, onnx:
         if not onnx:
             raise ValueError("the onnxruntime backend needs an ONNX file (export one with siam-depth-export)")
         return OnnxSource(Path(onnx))
+    if backend == "openvino":
+        if not onnx:
+            raise ValueError("the openvino backend needs an ONNX file (export one with siam-depth-export)")
+        return OpenVinoSource(Path(onnx))
     if backend == "tensorrt":
         return EngineSource(Path(engine) if engine else None, Path(onnx) if onnx else None)
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_NAMES)}")
@@ -166,6 +205,8 @@ class RuntimeOptions:
     spin_wait (onnxruntime): the intra-op threads spin while waiting for the next operator instead of
     sleeping: faster with num_threads > 1 on cores the model has to itself (a vehicle computer), slower
     on a CPU shared with other busy work, where spinning threads take its time (benchmarks/README.md).
+    precision (openvino): "fp32", "bf16" (the CPU's bf16 units; refused on a CPU without them) or "auto"
+    (the backend's own choice: bf16 where the CPU has it). The other backends honour only "auto".
     """
 
     device: str | None = None
@@ -177,8 +218,11 @@ class RuntimeOptions:
     post_process: bool = False
     single_pass: bool = False
     spin_wait: bool = False
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.single_pass and self.post_process:
             raise ValueError("single_pass and post_process contradict each other (one pass, or image + flip)")
         if self.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
