@@ -23,7 +23,10 @@ setup(
         "setuptools",
         "numpy",
         "torch>=2.4",
-        "opencv-python-headless",  # image resizing, colour maps, and decoding CompressedImage (JPEG/PNG) input
+        "opencv-python-headless",  # image resizing, colour maps, encoding CompressedImage (JPEG/PNG)
+        # decoding CompressedImage JPEG input with libjpeg-turbo: warnings (corrupt data) as errors, nothing on stderr,
+        # reduced-scale decoding of big frames (PNG input: Pillow, above)
+        "simplejpeg",
         "scipy",
         "pillow",
         "pyyaml",

@@ -9,7 +9,8 @@ ablation model of the same width (rec/plain = recurrent / plain median, the cost
 
 The reference is what a user would run instead: monodepth2's depth network layout (ResNet-18 encoder,
 monodepth2 decoder, `benchmarks/reference_net.py`) at the same size and thread count, for one image
-and for image + flip (its post-processing, a batch of 2), on torch and ONNX Runtime. All configurations
+and for image + flip (its post-processing, a batch of 2), on torch, ONNX Runtime and OpenVINO (fp32 and bf16,
+the precision of the row it is paired with). All configurations
 of a size are timed interleaved, `--rounds` rounds of a few steps each, so that load drift on a shared
 machine hits them alike; every row of ours gives `speedup` = reference median / our median on the same
 runtime (image + flip for the Siamese step, one image for the single-pass step; > 1 = we are faster).
@@ -18,9 +19,13 @@ runtime (image + flip for the Siamese step, one image for the single-pass step; 
 process-wide thread count is set before each of its steps; ONNX Runtime sessions hold their own), and
 the ratio table gives, per interleaving round, our speed against the reference, int8 against fp32 and
 2 threads against 1, as the median and the spread (min-max) over the rounds: ratios measured side by
-side are what a shared machine's drifting load leaves comparable.
+side are what a shared machine's drifting load leaves comparable. OpenVINO rows (`openvino_fp32`,
+`openvino_bf16`: the fp32 export at that precision; `openvino_int8`: the int8 QDQ export, its other operators
+at OpenVINO's auto precision, bf16 where the CPU has it) are also given against ONNX Runtime fp32 per round.
 
     python -m benchmarks.model_latency --widths 0.25 --sizes 512x256 --threads 1,2 --json latency.json
+    python -m benchmarks.model_latency --backends onnxruntime,openvino_bf16,openvino_int8 --widths 1 \\
+        --sizes 416x128 --threads 1,2 --no-ablation --no-reference --rounds 5 --frames 25
 """
 from __future__ import annotations
 
@@ -46,15 +51,29 @@ from siam_depth_core.geometry import ImageSize
 from siam_depth_core.network.checkpoint import ModelMeta
 from siam_depth_core.network.model import check_input_size, count_parameters
 from siam_depth_core.runtime.backends import BackendError
-from siam_depth_core.runtime.backends.source import EngineSource, NetworkSource, OnnxSource, RuntimeOptions
+from siam_depth_core.runtime.backends.source import (
+    EngineSource,
+    NetworkSource,
+    OnnxSource,
+    OpenVinoSource,
+    RuntimeOptions,
+)
 from siam_depth_core.runtime.export import export_onnx
 from siam_depth_core.runtime.inference import DepthEstimator
 
-BACKEND_VARIANTS = ("torch", "torch_channels_last", "torch_cuda_graph", "onnxruntime", "onnxruntime_int8", "tensorrt")
+BACKEND_VARIANTS = ("torch", "torch_channels_last", "torch_cuda_graph", "onnxruntime", "onnxruntime_int8", "tensorrt",
+                    "openvino_fp32", "openvino_bf16", "openvino_int8")
 DEFAULT_BACKENDS = ("torch", "torch_channels_last", "onnxruntime", "tensorrt")
-#: Runtime of each variant, for pairing with the reference timed on the same runtime.
+#: Runtime of each variant, for pairing with the reference timed on the same runtime (and, for OpenVINO, precision;
+#: the int8 export has no int8 reference).
 RUNTIME = {"torch": "torch", "torch_channels_last": "torch", "torch_cuda_graph": "torch", "onnxruntime": "onnxruntime",
-           "onnxruntime_int8": "onnxruntime", "tensorrt": "tensorrt"}
+           "onnxruntime_int8": "onnxruntime", "tensorrt": "tensorrt", "openvino_fp32": "openvino_fp32",
+           "openvino_bf16": "openvino_bf16", "openvino_int8": "openvino_int8"}
+#: Runtimes the reference network is timed on.
+REFERENCE_RUNTIMES = ("torch", "onnxruntime", "openvino_fp32", "openvino_bf16")
+#: OpenVINO variants: (which export, precision).
+OPENVINO_VARIANTS = {"openvino_fp32": ("fp32", "fp32"), "openvino_bf16": ("fp32", "bf16"),
+                     "openvino_int8": ("int8", "auto")}
 REFERENCE_NAME = "monodepth2 ResNet-18"
 
 
@@ -128,7 +147,8 @@ def calibration_clips(size: ImageSize) -> list[list[np.ndarray]]:
 def make_estimator(variant: str, meta: ModelMeta, size: ImageSize, device: str, fp16: bool, threads: int,
                    workdir: Path, single_pass: bool = False, spin_wait: bool = False) -> DepthEstimator:
     """A DepthEstimator running `variant` for a freshly initialised network described by `meta` (exported to
-    ONNX in `workdir` for the onnxruntime and tensorrt variants; quantised to int8 for onnxruntime_int8);
+    ONNX in `workdir` for the onnxruntime, openvino and tensorrt variants; quantised to int8 for onnxruntime_int8 and
+    openvino_int8, whose compiled models are cached in `workdir`);
     `single_pass`: only the direct branch; `spin_wait`: ONNX Runtime's threads spin between operators."""
     torch.manual_seed(0)
     net = meta.build_network().eval()
@@ -145,13 +165,18 @@ def make_estimator(variant: str, meta: ModelMeta, size: ImageSize, device: str, 
     options = RuntimeOptions(device=device, num_threads=threads, single_pass=single_pass, spin_wait=spin_wait)
     if variant == "onnxruntime":
         return DepthEstimator(OnnxSource(onnx_path), options)
-    if variant == "onnxruntime_int8":
+    int8_path = onnx_path.with_suffix(".int8.onnx")
+    if variant in ("onnxruntime_int8", "openvino_int8") and not int8_path.exists():
         from siam_depth_core.runtime.quantize import quantize_onnx
 
-        int8_path = onnx_path.with_suffix(".int8.onnx")
-        if not int8_path.exists():
-            quantize_onnx(onnx_path, int8_path, calibration_clips(size))
+        quantize_onnx(onnx_path, int8_path, calibration_clips(size))
+    if variant == "onnxruntime_int8":
         return DepthEstimator(OnnxSource(int8_path), options)
+    if variant in OPENVINO_VARIANTS:
+        graph, precision = OPENVINO_VARIANTS[variant]
+        return DepthEstimator(OpenVinoSource(int8_path if graph == "int8" else onnx_path, workdir / "openvino"),
+                              RuntimeOptions(device=device, num_threads=threads, single_pass=single_pass,
+                                             precision=precision))
     if variant == "tensorrt":
         return DepthEstimator(EngineSource(onnx=onnx_path), RuntimeOptions(device=device, fp16=fp16, cuda_graph=True,
                                                                            single_pass=single_pass))
@@ -191,9 +216,13 @@ def our_configuration(variant: str, meta: ModelMeta, size: ImageSize, args: argp
                                args.spin_wait and RUNTIME[variant] == "onnxruntime")
     image = np.random.default_rng(0).integers(0, 256, (*estimator.input_size, 3), dtype=np.uint8)
     stamp = iter(0.1 * i for i in range(10**9))
-    fp16 = args.fp16 and args.device.startswith("cuda") and RUNTIME[variant] != "onnxruntime"
+    fp16 = args.fp16 and args.device.startswith("cuda") and RUNTIME[variant] in ("torch", "tensorrt")
+    precision = "int8" if variant.endswith("int8") else "fp16" if fp16 else "fp32"
+    if variant in OPENVINO_VARIANTS:  # the precision it resolved to; int8: that of its float operators
+        resolved = getattr(estimator.backend, "precision", "fp32")
+        precision = f"i8/{resolved}" if variant.endswith("int8") else resolved
     row = LatencyRow(backend=variant, model="ours", mode="single" if single_pass else "siamese", device=args.device,
-                     precision="int8" if variant.endswith("int8") else "fp16" if fp16 else "fp32",
+                     precision=precision,
                      width_multiplier=meta.net_width, recurrent=meta.recurrent, images=1, height=size.height,
                      width=size.width, parameters=count_parameters(meta.build_network()), frames=0, median_ms=0.0,
                      p90_ms=0.0, fps=0.0, peak_rss_mib=0.0, cuda_max_allocated_mib=None, threads=threads,
@@ -203,7 +232,8 @@ def our_configuration(variant: str, meta: ModelMeta, size: ImageSize, args: argp
 
 def reference_configuration(runtime: str, images: int, size: ImageSize, args: argparse.Namespace, workdir: Path,
                             threads: int = 1) -> Timed:
-    """monodepth2's layout on `runtime` ("torch" or "onnxruntime") for a batch of `images` (1, or 2 = image + flip)."""
+    """monodepth2's layout on `runtime` ("torch", "onnxruntime", "openvino_fp32" or "openvino_bf16") for a batch of
+    `images` (1, or 2 = image + flip)."""
     torch.manual_seed(0)
     net = Monodepth2Reference().eval()
     batch = torch.rand(images, 3, size.height, size.width)
@@ -217,12 +247,26 @@ def reference_configuration(runtime: str, images: int, size: ImageSize, args: ar
                 net(batch).cpu()
             return time.perf_counter() - start
     else:
-        import onnxruntime as ort
-
         path = workdir / f"reference_{images}x{size}.onnx"
         if not path.exists():
             torch.onnx.export(net, (batch,), str(path), input_names=["image"], output_names=["disparity"],
                               opset_version=17, dynamo=False)
+    if runtime in OPENVINO_VARIANTS:
+        from siam_depth_core.runtime.backends.openvino_backend import OPENVINO_PRECISIONS, import_openvino
+
+        core = import_openvino().Core()
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": OPENVINO_PRECISIONS[OPENVINO_VARIANTS[runtime][1]],
+                                  "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}  # as ours
+        request = core.compile_model(str(path), "CPU", config).create_infer_request()
+        image = batch.numpy()
+
+        def step() -> float:
+            start = time.perf_counter()
+            request.infer({"image": image}, share_inputs=True)
+            return time.perf_counter() - start
+    elif runtime == "onnxruntime":
+        import onnxruntime as ort
+
         from siam_depth_core.runtime.backends.onnxruntime_backend import session_options_for
 
         options = session_options_for(ort, threads, args.spin_wait)  # the same session settings as ours
@@ -233,8 +277,9 @@ def reference_configuration(runtime: str, images: int, size: ImageSize, args: ar
             start = time.perf_counter()
             session.run(None, feed)
             return time.perf_counter() - start
+    precision = OPENVINO_VARIANTS[runtime][1] if runtime in OPENVINO_VARIANTS else "fp32"
     row = LatencyRow(backend=runtime, model=REFERENCE_NAME, mode="siamese" if images == 2 else "single",
-                     device=args.device, precision="fp32",
+                     device=args.device, precision=precision,
                      width_multiplier=None, recurrent=None, images=images, height=size.height, width=size.width,
                      parameters=count_parameters(net), frames=0, median_ms=0.0, p90_ms=0.0, fps=0.0,
                      peak_rss_mib=0.0, cuda_max_allocated_mib=None, threads=threads)
@@ -271,6 +316,15 @@ def skip_reason(variant: str, device: str) -> str | None:
         return "CUDA graphs need --device cuda"
     if variant == "onnxruntime_int8" and on_cuda:
         return "the int8 model is for CPUs"
+    if variant in OPENVINO_VARIANTS:
+        if on_cuda:
+            return "the openvino backend runs on the CPU"
+        if importlib.util.find_spec("openvino") is None:
+            return "openvino not installed (pip install .[openvino])"
+        from siam_depth_core.runtime.backends.openvino_backend import cpu_capabilities, import_openvino
+
+        if variant == "openvino_bf16" and "BF16" not in cpu_capabilities(import_openvino().Core()):
+            return "this CPU has no native bf16"
     return None
 
 
@@ -316,7 +370,7 @@ def run_all(args: argparse.Namespace) -> tuple[list[LatencyRow], dict[str, str]]
                             skipped[variant] = str(error)
                             break
             if args.reference:
-                runtimes = sorted({RUNTIME[c.row.backend] for c in configurations} & {"torch", "onnxruntime"})
+                runtimes = sorted({RUNTIME[c.row.backend] for c in configurations} & set(REFERENCE_RUNTIMES))
                 configurations += [reference_configuration(runtime, images, size, args, Path(tmp), threads)
                                    for runtime in runtimes for images in (1, 2) for threads in args.threads]
             _reset_peak_rss()
@@ -340,7 +394,7 @@ def _ratio(name: str, slower: LatencyRow, faster: LatencyRow) -> dict[str, Any]:
 def ratio_rows(rows: list[LatencyRow]) -> list[dict[str, Any]]:
     """The ratios a report needs, each per round: ours against the reference on the same runtime, mode and
     thread count; int8 against fp32 ONNX Runtime; every configuration at its highest thread count against
-    itself at its lowest (how it scales with cores)."""
+    itself at its lowest (how it scales with cores); every OpenVINO configuration against ONNX Runtime fp32."""
     ratios: list[dict[str, Any]] = []
 
     def key(row: LatencyRow) -> tuple[Any, ...]:
@@ -362,6 +416,12 @@ def ratio_rows(rows: list[LatencyRow]) -> list[dict[str, Any]]:
                 if fp32.backend == "onnxruntime" and key(fp32) == key(row) and fp32.threads == row.threads:
                     lstm = "" if row.lstm_ratio == 1.0 else f" lstm_ratio {row.lstm_ratio:g}"
                     ratios.append(_ratio(f"int8 vs fp32 {row.mode}{lstm}, {row.threads} thr", fp32, row))
+        if row.backend in OPENVINO_VARIANTS:
+            for fp32 in ours:
+                if fp32.backend == "onnxruntime" and key(fp32) == key(row) and fp32.threads == row.threads:
+                    lstm = "" if row.lstm_ratio == 1.0 else f" lstm_ratio {row.lstm_ratio:g}"
+                    ratios.append(_ratio(f"{row.backend} ({row.precision}) vs onnxruntime fp32 {row.mode}{lstm}, "
+                                         f"{row.threads} thr", fp32, row))
     thread_counts = sorted({r.threads for r in rows})
     if len(thread_counts) > 1:
         low, high = thread_counts[0], thread_counts[-1]
@@ -408,7 +468,8 @@ def cpu_features() -> dict[str, Any]:
     flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
     return {"cpu_model": model, "avx2": "avx2" in flags, "avx512f": "avx512f" in flags,
             "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags,
-            "amx": any(flag.startswith("amx") for flag in flags)}
+            "avx512_bf16": "avx512_bf16" in flags, "amx": any(flag.startswith("amx") for flag in flags),
+            "amx_flags": sorted(flag for flag in flags if flag.startswith("amx"))}
 
 
 def machine_description(device: str) -> dict[str, Any]:
@@ -418,6 +479,12 @@ def machine_description(device: str) -> dict[str, Any]:
     if importlib.util.find_spec("onnxruntime") is not None:
         import onnxruntime
         info["onnxruntime"] = onnxruntime.__version__
+    if importlib.util.find_spec("openvino") is not None:
+        from siam_depth_core.runtime.backends.openvino_backend import cpu_capabilities, import_openvino
+
+        openvino = import_openvino()
+        info["openvino"] = openvino.get_version()
+        info["openvino_capabilities"] = sorted(cpu_capabilities(openvino.Core()))
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info

@@ -27,6 +27,7 @@ is then the decode. `--num-threads` sets the node's num_threads parameter (defau
     python -m benchmarks.node_latency --width-multiplier 0.25 --size 512x256 --frames 100 --rate 10
     python -m benchmarks.node_latency --checkpoint models/siam_depth_small.pt --size 192x64 --num-threads 1
     python -m benchmarks.node_latency --image-transport compressed
+    python -m benchmarks.node_latency --backend openvino_int8 --num-threads 1,2   # OpenVINO, int8 export, bf16 rest
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.model_latency import size_argument
+from benchmarks.model_latency import OPENVINO_VARIANTS, size_argument
 from siam_depth_core.geometry import ImageSize
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -308,18 +309,20 @@ def prepare_model(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         parameters["num_threads"] = args.num_threads
     if args.single_pass:
         parameters["single_pass"] = True
-    if args.backend.startswith("onnxruntime"):
+    if args.backend.startswith(("onnxruntime", "openvino")):
         from siam_depth_core.runtime.export import calibration_clips, export_checkpoint
 
         onnx_path = workdir / "model.onnx"
         export_checkpoint(checkpoint, onnx_path, size=args.size, single_pass=args.single_pass)
-        if args.backend == "onnxruntime_int8":  # as `siam-depth-export --int8` writes it
+        if args.backend.endswith("int8"):  # as `siam-depth-export --int8` writes it
             from siam_depth_core.runtime.quantize import int8_path, quantize_onnx
 
             quantized = int8_path(onnx_path)
             quantize_onnx(onnx_path, quantized, calibration_clips(None))
             onnx_path = quantized
         parameters.update(backend="onnxruntime", onnx=onnx_path)
+        if args.backend in OPENVINO_VARIANTS:
+            parameters.update(backend="openvino", precision=OPENVINO_VARIANTS[args.backend][1])
     return parameters
 
 
@@ -435,8 +438,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     from siam_depth_core.cli import OneLineParser, non_negative_int
 
     parser = OneLineParser(prog="node_latency", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=("torch", "onnxruntime", "onnxruntime_int8"), default="torch",
-                        help="node backend (onnxruntime_int8: the int8 export, run by the onnxruntime backend)")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "onnxruntime_int8", *OPENVINO_VARIANTS),
+                        default="torch", help="node backend (onnxruntime_int8: the int8 export, run by the onnxruntime "
+                        "backend; openvino_fp32/_bf16: the fp32 export at that precision, openvino_int8: the int8 "
+                        "export at precision auto, all run by the openvino backend)")
     parser.add_argument("--single-pass", action="store_true", help="the node's single_pass mode (direct branch only)")
     parser.add_argument("--width-multiplier", type=float, default=0.25,
                         help="network channel width multiplier (random weights)")

@@ -4,8 +4,9 @@ Images: `image_to_numpy` / `numpy_to_image` follow cv_bridge (`imgmsg_to_cv2` / 
 (H,W) for one channel, (H,W,C) otherwise, rows padded via `step`, `is_bigendian` honoured (the
 returned array is always in native byte order). `camera_image_to_numpy` takes only what the depth node
 can run on (CAMERA_ENCODINGS) and says so. Compressed images follow image_transport's `compressed`
-plugin: `compressed_image_to_numpy` decodes a JPEG or PNG sensor_msgs/CompressedImage with OpenCV,
-`numpy_to_compressed_image` encodes one (format strings such as `rgb8; jpeg compressed bgr8`).
+plugin: `decode_compressed_image` / `compressed_image_to_numpy` decode a JPEG or PNG sensor_msgs/CompressedImage
+(`image_decoding`: size checked from the header first, damaged data refused, nothing printed on stderr),
+`numpy_to_compressed_image` encodes one with OpenCV (format strings such as `rgb8; jpeg compressed bgr8`).
 `camera_info_matrix` accepts only intrinsics a camera can have. Point clouds follow sensor_msgs_py `point_cloud2`:
 x, y, z FLOAT32 plus an optional `rgb` FLOAT32 whose bytes are 0x00RRGGBB as a little-endian uint32
 (the RViz / PCL packing); `pointcloud2_to_array` views any cloud as a numpy structured array.
@@ -22,9 +23,11 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_msgs.msg import Header
 
 from siam_depth_core.runtime.inference import SUPPORTED_ENCODINGS
+from siam_depth_ros.image_decoding import DecodedImage, ImageConversionError, decode_compressed
 
 __all__ = ["CAMERA_ENCODINGS", "IMAGE_ENCODINGS", "ImageConversionError", "camera_image_to_numpy",
-           "camera_info_matrix", "compressed_image_to_numpy", "make_camera_info", "numpy_to_compressed_image",
+           "camera_info_matrix", "compressed_image_to_numpy", "decode_compressed_image", "make_camera_info",
+           "numpy_to_compressed_image",
            "numpy_to_image", "image_to_numpy", "pack_rgb", "pointcloud2_to_array", "points_to_pointcloud2",
            "rgb_view", "unpack_rgb"]
 
@@ -61,10 +64,6 @@ _POINT_FIELD_DTYPES: dict[int, np.dtype] = {
     PointField.FLOAT32: np.dtype(np.float32),
     PointField.FLOAT64: np.dtype(np.float64),
 }
-
-
-class ImageConversionError(ValueError):
-    """A message or array that cannot be converted; the message says what is wrong with it."""
 
 
 def image_to_numpy(msg: Image) -> np.ndarray:
@@ -115,12 +114,14 @@ def camera_image_to_numpy(msg: Image) -> np.ndarray:
     return image_to_numpy(msg)
 
 
-def compressed_image_to_numpy(msg: CompressedImage) -> tuple[np.ndarray, str]:
-    """sensor_msgs/CompressedImage (JPEG or PNG, image_transport's `compressed` format) -> ((H,W,3) or (H,W)
-    uint8 array, its encoding: bgr8, bgra8 or mono8, the channel order OpenCV decodes to).
+def decode_compressed_image(msg: CompressedImage, max_pixels: int | None = None) -> DecodedImage:
+    """sensor_msgs/CompressedImage (JPEG or PNG, image_transport's `compressed` format) -> DecodedImage: (H,W,3|4)
+    or (H,W) uint8 pixels in rgb8, rgba8 or mono8 and the size the frame declares.
 
-    Raises ImageConversionError for an empty message, a format other than JPEG/PNG (e.g. the
-    `compressedDepth` transport's), bytes OpenCV cannot decode, or a 16-bit image.
+    max_pixels (None: no limit): a frame declaring more than `image_decoding.DECLARED_PIXELS_FACTOR` times as many
+    pixels is refused before decoding; a JPEG over it is decoded at reduced scale (then smaller than declared).
+    Raises ImageConversionError for an empty message, a format other than JPEG/PNG (e.g. the `compressedDepth`
+    transport's), damaged data (libjpeg's warnings included), a frame over the limit, or a 16-bit image.
     """
     text = msg.format.strip()
     if "compresseddepth" in text.lower().replace(" ", ""):
@@ -128,22 +129,17 @@ def compressed_image_to_numpy(msg: CompressedImage) -> tuple[np.ndarray, str]:
     size = len(msg.data)
     if size == 0:
         raise ImageConversionError(f"empty CompressedImage (format {text!r}, 0 bytes)")
-    decoded = cv2.imdecode(np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if decoded is None:
-        raise ImageConversionError(f"cannot decode the CompressedImage (format {text!r}, {size} bytes): not a "
-                                   f"complete {' or '.join(f.upper() for f in COMPRESSED_FORMATS)} image")
-    if decoded.dtype != np.uint8:
-        raise ImageConversionError(f"CompressedImage (format {text!r}) decodes to a {decoded.dtype} image; the depth "
-                                   "node takes 8-bit camera images")
-    if decoded.ndim == 3 and decoded.shape[2] == 1:
-        decoded = decoded[:, :, 0]
-    if decoded.ndim == 2:
-        return decoded, "mono8"
-    encoding = {3: "bgr8", 4: "bgra8"}.get(decoded.shape[2])
-    if encoding is None:
-        raise ImageConversionError(f"CompressedImage (format {text!r}) decodes to {decoded.shape[2]} channels; the "
-                                   "depth node takes 1, 3 or 4")
-    return decoded, encoding
+    try:
+        return decode_compressed(memoryview(msg.data).cast("B"), max_pixels)
+    except ImageConversionError as error:
+        raise ImageConversionError(f"cannot decode the CompressedImage (format {text!r}, {size} bytes): {error}"
+                                   ) from None
+
+
+def compressed_image_to_numpy(msg: CompressedImage, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
+    """`decode_compressed_image`'s pixels and encoding (rgb8, rgba8 or mono8)."""
+    decoded = decode_compressed_image(msg, max_pixels)
+    return decoded.image, decoded.encoding
 
 
 def numpy_to_compressed_image(array: np.ndarray, encoding: str, image_format: str = "jpeg", quality: int = 95,

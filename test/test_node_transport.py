@@ -170,7 +170,7 @@ def test_undecodable_compressed_frames_are_reported_once_and_skipped(transport, 
     assert np.isfinite(image_to_numpy(outputs["depth"])).mean() > 0.5
     assert process.log()[log_start:].count("cannot decode the CompressedImage") == 1
     client.diagnostics_where(lambda values: int(values["frames_failed"]) == int(before["frames_failed"]) + 3
-                             and "not a complete JPEG or PNG image" in values["last_error"])
+                             and "damaged JPEG (1242x375): Premature end of JPEG file" in values["last_error"])
     assert process.alive()
 
 
