@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from siam_depth_ros.dds_profile import LEGACY_PROFILE_ENV_VAR, apply_default_profile
-from siam_depth_ros.node import NODE_NAME, OUTPUT_TYPES
-from siam_depth_ros.outputs import OUTPUT_TOPICS
+from siam_depth_ros.node import NODE_NAME
+from siam_depth_ros.outputs import OUTPUT_TOPICS, OUTPUT_TYPES
 
 NODE_MODULE = "siam_depth_ros.node"
 

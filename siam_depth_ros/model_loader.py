@@ -4,7 +4,8 @@ The first model is loaded when the node starts (a failure stops the node). A rel
 (`ros2 param set`) runs in its own thread, so image callbacks and the executor are never blocked by it
 (a TensorRT engine build can take minutes); the frames keep being served by the previous model until the
 new one is ready, then the two are swapped under the lock that every frame's step holds. One reload at a
-time: a request while one is running is refused.
+time: a request while one is running is refused. `build_estimator` makes the estimator the node's settings
+describe, `describe_model` says in one line what serves.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 from siam_depth_core.runtime.inference import DepthEstimator
+from siam_depth_ros.parameters import CPU_THREAD_BACKENDS, NodeSettings
 
 Settings = TypeVar("Settings")
 
@@ -85,3 +87,19 @@ class ModelHolder(Generic[Settings]):
         """Wait for a reload in progress (if any) to finish."""
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+
+def build_estimator(settings: NodeSettings) -> DepthEstimator:
+    """The DepthEstimator `settings` describe; raises CheckpointError/BackendError/ValueError if it cannot load."""
+    return DepthEstimator(settings.model_source(), settings.runtime_options(), max_gap_s=settings.max_gap_s,
+                          min_depth=settings.min_depth, max_depth=settings.max_depth,
+                          baseline_m=settings.baseline_m or None)
+
+
+def describe_model(estimator: DepthEstimator, settings: NodeSettings) -> str:
+    """One line: backend, device, threads, network size, width multiplier, baseline, confidence and model file."""
+    threads = (settings.num_threads or "library default") if settings.backend in CPU_THREAD_BACKENDS else "n/a (GPU)"
+    confidence = "" if estimator.has_confidence else ", no confidence (single pass)"
+    return (f"{settings.backend} backend on {settings.device_name} (CPU threads: {threads}), network "
+            f"{estimator.input_size} (width x{estimator.meta.net_width}), baseline {estimator.baseline_m:.4f} m"
+            f"{confidence}, model {estimator.source}")

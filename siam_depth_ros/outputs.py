@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, RegionOfInterest
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
@@ -52,6 +52,12 @@ CONFIDENCE = "depth/confidence"
 OUTPUT_TOPICS = (DEPTH, DEPTH_INFO, DISPARITY, POINTS, COLORED, CONFIDENCE)
 #: Outputs built only when wanted.
 OPTIONAL_OUTPUTS = (DISPARITY, POINTS, COLORED, CONFIDENCE)
+#: Message type of each output topic.
+OUTPUT_TYPES = {DEPTH: Image, DEPTH_INFO: CameraInfo, DISPARITY: DisparityImage, POINTS: PointCloud2, COLORED: Image,
+                CONFIDENCE: Image}
+#: The parameter that switches each optional output on or off.
+OUTPUT_SWITCHES = {DISPARITY: "publish_disparity", POINTS: "publish_points", COLORED: "publish_colored",
+                   CONFIDENCE: "publish_confidence"}
 
 
 @dataclass(frozen=True)

@@ -9,17 +9,19 @@
   regardless.
 - `InputWatchdog`: publishers are matched on the image topic but nothing has arrived since they matched
   (large messages lost without the shared-memory profile, or a publisher that never sends).
+- `RosLogHandler`: the warnings and errors of `siam_depth_core` (Python logging) in the node's ROS log.
 
-Pure Python on a monotonic (steady) clock; no ROS.
+Pure Python on a monotonic (steady) clock; no ROS import (the ROS logger is passed in).
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 #: A problem that has not occurred for this long has ended; its next occurrence is logged again, seconds.
 EPISODE_GAP_S = 10.0
@@ -140,3 +142,19 @@ class InputWatchdog:
                 return None
             silent = now - self._matched_since
             return silent if silent >= self.silent_s else None
+
+
+class RosLogHandler(logging.Handler):
+    """Forwards warnings and errors of `siam_depth_core` (Python logging) to the node's ROS logger."""
+
+    def __init__(self, ros_logger: Any) -> None:
+        super().__init__(logging.WARNING)
+        self._ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        # one call site per severity: rclpy's logger refuses a call site whose severity changes
+        if record.levelno >= logging.ERROR:
+            self._ros_logger.error(text)
+        else:
+            self._ros_logger.warning(text)
