@@ -105,3 +105,39 @@ def _stamps(path: Path, frames: list[int]) -> tuple[float, ...] | None:
     if frames[-1] >= len(stamps):
         return None
     return tuple(float(stamps[f]) for f in frames)
+
+
+def odometry_poses_path(root: str | Path, sequence: str) -> Path:
+    """`<root>/poses/<sequence>.txt`: the ground-truth poses of an odometry sequence (training sequences 00-10)."""
+    return Path(root) / "poses" / f"{sequence}.txt"
+
+
+def load_odometry_poses(path: str | Path) -> np.ndarray:
+    """A KITTI odometry `poses/NN.txt` (12 numbers a line, row-major 3x4; line i = frame i) -> (N,4,4) float64.
+
+    Each pose is T_world_cam0: points of rectified camera 0 at frame i -> the world frame, which is
+    camera 0 at frame 0 (metres, optical frame: x right, y down, z forward).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no odometry poses file {path} (KITTI odometry poses/NN.txt)")
+    rows = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    if rows.shape[1] != 12:
+        raise ValueError(f"{path}: {rows.shape[1]} numbers a line, expected 12 (a row-major 3x4 pose)")
+    poses = np.tile(np.eye(4), (len(rows), 1, 1))
+    poses[:, :3, :] = rows.reshape(-1, 3, 4)
+    return poses
+
+
+def odometry_camera_poses(poses_cam0: np.ndarray, calibration: OdometryCalibration, camera: int) -> np.ndarray:
+    """(N,4,4) T_world_cam of rectified camera `camera` from the camera-0 poses of `load_odometry_poses`.
+
+    The rectified cameras differ by a translation only: camera c = camera 0 moved by t = K^-1 P_c[:, 3]
+    (P_c from calib.txt), so T_world_camc = T_world_cam0 @ inv(T_camc<-cam0).
+    """
+    if camera not in calibration.projections:
+        raise ValueError(f"calib.txt has no P{camera}")
+    projection = calibration.projections[camera]
+    cam0_to_cam = np.eye(4)
+    cam0_to_cam[:3, 3] = np.linalg.solve(projection[:, :3], projection[:, 3])
+    return np.asarray(poses_cam0, dtype=np.float64) @ np.linalg.inv(cam0_to_cam)

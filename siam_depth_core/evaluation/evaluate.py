@@ -22,6 +22,13 @@ Post-processing (`--post-process`): a Siamese model already outputs the refined 
 and monodepth's blending are part of the network), so the flag changes nothing for it. For a
 non-Siamese checkpoint it runs the flipped image too and blends both with the same ramp masks at test
 time only: monodepth's post-processing.
+
+Temporal consistency: where the evaluated frames of a drive include runs of consecutive frames with OXTS
+records (e.g. `--drives` on drive 0009), and for each KITTI odometry sequence named by `--tae-odometry`
+(ground-truth poses in `poses/NN.txt`), the temporal alignment error (TAE, Video Depth Anything;
+`evaluation.temporal`) is reported twice: with the ConvLSTM state streamed from the first frame of the run
+and with every frame from a zero state, beside the TAE of the model's own mean depth map shown in every frame
+(a prediction that ignores the image; it never flickers but does not follow the motion). `--no-tae` skips it.
 """
 from __future__ import annotations
 
@@ -63,6 +70,13 @@ from siam_depth_core.evaluation.report import (
     range_scores,
     scene_controls,
     write_metrics_csv,
+)
+from siam_depth_core.evaluation.temporal_streams import (
+    PosedSequence,
+    drive_sequences,
+    format_temporal_table,
+    odometry_sequence_with_poses,
+    temporal_report,
 )
 from siam_depth_core.geometry import disparity_to_depth
 from siam_depth_core.runtime.inference import DepthEstimator, DepthResult
@@ -219,6 +233,12 @@ def _parser() -> OneLineParser:
     parser.add_argument("--max-images", type=positive_int, help="evaluate only the first N frames (quick checks)")
     parser.add_argument("--skip-missing", action="store_true", help="skip listed frames whose image or LiDAR "
                         "is not on disk (e.g. --split eigen on a partial download) instead of failing")
+    parser.add_argument("--no-tae", action="store_true", help="skip the temporal alignment error (TAE, streamed "
+                        "vs zero state) on the runs of consecutive evaluated frames with OXTS poses")
+    parser.add_argument("--tae-odometry", nargs="+", default=[], metavar="SEQ", help="also report TAE on these "
+                        "KITTI odometry sequences (poses/SEQ.txt; e.g. 01 06)")
+    parser.add_argument("--odometry-root", help="KITTI odometry root for --tae-odometry (default "
+                        "$KITTI_ODOMETRY_ROOT or ../shared/data/kitti_odometry)")
     return parser
 
 
@@ -242,6 +262,17 @@ def _street_prior(args: argparse.Namespace, root: Path) -> np.ndarray | None:
     return drive_street_prior(root, args.street_prior)
 
 
+def _posed_sequences(args: argparse.Namespace, frames: list[EvalFrame], root: Path) -> list[PosedSequence]:
+    """The TAE sequences: runs of consecutive evaluated frames with OXTS, then the --tae-odometry sequences."""
+    sequences: list[PosedSequence] = []
+    for drive in dict.fromkeys(f.drive for f in frames):
+        sequences += drive_sequences(root, drive, [f.frame for f in frames if f.drive == drive and f.camera == 2],
+                                     ext=args.ext)
+    odometry_root = Path(args.odometry_root) if args.odometry_root else paths.kitti_odometry_root()
+    sequences += [odometry_sequence_with_poses(odometry_root, name, args.max_images) for name in args.tae_odometry]
+    return sequences
+
+
 def _missing_frames(frames: list[EvalFrame], root: Path, ext: str) -> list[EvalFrame]:
     return [f for f in frames if not ((drive := KittiDrive(root, f.drive)).image_path(f.frame, f.camera, ext).is_file()
                                       and has_ground_truth(drive, f.frame, f.camera))]
@@ -252,6 +283,9 @@ def _print_report(report: dict[str, Any], evaluation: DepthEvaluation, label: st
     for name, controls in evaluation.controls.items():
         print(f"Controls, {name} (Garg crop):")
         print("\n".join(controls_table(controls, label)))
+        print()
+    if report.get("temporal"):
+        print("\n".join(format_temporal_table(report["temporal"])))
         print()
     if "kitti2015" in report:
         k15 = report["kitti2015"]
@@ -289,6 +323,7 @@ def _run(args: argparse.Namespace) -> int:
     if not frames:
         raise ValueError(f"no test frames with LiDAR ground truth under {root}")
     out_dir = Path(args.out_dir)
+    sequences = None if args.no_tae else _posed_sequences(args, frames, root)  # bad --tae-odometry fails early
     prior = _street_prior(args, root)
     LOGGER.info("evaluating %s (%s) on %d frames (baseline %.4f m, warm-up %d frames)", source, source.backend,
                 len(frames), estimator.baseline_m, args.warmup_frames)
@@ -298,6 +333,8 @@ def _run(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"model": str(source), "backend": source.backend, "baseline_m": estimator.baseline_m,
                               "depth": evaluation.summary, "controls": evaluation.controls,
                               "warmup_frames": args.warmup_frames, "post_process": args.post_process}
+    if sequences is not None:
+        report["temporal"] = temporal_report(estimator, sequences)
     stereo_folders = _stereo2015_folders(args)
     if stereo_folders:
         report["kitti2015"] = evaluate_stereo2015(estimator, stereo_folders, street_prior_m=prior)
