@@ -21,6 +21,8 @@ SYNTHETIC_SIZE = ImageSize(188, 620)  # half KITTI resolution keeps rendering to
 def log(message: str) -> None:
     """Progress line on the terminal."""
     print(f"[demo] {message}", flush=True)
+
+
 @dataclass(frozen=True)
 class DemoSource:
     """The drive to replay, the frames replayed, and whether it is a rendered synthetic drive."""
@@ -49,6 +51,7 @@ def kitti_source(drive_name: str, frame_range: tuple[int | None, int | None]) ->
     if not frames:
         raise ValueError(f"no left-camera frames of {drive.path} within {frame_range}")
     return DemoSource(drive, frames, synthetic=False)
+
 
 def prepare_source(args: argparse.Namespace, tmp_dir: Path) -> DemoSource:
     """The KITTI drive asked for, or a synthetic drive rendered into `tmp_dir` (said so) without KITTI data."""

@@ -20,13 +20,13 @@ from scipy.spatial.transform import Rotation
 
 from siam_depth_core.data.calib import load_stereo_calibration, read_timestamps
 from siam_depth_core.data.kitti import frame_path, load_velodyne_points
-from siam_depth_ros.kitti2bag import (
+from siam_depth_ros.kitti2bag import PAUSE_AFTER_ENV, convert_drive, main, parse_frame_range
+from siam_depth_ros.kitti2bag_messages import (
     GPS_TOPIC,
     GRAY_LEFT_CAMERA,
     GRAY_RIGHT_CAMERA,
     IMU_TOPIC,
     LEFT_CAMERA,
-    PAUSE_AFTER_ENV,
     RIGHT_CAMERA,
     TF_STATIC_TOPIC,
     TF_TOPIC,
@@ -34,9 +34,6 @@ from siam_depth_ros.kitti2bag import (
     VELO_FRAME,
     VELO_TOPIC,
     WORLD_FRAME,
-    convert_drive,
-    main,
-    parse_frame_range,
 )
 
 

@@ -26,15 +26,9 @@ from std_msgs.msg import String  # noqa: E402
 
 from siam_depth_core.data.calib import read_timestamps  # noqa: E402
 from siam_depth_ros import player as player_module  # noqa: E402
-from siam_depth_ros.kitti2bag import (  # noqa: E402
-    LATCHED_QOS,
-    LEFT_CAMERA,
-    SENSOR_QOS,
-    TF_STATIC_TOPIC,
-    TYPESTORE,
-    convert_drive,
-    image_message,
-)
+from siam_depth_ros.kitti2bag import convert_drive  # noqa: E402
+from siam_depth_ros.kitti2bag_messages import LEFT_CAMERA, TF_STATIC_TOPIC, TYPESTORE, image_message  # noqa: E402
+from siam_depth_ros.kitti2bag_writer import LATCHED_QOS, SENSOR_QOS  # noqa: E402
 from siam_depth_ros.player import PlayStats, play_bag, playback_qos  # noqa: E402
 
 IMAGE_TOPIC = "/camera/image_raw"
