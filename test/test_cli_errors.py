@@ -76,3 +76,39 @@ def test_train_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> No
     from siam_depth_core.training.train import main
 
     _assert_one_line(_exit_code(main, ["--sett", "lr=1"]), capsys.readouterr().err, "siam-depth-train")
+
+
+@pytest.mark.parametrize("prog", ["siam-depth-eval", "siam-depth-export", "siam-depth-predict"])
+def test_a_missing_checkpoint_says_what_to_do(prog: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 27, item 12: `error: <what>, <what to do>`, as every CLI error."""
+    from siam_depth_core.evaluation.evaluate import main as evaluate
+    from siam_depth_core.runtime.export import main as export
+    from siam_depth_core.runtime.predict import main as predict
+
+    missing = str(tmp_path / "missing.pt")
+    main, arguments = {
+        "siam-depth-eval": (evaluate, ["--checkpoint", missing, "--out-dir", str(tmp_path / "eval")]),
+        "siam-depth-export": (export, ["--checkpoint", missing, "--onnx", str(tmp_path / "model.onnx")]),
+        "siam-depth-predict": (predict, [str(tmp_path), "--checkpoint", missing, "--out-dir", str(tmp_path / "out")]),
+    }[prog]
+    stderr = (_exit_code(main, arguments), capsys.readouterr().err)
+    _assert_one_line(*stderr, prog)
+    assert f"{prog}: error: checkpoint not found: {missing}, give the path of a siam_depth checkpoint (.pt)" in stderr[1]
+
+
+def test_export_without_flags_leaves_nothing_untracked_in_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 27, item 12: `siam-depth-export` with no flags writes <checkpoint stem>.onnx and its .onnx.json sidecar
+    into the current folder (where a user expects them); in a checkout of this repo git ignores both."""
+    import subprocess
+
+    from siam_depth_core.runtime.export import main as export
+
+    monkeypatch.chdir(tmp_path)
+    assert export([]) == 0
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert written == ["siam_depth_small.onnx", "siam_depth_small.onnx.json"], written
+    repo = Path(__file__).resolve().parents[1]
+    for name in [*written, "siam_depth_small.int8.onnx", "siam_depth_small.int8.onnx.json"]:
+        ignored = subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", "--no-index", name], check=False)
+        assert ignored.returncode == 0, f"git would show {name} as untracked"

@@ -121,7 +121,7 @@ def test_damaged_checkpoint_names_file_and_problem(model_files: dict[str, Path],
 
 def test_missing_checkpoint_or_a_directory_names_the_path(tmp_path: Path) -> None:
     for path in (tmp_path / "missing.pt", tmp_path):
-        with pytest.raises(CheckpointError, match=rf"checkpoint not found: {re.escape(str(path))}$"):
+        with pytest.raises(CheckpointError, match=rf"checkpoint not found: {re.escape(str(path))}, give the path of a "):
             DepthEstimator(CheckpointSource(path))
 
 

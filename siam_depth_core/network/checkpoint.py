@@ -19,6 +19,7 @@ import torch
 from siam_depth_core.errors import SiamDepthError
 from siam_depth_core.geometry import ImageSize
 from siam_depth_core.network.model import DEFAULT_MAX_DISP, SiamDepthNet
+from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT
 
 FORMAT = "siam_depth/1"
 #: KITTI rig baseline (cameras 2-3) from the 2011_09_26 calibration; monodepth uses 0.54 m.
@@ -105,9 +106,11 @@ def save_checkpoint(path: str | Path, net: torch.nn.Module, meta: ModelMeta, hal
 
 
 def require_checkpoint_file(path: Path) -> None:
-    """Raise CheckpointError unless `path` is a file."""
+    """Raise CheckpointError unless `path` is a file; the message says what to do (`error: <what>, <what to do>`)."""
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"checkpoint not found: {path}, give the path of a siam_depth checkpoint (.pt): one "
+                              f"that siam-depth-train wrote (runs/<name>/best.pt) or the shipped "
+                              f"models/{SHIPPED_CHECKPOINT}")
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
