@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from siam_depth_core.data.augment import StereoAugment
 from siam_depth_core.data.depth_hints import DepthHintCache
 from siam_depth_core.data.kitti import load_image
-from siam_depth_core.data.stereo import StereoRig, StereoSequence
+from siam_depth_core.data.stereo import ImageCrop, StereoRig, StereoSequence
 from siam_depth_core.geometry import scale_intrinsics
 
 LOGGER = logging.getLogger(__name__)
@@ -77,8 +77,9 @@ class StereoClipDataset(Dataset):
     Item: {"left", "right": (T+2c,3,H,W) float32 RGB in [0,1] resized to size = (H,W), "drive": sequence
     name, "frames": (T+2c,) int64 frame numbers, "baseline_ratio": () float32 B / B_reference,
     "depth_per_disparity": () float32 metres (depth = it / disparity), "camera_matrix": (3,3) float32 K of
-    the (augmented) left images at size (H,W)}, and with hints "hint_left", "hint_right": (T+2c,1,H,W)
-    float32 disparity as a fraction of width, 0 where SGBM found none.
+    the (augmented) left images at size (H,W), "stereo": () bool, False for a monocular clip (right =
+    left; only the temporal term trains on it)}, and with hints "hint_left", "hint_right": (T+2c,1,H,W)
+    float32 disparity as a fraction of width, 0 where SGBM found none (and everywhere in a monocular clip).
     """
 
     def __init__(self, sequences: Sequence[StereoSequence], clip_len: int = 1, size: tuple[int, int] = (256, 512),
@@ -128,9 +129,13 @@ class StereoClipDataset(Dataset):
             self._memory[key] = load()
         return self._memory[key]
 
-    def _image(self, path: Path) -> torch.Tensor:
-        """(3,H,W) float32 RGB in [0,1] at the training size."""
-        return self._cached(("image", path, None), lambda: image_to_tensor(resize_image(load_image(path), self.size)))
+    def _image(self, path: Path, crop: ImageCrop | None = None) -> torch.Tensor:
+        """(3,H,W) float32 RGB in [0,1] at the training size (`crop` cut out first)."""
+        def load() -> torch.Tensor:
+            image = load_image(path)
+            return image_to_tensor(resize_image(image if crop is None else crop.apply(image), self.size))
+
+        return self._cached(("image", path, None), load)
 
     def _hints(self, left_path: Path, right_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
         """(1,H,W) float32 left and right hint at the training size (nearest neighbour: no mixed disparities)."""
@@ -171,16 +176,20 @@ class StereoClipDataset(Dataset):
         name, start = self.clips[index]
         sequence = self.sequences[name]
         positions = [self._positions[name][f] for f in range(start, start + self.frames_per_item)]
-        left = torch.stack([self._read(partial(self._image, sequence.left[p]), sequence.left[p])
+        left = torch.stack([self._read(partial(self._image, sequence.left[p], sequence.crop), sequence.left[p])
                             for p in positions])
-        right = torch.stack([self._read(partial(self._image, sequence.right[p]), sequence.right[p])
-                             for p in positions])
+        right = left if sequence.monocular else torch.stack(
+            [self._read(partial(self._image, sequence.right[p], sequence.crop), sequence.right[p]) for p in positions])
         height, width = self.size
         rig = sequence.rig
         camera_matrix = scale_intrinsics(rig.camera_matrix, width / rig.image_size[0], height / rig.image_size[1])
-        depth_per_disparity = rig.depth_per_disparity
+        # a monocular clip takes the reference baseline: its depth is in the stereo clips' metric scale
+        baseline_m = self.reference_rig.baseline_m if sequence.monocular else rig.baseline_m
+        depth_per_disparity = baseline_m * rig.fx / rig.image_size[0]
         hint_pair = None
-        if self.hints is not None:
+        if self.hints is not None and sequence.monocular:  # no stereo partner, no hint: zeros supervise nothing
+            hint_pair = (torch.zeros(len(positions), 1, height, width), torch.zeros(len(positions), 1, height, width))
+        elif self.hints is not None:
             pairs = [self._read(partial(self._hints, sequence.left[p], sequence.right[p]), sequence.left[p])
                      for p in positions]
             hint_pair = (torch.stack([h[0] for h in pairs]), torch.stack([h[1] for h in pairs]))
@@ -192,10 +201,56 @@ class StereoClipDataset(Dataset):
             camera_matrix = self.augment.camera_matrix(draw, camera_matrix, height, width)
             depth_per_disparity *= self.augment.disparity_scale(draw, width)
         item = {"drive": name, "frames": torch.tensor([sequence.frames[p] for p in positions], dtype=torch.long),
-                "baseline_ratio": torch.tensor(rig.baseline_m / self.reference_rig.baseline_m),
+                "baseline_ratio": torch.tensor(baseline_m / self.reference_rig.baseline_m),
+                "stereo": torch.tensor(not sequence.monocular),
                 "depth_per_disparity": torch.tensor(depth_per_disparity, dtype=torch.float32),
                 "camera_matrix": torch.from_numpy(camera_matrix.astype(np.float32)),
                 "left": left, "right": right}
         if hint_pair is not None:
             item.update(hint_left=hint_pair[0], hint_right=hint_pair[1])
         return item
+
+
+class MixedClipDataset(Dataset):
+    """Stereo clips mixed with monocular clips (M+S with monocular video) in a fixed proportion.
+
+    An epoch holds every stereo clip once and round(n_stereo * mono_fraction / (1 - mono_fraction)) monocular
+    clips, drawn without replacement from (seed, epoch) (a new draw each epoch, so a large video is walked
+    through over the epochs); shuffled batches then hold `mono_fraction` monocular clips on average. Items
+    are those of `StereoClipDataset` (`stereo` tells them apart); both data sets must share size, clip length,
+    context frames and reference rig.
+    """
+
+    def __init__(self, stereo: StereoClipDataset, monocular: StereoClipDataset, mono_fraction: float,
+                 seed: int = 0) -> None:
+        if not 0.0 < mono_fraction < 1.0:
+            raise ValueError(f"mono_fraction must be in (0, 1) to mix, got {mono_fraction}")
+        if (stereo.size, stereo.frames_per_item) != (monocular.size, monocular.frames_per_item):
+            raise ValueError("stereo and monocular clips must share the size, clip length and context frames")
+        self.stereo, self.monocular = stereo, monocular
+        self.mono_per_epoch = min(len(monocular), round(len(stereo) * mono_fraction / (1.0 - mono_fraction)))
+        self.seed = seed
+        self._mono_order = self._draw(0)
+
+    @property
+    def reference_rig(self) -> StereoRig:
+        """The stereo clips' reference rig (the checkpoint's)."""
+        return self.stereo.reference_rig
+
+    def _draw(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, epoch, 7]).generate_state(1)[0]))
+        return torch.randperm(len(self.monocular), generator=generator)[:self.mono_per_epoch].tolist()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws and the monocular clips of `epoch`."""
+        self.stereo.set_epoch(epoch)
+        self.monocular.set_epoch(epoch)
+        self._mono_order = self._draw(epoch)
+
+    def __len__(self) -> int:
+        return len(self.stereo) + self.mono_per_epoch
+
+    def __getitem__(self, index: int) -> dict:
+        if index < len(self.stereo):
+            return self.stereo[index]
+        return self.monocular[self._mono_order[index - len(self.stereo)]]

@@ -15,11 +15,11 @@ from pathlib import Path
 from siam_depth_core.data import paths
 from siam_depth_core.data.stereo import StereoSequence
 
-SOURCE_KINDS = ("kitti_raw", "kitti_odometry", "rosbag2", "stereo_folder")
+SOURCE_KINDS = ("kitti_raw", "kitti_odometry", "rosbag2", "stereo_folder", "video_folder")
 #: The keys each kind takes besides `kind` and `root`.
 _KIND_KEYS = {"kitti_raw": ("drives", "split"), "kitti_odometry": ("sequences",),
               "rosbag2": ("left_topic", "right_topic", "left_info_topic", "right_info_topic", "stamp_tolerance_s"),
-              "stereo_folder": ()}
+              "stereo_folder": (), "video_folder": ()}
 ALL_SEQUENCES = "all"
 
 
@@ -34,6 +34,7 @@ class SourceSpec:
     (kitti_odometry): names such as "02", or ["all"]. left_topic / right_topic (rosbag2): image
     topics (Image or CompressedImage); left_info_topic / right_info_topic: their camera_info (null
     = the sibling `camera_info` topic); stamp_tolerance_s: largest left/right stamp difference of a pair.
+    video_folder: a monocular video (`data.video_folder`: frames + K.txt in `root`), for M+S training only.
     """
 
     kind: str
@@ -54,7 +55,7 @@ class SourceSpec:
             raise ValueError("a kitti_raw source needs `drives` or `split`")
         if self.kind == "kitti_odometry" and not self.sequences:
             raise ValueError(f"a kitti_odometry source needs `sequences` (e.g. [\"02\"] or [{ALL_SEQUENCES}])")
-        if self.kind in ("rosbag2", "stereo_folder") and not self.root:
+        if self.kind in ("rosbag2", "stereo_folder", "video_folder") and not self.root:
             raise ValueError(f"a {self.kind} source needs `root` (the {'bag' if self.kind == 'rosbag2' else 'folder'})")
         if self.kind == "rosbag2" and not (self.left_topic and self.right_topic):
             raise ValueError("a rosbag2 source needs `left_topic` and `right_topic` (the image topics)")
@@ -78,8 +79,10 @@ def _default(spec_field) -> object:
 
 
 def load_source(spec: SourceSpec, excluded_drives: Collection[str] = frozenset(),
-                splits_dir: str | None = None, image_ext: str = ".png") -> list[StereoSequence]:
-    """The sequences of one source; KITTI raw drives in `excluded_drives` (Eigen test drives) are dropped."""
+                splits_dir: str | None = None, image_ext: str = ".png", aspect: float | None = None
+                ) -> list[StereoSequence]:
+    """The sequences of one source; KITTI raw drives in `excluded_drives` (Eigen test drives) are dropped.
+    aspect: the network's width / height, to which a monocular `video_folder` is centre-cropped."""
     root = spec.data_root()
     if spec.kind == "rosbag2":
         from siam_depth_core.data.rosbag_source import BagStereoTopics, bag_stereo_sequence
@@ -95,6 +98,12 @@ def load_source(spec: SourceSpec, excluded_drives: Collection[str] = frozenset()
         from siam_depth_core.data.stereo_folder import stereo_folder_sequence
 
         return [stereo_folder_sequence(root)]
+    if spec.kind == "video_folder":
+        from siam_depth_core.data.video_folder import video_folder_sequence
+
+        if aspect is None:
+            raise ValueError("a video_folder source needs the network's aspect (width / height) to crop to")
+        return [video_folder_sequence(root, aspect)]
     if spec.kind == "kitti_odometry":
         from siam_depth_core.data.odometry import list_sequences, odometry_sequence
 

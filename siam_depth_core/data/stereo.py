@@ -42,12 +42,33 @@ class StereoRig:
 
 
 @dataclass(frozen=True)
+class ImageCrop:
+    """A box cut out of an image before it is resized: top/left corner and height/width, pixels."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """The (height, width, ...) part of an (H, W, ...) image; ValueError when the box does not fit."""
+        if self.top < 0 or self.left < 0 or self.top + self.height > image.shape[0] \
+                or self.left + self.width > image.shape[1]:
+            raise ValueError(f"crop {self} does not fit an image of {image.shape[1]}x{image.shape[0]}")
+        return image[self.top:self.top + self.height, self.left:self.left + self.width]
+
+
+@dataclass(frozen=True)
 class StereoSequence:
     """Consecutive rectified stereo frames of one recording.
 
     name: unique label (e.g. `2011_09_26/2011_09_26_drive_0009_sync`, `odometry/02`); frames: frame
     numbers in order (gaps allowed: clips only use runs of consecutive numbers); left/right: image files
     of those frames; rig: the cameras; stamps_s: capture times in seconds (optional).
+    monocular: a video of one camera (`data.video_folder`): right = left, no stereo or Depth Hints terms,
+    trained through the temporal term only, with the reference rig's baseline; rig.baseline_m is unused.
+    crop: a box cut out of every image before the resize to the training size (rig's K and image_size
+    already describe the cropped image); None = the whole image.
     """
 
     name: str
@@ -56,6 +77,8 @@ class StereoSequence:
     right: tuple[Path, ...]
     rig: StereoRig
     stamps_s: tuple[float, ...] | None = None
+    monocular: bool = False
+    crop: ImageCrop | None = None
 
     def __post_init__(self) -> None:
         if not len(self.frames) == len(self.left) == len(self.right):

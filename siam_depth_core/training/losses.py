@@ -106,8 +106,8 @@ def _nearest(hint: Tensor, like: Tensor) -> Tensor:
 
 def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
                  weights: LossWeights = LossWeights(), hints: HintTargets | None = None,
-                 temporal: TemporalSources | None = None, temporal_weight: float = 1.0
-                 ) -> tuple[Tensor, dict[str, Tensor]]:
+                 temporal: TemporalSources | None = None, temporal_weight: float = 1.0,
+                 stereo: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
     """Total training loss over the 4 scales and its detached terms for logging.
 
     image_left, image_right: (N,3,H,W) full-resolution rectified stereo pair in [0,1].
@@ -120,8 +120,12 @@ def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
     reprojection over the stereo partner and the neighbouring frames with auto-masking
     (`temporal_loss.TemporalSources.left_appearance`); the right image keeps its stereo term; the pose
     network's own term (`pose_photometric_term`, depth detached, full resolution) is added with the same
-    weight and logged as "pose".
+    weight and logged as "pose". `stereo`: (N,) bool, False for the clips of a monocular video (their
+    "right" image is a copy of the left one): their stereo appearance terms are dropped and their left image
+    is explained by the temporal sources alone (needs `temporal`); None = every clip is stereo.
     """
+    if stereo is not None and temporal is None and not bool(stereo.all()):
+        raise ValueError("monocular clips train only through the temporal term: enable temporal (M+S)")
     terms: dict[str, Tensor] = {}  # each term summed over the scales, in the order of scale_terms
     total = image_left.new_zeros(())
     for scale, (disp_direct, disp_refined) in enumerate(zip(output.disp_direct, output.disp_refined, strict=True)):
@@ -130,19 +134,17 @@ def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
         recon_left, recon_right = reconstruct_views(left, right, disp_direct)
         error_left = photometric_error(left, recon_left, weights.ssim)
         error_right = photometric_error(right, recon_right, weights.ssim)
-        app_left = error_left.mean()
+        app_left = _stereo_mean(error_left, stereo)
         if temporal is not None:
-            min_term, _ = temporal.left_appearance(left, right, error_left, disp_direct[:, 0:1], weights.ssim)
+            min_term, _ = temporal.left_appearance(left, right, error_left, disp_direct[:, 0:1], weights.ssim,
+                                                   stereo)
             app_left = (1.0 - temporal_weight) * app_left + temporal_weight * min_term
-        app = app_left + error_right.mean()
+        app = app_left + _stereo_mean(error_right, stereo)
         pose_term = None
         if temporal is not None and scale == 0:  # the pose network's own term, at full resolution only
             pose_term = temporal.pose_photometric_term(left, disp_direct[:, 0:1], weights.ssim)
-        smooth = (smoothness_loss(disp_refined[:, 0:1], left) + smoothness_loss(disp_refined[:, 1:2], right))
-        if output.disp_flipped is not None:
-            disp_flipped = output.disp_flipped[scale]
-            smooth = smooth + (smoothness_loss(disp_flipped[:, 0:1], flip_horizontal(left))
-                               + smoothness_loss(disp_flipped[:, 1:2], flip_horizontal(right)))
+        smooth = _smoothness(disp_refined, None if output.disp_flipped is None else output.disp_flipped[scale],
+                             left, right)
         lr = lr_consistency_loss(disp_refined, disp_direct)
         mdh = max_depth_heuristic_loss(disp_refined)
         scale_total = (weights.appearance * app + weights.smoothness / 2 ** scale * smooth
@@ -152,19 +154,40 @@ def siamese_loss(image_left: Tensor, image_right: Tensor, output: SiameseOutput,
             scale_total = scale_total + temporal_weight * pose_term
             scale_terms["pose"] = pose_term
         if hints is not None:
-            hint_left, hint_right = _nearest(hints.left, disp_direct), _nearest(hints.right, disp_direct)
-            with torch.no_grad():
-                hint_recon_left, hint_recon_right = reconstruct_views(left, right,
-                                                                      torch.cat([hint_left, hint_right], dim=1))
-                hint_error_left = photometric_error(left, hint_recon_left, weights.ssim)
-                hint_error_right = photometric_error(right, hint_recon_right, weights.ssim)
-            hint_term = (depth_hint_loss(disp_direct[:, 0:1], hint_left, error_left, hint_error_left,
-                                         hints.depth_per_disparity)
-                         + depth_hint_loss(disp_direct[:, 1:2], hint_right, error_right, hint_error_right,
-                                           hints.depth_per_disparity))
+            hint_term = _hint_term(left, right, disp_direct, (error_left, error_right), hints, weights.ssim)
             scale_total = scale_total + weights.depth_hint * hint_term
             scale_terms["depth_hint"] = hint_term
         total = total + scale_total
         for name, value in scale_terms.items():
             terms[name] = terms[name] + value.detach() if name in terms else value.detach()
     return total, {"total": total.detach(), **terms}
+
+
+def _stereo_mean(error: Tensor, stereo: Tensor | None) -> Tensor:
+    """Mean of an (N,1,h,w) stereo photometric error over the pixels of the stereo clips (scalar); the clips of a
+    monocular video (`stereo` False) add zero, and the batch size still divides, so mixing does not reweigh."""
+    if stereo is None:
+        return error.mean()
+    return (error.mean(dim=(1, 2, 3)) * stereo.to(error.dtype)).mean()
+
+
+def _smoothness(disp_refined: Tensor, disp_flipped: Tensor | None, left: Tensor, right: Tensor) -> Tensor:
+    """`siamese_loss`'s smoothness at one scale: D_refine against the images, d2 against the flipped images."""
+    smooth = (smoothness_loss(disp_refined[:, 0:1], left) + smoothness_loss(disp_refined[:, 1:2], right))
+    if disp_flipped is not None:
+        smooth = smooth + (smoothness_loss(disp_flipped[:, 0:1], flip_horizontal(left))
+                           + smoothness_loss(disp_flipped[:, 1:2], flip_horizontal(right)))
+    return smooth
+
+
+def _hint_term(left: Tensor, right: Tensor, disp_direct: Tensor, errors: tuple[Tensor, Tensor], hints: HintTargets,
+               ssim: float) -> Tensor:
+    """`siamese_loss`'s Depth Hints term at one scale (`errors`: the left and right photometric errors of d1)."""
+    hint_left, hint_right = _nearest(hints.left, disp_direct), _nearest(hints.right, disp_direct)
+    with torch.no_grad():
+        hint_recon_left, hint_recon_right = reconstruct_views(left, right, torch.cat([hint_left, hint_right], dim=1))
+        hint_error_left = photometric_error(left, hint_recon_left, ssim)
+        hint_error_right = photometric_error(right, hint_recon_right, ssim)
+    return (depth_hint_loss(disp_direct[:, 0:1], hint_left, errors[0], hint_error_left, hints.depth_per_disparity)
+            + depth_hint_loss(disp_direct[:, 1:2], hint_right, errors[1], hint_error_right,
+                              hints.depth_per_disparity))

@@ -30,6 +30,9 @@ from siam_depth_core.training.temporal_warp import intrinsics_at_scale, warp_fra
 #: explains as well (a static camera) is masked out (a fixed margin instead of monodepth2's random tie-break
 #: keeps training reproducible).
 IDENTITY_TIE_BREAK = 1e-5
+#: The error given to the stereo sources of a monocular clip (a copy of the target, not a partner): larger than
+#: any photometric error (those lie in [0, 1]), so they never win the per-pixel minimum.
+NEVER_MINIMUM = 1e3
 
 
 def min_reprojection(reprojection_errors: Sequence[Tensor], identity_errors: Sequence[Tensor] = ()
@@ -64,15 +67,23 @@ class TemporalSources:
     depth_per_disparity: Tensor
 
     def left_appearance(self, target: Tensor, stereo_source: Tensor, stereo_error: Tensor, disp_left: Tensor,
-                        ssim_weight: float = 0.85) -> tuple[Tensor, Tensor]:
+                        ssim_weight: float = 0.85, stereo: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The min-reprojection appearance term (scalar) of the left image at one scale, and its auto-mask.
 
         target: (N,3,h,w) left image at this scale; stereo_source: (N,3,h,w) its stereo partner (unwarped,
         for the identity error); stereo_error: (N,1,h,w) photometric error of the stereo reconstruction;
         disp_left: (N,1,h,w) left disparity (fraction of width) whose depth warps the temporal sources.
+        stereo: (N,) bool, False for monocular clips: their stereo error and its identity error never win the
+        minimum (None = all stereo).
         """
+        stereo_identity = photometric_error(target, stereo_source, ssim_weight)
+        if stereo is not None:
+            never = torch.full_like(stereo_error, NEVER_MINIMUM)
+            is_stereo = stereo.view(-1, 1, 1, 1)
+            stereo_error = torch.where(is_stereo, stereo_error, never)
+            stereo_identity = torch.where(is_stereo, stereo_identity, never)
         reprojection = [stereo_error]
-        identity = [photometric_error(target, stereo_source, ssim_weight)]
+        identity = [stereo_identity]
         for source, recon in self._reconstructions(target, disp_left):
             reprojection.append(photometric_error(target, recon, ssim_weight))
             identity.append(photometric_error(target, source, ssim_weight))
