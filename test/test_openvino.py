@@ -264,3 +264,21 @@ def test_node_parameters_and_launch_argument() -> None:
     assert "precision" in MODEL_PARAMETERS and "openvino" in PARAMETER_DOCS["backend"]
     with pytest.raises(ValueError, match="precision must be one of"):
         settings_with(NodeSettings(), {"precision": "int8"})
+
+
+def test_model_latency_times_openvino_beside_onnx_runtime(openvino, tmp_path: Path) -> None:
+    import json
+
+    from benchmarks.model_latency import main as latency_main
+
+    report = tmp_path / "latency.json"
+    assert latency_main(["--backends", "onnxruntime,openvino_fp32", "--widths", "0.125", "--sizes", "128x64",
+                         "--threads", "1", "--no-ablation", "--frames", "2", "--rounds", "1", "--warmup", "0",
+                         "--json", str(report)]) == 0
+    content = json.loads(report.read_text())
+    rows = {(row["backend"], row["model"], row["images"]) for row in content["rows"]}
+    assert ("openvino_fp32", "ours", 1) in rows and ("openvino_fp32", "monodepth2 ResNet-18", 2) in rows
+    names = [ratio["name"] for ratio in content["ratios"]]
+    assert "openvino_fp32 (fp32) vs onnxruntime fp32 siamese, 1 thr" in names
+    assert "openvino_fp32 siamese vs reference (2 img), 1 thr" in names
+    assert content["machine"]["openvino_capabilities"]
