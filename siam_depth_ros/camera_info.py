@@ -2,9 +2,11 @@
 
 `CameraInfoCache.add` keeps the last CAMERA_INFO_CACHE usable camera_info messages by stamp, and the newest
 one of each image size; `intrinsics_for(stamp, size)` returns the one of the image's stamp, else the newest
-one. A camera_info of another size than the image (a stray publisher on the topic, a camera switching modes)
-is ignored in favour of the newest one of the image's size, said once per size through `on_mismatch`;
-only when no camera_info of the image's size has ever arrived is the frame refused. While no camera_info
+one. The intrinsics are those of the rectified image (`conversions.camera_info_matrix`: P when set, else K). A
+camera_info of another size than the image (a stray publisher on the topic, a camera switching modes) is ignored
+in favour of the newest one of the image's size, reported through `on_mismatch` every time it happens (the node
+counts each and logs them by its one rule, `reporting.ProblemLog`); only when no camera_info of the image's size
+has ever arrived is the frame refused. While no camera_info
 has ever arrived, the first image waits up to CAMERA_INFO_GRACE_S for one (cameras often publish the image
 just before its camera_info), then the node runs on fallback intrinsics (fx = fy = fallback_fx_ratio *
 width, principal point at the centre), said once in the log. Thread-safe; needs only the message types,
@@ -55,7 +57,8 @@ class Intrinsics:
 
 class CameraInfoCache:
     """camera_info messages by stamp (ns); see the module docstring. topic: for log lines. on_mismatch: called
-    with a one-line message the first time a camera_info of each other size is passed over for an image."""
+    with a one-line message every time a camera_info of another size is passed over for an image (without it, the
+    cache logs a warning the first time for each pair of sizes)."""
 
     def __init__(self, topic: str, fallback_fx_ratio: float, logger: Logger, grace_s: float = CAMERA_INFO_GRACE_S,
                  capacity: int = CAMERA_INFO_CACHE, on_mismatch: Callable[[str], None] | None = None) -> None:
@@ -113,14 +116,12 @@ class CameraInfoCache:
 
     def _say_mismatch(self, ignored: CameraInfo, size: ImageSize, used: CameraInfo) -> None:
         key = ((int(ignored.width), int(ignored.height)), (size.width, size.height))
-        if key in self._mismatches_said:
-            return
-        self._mismatches_said.add(key)
         stamp = used.header.stamp
         message = (f"ignoring camera_info of {ignored.width}x{ignored.height} on {self.topic} for {size} images (another "
                    f"publisher on the topic, or the camera changed mode?): using the last {size} camera_info (stamp "
-                   f"{stamp.sec}.{stamp.nanosec:09d}); said once per size")
+                   f"{stamp.sec}.{stamp.nanosec:09d})")
         if self._on_mismatch is not None:
             self._on_mismatch(message)
-        else:
+        elif key not in self._mismatches_said:
+            self._mismatches_said.add(key)
             self._logger.warning(message)

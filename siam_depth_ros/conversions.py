@@ -227,16 +227,24 @@ def rgb_view(image: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def camera_info_matrix(info: CameraInfo) -> np.ndarray:
-    """The (3,3) float64 intrinsics K of a CameraInfo in pixels.
+    """The (3,3) float64 intrinsics of the rectified image a CameraInfo describes, in pixels: the left 3x3 of the
+    projection matrix P when it is set (P[0,0] > 0), else K.
+
+    The node runs on rectified images (image_proc's `image_rect` / `image_rect_color`), whose intrinsics are P's,
+    as image_geometry's PinholeCameraModel and depth_image_proc read them; K is the raw (distorted) camera's and
+    differs (KITTI's colour camera: K fx = 959.8 px, P_rect fx = 721.5 px). A CameraInfo without P (all zeros, as
+    some drivers of already undistorted cameras send) falls back to K.
 
     Raises ValueError naming the problem unless fx and fy are finite and > 0, cx and cy finite, the
     image size is set, the principal point lies within [-W, 2W] x [-H, 2H] (a principal point further out
     puts the back-projected points kilometres off), and fx, fy are plausible for that size
     (FOCAL_PER_SIZE_RANGE times the larger side: a field of view between about 0.06 and 170 degrees).
     """
-    camera_matrix = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    projection = np.asarray(info.p, dtype=np.float64).reshape(3, 4)
+    from_p = bool(projection[0, 0] > 0)
+    camera_matrix = projection[:, :3].copy() if from_p else np.asarray(info.k, dtype=np.float64).reshape(3, 3)
     fx, fy, cx, cy = camera_matrix[0, 0], camera_matrix[1, 1], camera_matrix[0, 2], camera_matrix[1, 2]
-    values = f"fx={fx}, fy={fy}, cx={cx}, cy={cy}"
+    values = f"{'P' if from_p else 'K'}: fx={fx}, fy={fy}, cx={cx}, cy={cy}"
     if not (np.isfinite(fx) and np.isfinite(fy) and fx > 0 and fy > 0):
         raise ValueError(f"camera_info has no usable intrinsics ({values}): fx and fy must be finite and > 0")
     if not (np.isfinite(cx) and np.isfinite(cy)):

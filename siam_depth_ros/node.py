@@ -147,6 +147,8 @@ def build_arg_parser() -> OneLineParser:
         prog="depth_node", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Metric depth from one camera (Siamese ConvLSTM network) as a ROS 2 node `siam_depth`.",
         epilog=f"topics:\n  in:  image (or image/compressed with image_transport: compressed), camera_info\n"
+               "       the image must be rectified (image_proc's image_rect / image_rect_color): the intrinsics are\n"
+               "       read from camera_info's P (the rectified camera), K only when P is not set\n"
                f"  out: {outputs}, /diagnostics\n  service: ~/reset (std_srvs/Trigger; exists once the model is "
                f"loaded)\n\nparameters (--ros-args -p name:=value, or --params-file config/depth.yaml):\n"
                f"{parameters}\n\nexamples:\n  depth_node --ros-args --params-file config/depth.yaml -r "

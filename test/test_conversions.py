@@ -201,8 +201,25 @@ def test_camera_info_round_trip_and_unset_intrinsics():
 def test_camera_info_with_impossible_intrinsics_is_refused_naming_the_problem(entry, value, message):
     matrix = CAMERA_MATRIX.copy()
     matrix[entry] = value
-    with pytest.raises(ValueError, match=rf"camera_info has no usable intrinsics \(fx=.*\): {message}"):
+    with pytest.raises(ValueError, match=rf"camera_info has no usable intrinsics \([PK]: fx=.*\): {message}"):
         camera_info_matrix(_over_the_wire(make_camera_info(matrix, 64, 24)))
+
+
+def test_camera_info_intrinsics_come_from_p_when_it_is_set_else_k():
+    """Rectified images (what the node runs on) have P's intrinsics; K is the raw camera's (issue 27, item 4).
+    KITTI's colour camera 2: K fx = 959.8 px, P_rect fx = 721.5 px."""
+    raw = np.array([[959.8, 0.0, 696.0], [0.0, 956.9, 224.2], [0.0, 0.0, 1.0]])
+    rectified = np.array([[721.5, 0.0, 609.6], [0.0, 721.5, 172.9], [0.0, 0.0, 1.0]])
+    info = make_camera_info(raw, 1242, 375)
+    info.p = np.hstack([rectified, [[44.9], [0.2], [0.003]]]).ravel()  # P of camera 2 has a baseline column
+    np.testing.assert_array_equal(camera_info_matrix(_over_the_wire(info)), rectified)
+    info.p = np.zeros(12)  # P unset (some drivers of undistorted cameras): K
+    np.testing.assert_array_equal(camera_info_matrix(_over_the_wire(info)), raw)
+    info.p = np.hstack([np.diag([-1.0, 1.0, 1.0]), np.zeros((3, 1))]).ravel()  # P[0,0] <= 0: not set, K
+    np.testing.assert_array_equal(camera_info_matrix(info), raw)
+    info.p = np.hstack([rectified * [[1.0], [np.inf], [1.0]], np.zeros((3, 1))]).ravel()  # P set but unusable
+    with pytest.raises(ValueError, match=r"no usable intrinsics \(P: fx=721.5, fy=inf"):
+        camera_info_matrix(info)
 
 
 def test_camera_info_without_an_image_size_is_refused():

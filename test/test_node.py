@@ -275,6 +275,9 @@ def test_each_different_camera_info_problem_is_logged(session, kitti):
             matrix = np.reshape(np.array(info.k), (3, 3))
             matrix[entry] = value
             info.k = matrix.ravel()
+            projection = np.reshape(np.array(info.p), (3, 4))  # the node reads P (the rectified camera) when set
+            projection[entry] = value
+            info.p = projection.ravel()
             outputs = client.send(image, info, topics=["depth", "depth/camera_info"])
             # the message is ignored: the frame is served with the last usable camera_info (KITTI's)
             depth_info = camera_info_matrix(outputs["depth/camera_info"])
@@ -392,7 +395,7 @@ def test_help_prints_topics_parameters_and_options_without_starting_a_node():
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: depth_node [-h] [--lifecycle]")
     for text in ("--lifecycle", "depth/confidence", "image/compressed", "cloud_min_confidence:", "image_transport:",
-                 "--ros-args"):
+                 "--ros-args", "the image must be rectified", "read from camera_info's P"):
         assert text in result.stdout, text
     assert "ready:" not in result.stdout + result.stderr
 

@@ -116,10 +116,48 @@ def test_a_camera_info_of_another_size_is_passed_over_for_the_last_one_of_the_im
     for stamp in (20, 30, 40):
         used = cache.intrinsics_for(stamp, SIZE)
         assert used.fx_px == 110.0 and used.info.header.stamp.nanosec == 10
-    assert len(said) == 1 and "ignoring camera_info of 1242x375" in said[0] and "for 160x48 images" in said[0]
+    assert len(said) == 3 and all("ignoring camera_info of 1242x375" in line and "for 160x48 images" in line
+                                  for line in said)  # every time (issue 27: the node counts each)
     assert cache.intrinsics_for(30, stray).fx_px == 700.0  # the stray size's own images use it
     with pytest.raises(FrameError, match="skipping frames until a camera_info of the image's size"):
         cache.intrinsics_for(30, ImageSize(48, 80))  # no camera_info of that size ever arrived
+
+
+def test_a_camera_info_of_another_size_is_counted_every_time_and_logged_again_after_quiet() -> None:
+    """Issue 27, item 5: like every other problem (the node wires on_mismatch to its counter and its ProblemLog);
+    4 frames, 15 s without, 2 frames: counted 6 times, logged at the start of each episode."""
+    log, clock = _Log(), _Clock()
+    problems = ProblemLog(log, clock=clock)
+    counted: list[str] = []
+
+    def on_mismatch(message: str) -> None:  # what the node does with it
+        counted.append(message)
+        problems.report(message, severity="warning")
+
+    cache = CameraInfoCache("/cam/camera_info", 0.58, _Log(), grace_s=0.01, on_mismatch=on_mismatch)
+    cache.add(_info(10))
+    stamp = 10
+    for frames in (4, 2):
+        for _ in range(frames):
+            stamp += 100
+            cache.add(_info(stamp, size=ImageSize(480, 640)))
+            assert cache.intrinsics_for(stamp, SIZE).info.header.stamp.nanosec == 10
+            clock.now += 0.1
+        clock.now += 15.0
+    assert len(counted) == 6
+    assert [line for _, line in log.lines] == [counted[0], counted[4]]
+    assert "ignoring camera_info of 640x480 on /cam/camera_info for 160x48 images" in counted[4]
+
+
+def test_camera_info_intrinsics_are_the_projection_matrix_when_it_differs_from_k() -> None:
+    """Issue 27, item 4: rectified images are described by P; K is the raw camera's."""
+    info = _info(10, fx=150.0)
+    info.p = np.hstack([CAMERA_MATRIX, np.zeros((3, 1))]).ravel()  # K fx 150, P fx 100
+    cache = CameraInfoCache("/cam/camera_info", 0.58, _Log(), grace_s=0.01)
+    cache.add(info)
+    used = cache.intrinsics_for(10, SIZE)
+    assert used.fx_px == 100.0 and used.info is info
+    np.testing.assert_array_equal(used.camera_matrix, CAMERA_MATRIX)
 
 
 def test_a_principal_point_far_outside_the_image_is_refused() -> None:

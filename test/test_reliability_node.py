@@ -411,6 +411,28 @@ def test_a_stray_or_absurd_camera_info_never_silences_depth(harness_factory: Cal
 
 
 @pytest.mark.timeout(240)
+def test_a_camera_info_of_another_size_is_counted_every_time_and_logged_by_the_one_rule(
+        harness_factory: Callable[..., DepthNodeHarness], tiny_checkpoint: Path) -> None:
+    """Issue 27, item 5: 4 x {a 640x480 camera_info + a 640x192 image} after good frames: every frame gets depth with
+    the last 640x192 camera_info, each of the 4 is counted, and the log says it once (the one rule: again only
+    after 10 s without it, or once a minute while it lasts, which the unit test checks on a hand-moved clock)."""
+    harness = harness_factory({"checkpoint": tiny_checkpoint, "qos": "reliable", "max_gap_s": 3600.0}, "info_size")
+    stamp = _good_frames_until_logged(harness, FIRST_STAMP_NS, r"", 0, with_info=True, max_frames=2)
+    log_start = harness.log_length()
+    other = camera_matrix_for(640, 480)
+    for _ in range(4):
+        stamp += FRAME_PERIOD_NS
+        harness.publish(rgb_message(IMAGE_640, stamp), info_message(other, 640, 480, stamp))
+        depth = image_to_numpy(harness.wait_for_depth(stamp))
+        assert depth.shape == (192, 640) and np.isfinite(depth).mean() > 0.9
+    report = harness.client.diagnostics_where(lambda values: int(values["camera_infos_ignored"]) >= 4, timeout=20.0)
+    assert report["camera_infos_ignored"] == "4" and report["frames_failed"] == "0", report
+    assert "ignoring camera_info of 640x480" in report["last_camera_info_problem"], report
+    harness.wait_for_log(r"ignoring camera_info of 640x480 on \S+ for 640x192 images", log_start)
+    assert harness.process.log()[log_start:].count("ignoring camera_info of 640x480") == 1
+
+
+@pytest.mark.timeout(240)
 def test_an_oversized_frame_is_shrunk_said_once_and_counted(harness_factory: Callable[..., DepthNodeHarness],
                                                            tiny_checkpoint: Path) -> None:
     """(c) a 4000x3000 rgb8 frame (36 MB): processed at the largest size within max_image_pixels (default 4K UHD),

@@ -100,8 +100,11 @@ def bag_frames(bag: Path, topic: str) -> Iterator[InputFrame]:
         images = bag_connections(reader, topic, (IMAGE_TYPE, COMPRESSED_TYPE), bag)
         infos = [c for c in reader.connections if c.topic == info_topic and c.msgtype == CAMERA_INFO_TYPE]
         camera_matrix = None
-        for connection, _, raw in reader.messages(connections=infos):  # a camera's K does not change
-            k = np.asarray(reader.deserialize(raw, connection.msgtype).k, dtype=np.float64).reshape(3, 3)
+        for connection, _, raw in reader.messages(connections=infos):  # a camera's intrinsics do not change
+            info = reader.deserialize(raw, connection.msgtype)
+            # a rectified image's intrinsics are P's (K is the raw camera's); K only when P is not set
+            p = np.asarray(info.p, dtype=np.float64).reshape(3, 4)[:, :3]
+            k = p if p[0, 0] > 0 else np.asarray(info.k, dtype=np.float64).reshape(3, 3)
             if k[0, 0] > 0:
                 camera_matrix = k
                 break
