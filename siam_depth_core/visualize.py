@@ -1,9 +1,13 @@
 """Pictures for humans: colour maps of values and metric depth, LiDAR over the image, labelled panels, PNG and GIF,
 and coloured point clouds as PLY files.
 
-One colour convention for every depth picture (evaluation panels, the demo, the node's `depth/colored`):
-inverse depth from 1/FAR_DEPTH_M (dark) to 1/NEAR_DEPTH_M (bright) through magma; nearer than
-NEAR_DEPTH_M is saturated, invalid pixels are black. Images are (H,W,3) uint8 RGB.
+One colour convention for every depth picture (evaluation panels, the demo's frames and montage, predict, the
+node's `depth/colored`, the LiDAR points): log depth from FAR_DEPTH_M (dark) to NEAR_DEPTH_M (bright) through magma,
+so that each doubling of the distance takes the same share of the colour map and a street scene at 5-40 m spans
+most of it (inverse depth over 2-80 m put 5-40 m into its dark third: the demo's frames were nearly black);
+nearer than NEAR_DEPTH_M or farther than FAR_DEPTH_M is saturated, invalid pixels are black. A fixed scale, not a
+per-frame one, so that a colour means the same distance in every frame and one colour bar in metres explains it:
+every saved picture carries one (`with_color_bar`, `triptych`). Images are (H,W,3) uint8 RGB.
 """
 from __future__ import annotations
 
@@ -13,10 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-#: Near end of the depth colour scale, metres (KITTI depths from 2 m span the whole map).
-NEAR_DEPTH_M = 2.0
-#: Far end of the depth colour scale, metres (the Eigen evaluation cap).
-FAR_DEPTH_M = 80.0
+#: Near end of the depth colour scale, metres (a car just ahead; nearer is saturated).
+NEAR_DEPTH_M = 3.0
+#: Far end of the depth colour scale, metres (what a driving scene's depth reaches before the sky; farther is the
+#: darkest colour).
+FAR_DEPTH_M = 60.0
+#: Depths labelled on colour bars, metres.
+COLOR_BAR_TICKS_M = (3, 5, 10, 20, 40, 60)
 
 
 def colorize(values: np.ndarray, vmin: float, vmax: float, colormap: int = cv2.COLORMAP_MAGMA) -> np.ndarray:
@@ -31,25 +38,35 @@ def colorize(values: np.ndarray, vmin: float, vmax: float, colormap: int = cv2.C
     return colored
 
 
-def colorize_depth(depth_m: np.ndarray, min_depth: float = NEAR_DEPTH_M, max_depth: float = FAR_DEPTH_M,
-                   colormap: int = cv2.COLORMAP_MAGMA) -> np.ndarray:
-    """(H,W) depth in metres -> (H,W,3) uint8 RGB: inverse depth mapped over [1/max_depth, 1/min_depth]
-    (near = bright, nearer than min_depth saturated); NaN, inf and non-positive depth are black.
-
-    One pass through a 256-entry lookup table (`depth_color_table`): levels 1..255 are the colour map's,
-    level 0 is black for invalid pixels, so the node's per-frame colour view costs a division and a lookup.
-    """
+def depth_levels(depth_m: np.ndarray, min_depth: float = NEAR_DEPTH_M, max_depth: float = FAR_DEPTH_M
+                 ) -> np.ndarray:
+    """The convention's position of each depth on the colour scale: (H,W) float32 in [0, 1], 1 at `min_depth`
+    (bright) and 0 at `max_depth` (dark), linear in log depth and clipped; NaN where the depth is not finite and
+    > 0."""
     if not 0 < min_depth < max_depth:
         raise ValueError(f"need 0 < min_depth < max_depth, got {min_depth} and {max_depth}")
     depth_m = np.asarray(depth_m, dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        levels = (np.float32(np.log(max_depth)) - np.log(depth_m)) * np.float32(1.0 / np.log(max_depth / min_depth))
+        np.clip(levels, 0.0, 1.0, out=levels)
+        valid = (depth_m > 0) & (depth_m < np.inf)  # NaN compares False
+    levels[~valid] = np.nan
+    return levels
+
+
+def colorize_depth(depth_m: np.ndarray, min_depth: float = NEAR_DEPTH_M, max_depth: float = FAR_DEPTH_M,
+                   colormap: int = cv2.COLORMAP_MAGMA) -> np.ndarray:
+    """(H,W) depth in metres -> (H,W,3) uint8 RGB in the module's convention (`depth_levels`: log depth over
+    [min_depth, max_depth], near = bright, saturated outside); NaN, inf and non-positive depth are black.
+
+    One pass through a 256-entry lookup table (`depth_color_table`): levels 1..255 are the colour map's,
+    level 0 is black for invalid pixels, so the node's per-frame colour view costs a logarithm and a lookup.
+    """
+    depth_m = np.asarray(depth_m, dtype=np.float32)
     if depth_m.ndim != 2:
         raise ValueError(f"depth must be (H,W), got shape {depth_m.shape}")
-    low, high = 1.0 / max_depth, 1.0 / min_depth
-    with np.errstate(divide="ignore", invalid="ignore"):
-        levels = (np.float32(1.0) / depth_m - np.float32(low)) * np.float32(254.0 / (high - low))
-        np.clip(levels, 0.0, 254.0, out=levels)
-        valid = (depth_m > 0) & (depth_m < np.inf)  # NaN compares False
-    index = np.where(valid, levels + np.float32(1.5), np.float32(0.0)).astype(np.uint8)  # round half up, 1..255
+    levels = depth_levels(depth_m, min_depth, max_depth)
+    index = np.nan_to_num(levels * np.float32(254.0) + np.float32(1.5), nan=0.0).astype(np.uint8)  # 1..255, 0 invalid
     return cv2.applyColorMap(index, depth_color_table(colormap))
 
 
@@ -71,9 +88,10 @@ def colorize_sparse_depth(depth_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (the nearest wins) so that it can be seen -> ((H,W,3) uint8 RGB in the depth colours, (H,W) bool
     mask of the coloured pixels); pixels without a point are black."""
     inverse: np.ndarray = np.where(depth_m > 0, 1.0 / np.maximum(depth_m, 1e-6), 0.0).astype(np.float32)
-    inverse = cv2.dilate(inverse, np.ones((3, 3), np.uint8))
+    inverse = cv2.dilate(inverse, np.ones((3, 3), np.uint8))  # the largest inverse depth: the nearest point
     has_point = inverse > 0
-    colors = colorize(np.where(has_point, inverse, np.nan), 1.0 / FAR_DEPTH_M, 1.0 / NEAR_DEPTH_M)
+    with np.errstate(divide="ignore"):
+        colors = colorize_depth(np.where(has_point, 1.0 / inverse, np.nan))
     return colors, has_point
 
 
@@ -103,37 +121,46 @@ def labelled(panel: np.ndarray, text: str) -> np.ndarray:
     return panel
 
 
-def with_color_bar(panel: np.ndarray, label: str, min_depth: float = NEAR_DEPTH_M, max_depth: float = FAR_DEPTH_M,
-                   ticks_m: Sequence[float] = (2, 3, 5, 10, 20, 40, 80)) -> np.ndarray:
-    """A depth picture (from `colorize_depth` with the same min/max) with a labelled colour bar in metres on its
-    right and `label` in its top-left corner: (H, W + bar, 3) uint8 RGB."""
-    height = panel.shape[0]
+def color_bar(height: int, min_depth: float = NEAR_DEPTH_M, max_depth: float = FAR_DEPTH_M,
+              ticks_m: Sequence[float] = COLOR_BAR_TICKS_M) -> np.ndarray:
+    """(height, 60, 3) uint8 RGB: the convention's colours from `min_depth` (top) to `max_depth` (bottom), drawn by
+    `colorize_depth` itself, with the depths of `ticks_m` marked and labelled in metres."""
     bar_width, text_width = 14, 46
-    inverse = np.linspace(1.0 / min_depth, 1.0 / max_depth, height, dtype=np.float32)[:, None]  # near on top
-    bar = colorize(np.repeat(inverse, bar_width, axis=1), 1.0 / max_depth, 1.0 / min_depth)
+    rows = np.arange(height, dtype=np.float64) / max(height - 1, 1)
+    depth = (min_depth * (max_depth / min_depth) ** rows).astype(np.float32)[:, None]  # log-spaced, near on top
+    bar = colorize_depth(np.repeat(depth, bar_width, axis=1), min_depth, max_depth)
     scale = np.zeros((height, text_width, 3), np.uint8)
     last_row = None
-    for depth in sorted((d for d in ticks_m if min_depth <= d <= max_depth), reverse=True):  # far end first
-        row = int(round((1.0 / min_depth - 1.0 / depth) / (1.0 / min_depth - 1.0 / max_depth) * (height - 1)))
+    for tick in sorted((d for d in ticks_m if min_depth <= d <= max_depth), reverse=True):  # far end first
+        level = float(depth_levels(np.array([[tick]], np.float32), min_depth, max_depth)[0, 0])
+        row = int(round((1.0 - level) * (height - 1)))
         if last_row is not None and last_row - row < 12:  # keep the labels apart
             continue
         last_row = row
         cv2.line(scale, (0, row), (4, row), (255, 255, 255), 1)
         baseline = min(max(row + 4, 10), height - 2)
-        cv2.putText(scale, f"{depth:g} m", (6, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
+        cv2.putText(scale, f"{tick:g} m", (6, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
                     cv2.LINE_AA)
-    return np.concatenate([labelled(panel.copy(), label), bar, scale], axis=1)
+    return np.concatenate([bar, scale], axis=1)
+
+
+def with_color_bar(panel: np.ndarray, label: str, min_depth: float = NEAR_DEPTH_M, max_depth: float = FAR_DEPTH_M,
+                   ticks_m: Sequence[float] = COLOR_BAR_TICKS_M) -> np.ndarray:
+    """A depth picture (from `colorize_depth` with the same min/max) with a labelled colour bar in metres on its
+    right and `label` in its top-left corner: (H, W + bar, 3) uint8 RGB."""
+    return np.concatenate([labelled(panel.copy(), label), color_bar(panel.shape[0], min_depth, max_depth, ticks_m)],
+                          axis=1)
 
 
 def triptych(image: np.ndarray, depth_m: np.ndarray, depth_gt: np.ndarray, labels: Sequence[str],
              scale: float = 0.5) -> np.ndarray:
-    """(h, 3w, 3) uint8 at `scale` of the image size: image | predicted depth | ground truth over the image,
-    each panel labelled with the matching entry of `labels`."""
+    """(h, 3w + bar, 3) uint8 at `scale` of the image size: image | predicted depth | ground truth over the image,
+    each panel labelled with the matching entry of `labels`, and the colour bar in metres both depth panels share."""
     height, width = image.shape[:2]
     size = (round(width * scale), round(height * scale))
     panels = (image, colorize_depth(depth_m), lidar_overlay(image, depth_gt))
-    return np.concatenate([labelled(cv2.resize(panel, size, interpolation=cv2.INTER_AREA), text)
-                           for panel, text in zip(panels, labels, strict=True)], axis=1)
+    return np.concatenate([*(labelled(cv2.resize(panel, size, interpolation=cv2.INTER_AREA), text)
+                             for panel, text in zip(panels, labels, strict=True)), color_bar(size[1])], axis=1)
 
 
 def write_png(path: Path, rgb: np.ndarray) -> Path:

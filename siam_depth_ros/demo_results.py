@@ -12,7 +12,14 @@ import numpy as np
 from siam_depth_core.data.ground_truth import ground_truth_depth
 from siam_depth_core.evaluation.metrics import METRIC_NAMES
 from siam_depth_core.evaluation.report import DEPTH_RANGES, controls_table, median_gt_depth, range_scores
-from siam_depth_core.visualize import colorize_depth, triptych, write_gif, write_ply, write_png
+from siam_depth_core.visualize import (
+    colorize_depth,
+    triptych,
+    with_color_bar,
+    write_gif,
+    write_ply,
+    write_png,
+)
 from siam_depth_ros.demo_replay import Recording
 from siam_depth_ros.demo_source import DemoSource
 
@@ -79,6 +86,7 @@ def timing_summary(recording: Recording, images_published: int) -> dict[str, Any
                                  "p95": float(np.percentile(latencies, 95)), "max": float(np.max(latencies))}
     return summary
 
+
 def write_outputs(out_dir: Path, source: DemoSource, recording: Recording, scored: list[ScoredFrame],
                   montage_frames: int, gif_frame_ms: int) -> dict[str, Path]:
     """Depth PNGs, montage, GIF and PLY under `out_dir`; returns the paths by kind."""
@@ -88,7 +96,8 @@ def write_outputs(out_dir: Path, source: DemoSource, recording: Recording, score
     depth_dir.mkdir(parents=True, exist_ok=True)
     strips = []
     for item in scored:
-        write_png(depth_dir / f"{item.frame:010d}.png", colorize_depth(item.depth))
+        write_png(depth_dir / f"{item.frame:010d}.png",  # with the colour bar in metres, as every saved picture
+                  with_color_bar(colorize_depth(item.depth), f"frame {item.frame}, depth"))
         image = recording.images.get(item.stamp_ns)
         if image is not None:
             labels = (f"frame {item.frame}", "siam_depth (node output)", source.ground_truth_name)

@@ -32,7 +32,7 @@ from stereo_msgs.msg import DisparityImage
 
 from siam_depth_core.geometry import ImageSize, pixel_rays
 from siam_depth_core.runtime.inference import DepthEstimator, DepthResult
-from siam_depth_core.visualize import colorize_depth
+from siam_depth_core.visualize import FAR_DEPTH_M, colorize_depth
 from siam_depth_ros.camera_info import Intrinsics
 from siam_depth_ros.conversions import (
     make_camera_info,
@@ -77,9 +77,9 @@ class InputFrame:
 class OutputSettings:
     """How the outputs are built. min_depth/max_depth: the valid depth range, metres (bounds of the
     disparity image); cloud_stride: every n-th pixel; cloud_min_depth/cloud_max_depth: metres kept in the
-    cloud; colored_min_depth: near end of the colour map, metres (far end: max_depth);
-    cloud_min_confidence: pixels whose confidence is below it (in [0, 1]; 0 keeps all) are left out of the
-    cloud (ignored for a model without confidence)."""
+    cloud; colored_min_depth/colored_max_depth: the near (bright) and far (dark) ends of the colour map, metres
+    (`siam_depth_core.visualize`'s log-depth convention); cloud_min_confidence: pixels whose confidence is below it
+    (in [0, 1]; 0 keeps all) are left out of the cloud (ignored for a model without confidence)."""
 
     min_depth: float
     max_depth: float
@@ -88,10 +88,14 @@ class OutputSettings:
     cloud_max_depth: float
     colored_min_depth: float
     cloud_min_confidence: float = 0.0
+    colored_max_depth: float = FAR_DEPTH_M
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.cloud_min_confidence <= 1.0:
             raise ValueError(f"cloud_min_confidence must be in [0, 1], got {self.cloud_min_confidence}")
+        if not 0.0 < self.colored_min_depth < self.colored_max_depth:
+            raise ValueError(f"need 0 < colored_min_depth < colored_max_depth, got {self.colored_min_depth} and "
+                             f"{self.colored_max_depth}")
 
 
 @dataclass
@@ -117,7 +121,7 @@ class OutputBuilder:
             DISPARITY: lambda: self.disparity(result, intrinsics, header, estimator),
             POINTS: lambda: self.points(result, frame, intrinsics, header),
             COLORED: lambda: numpy_to_image(colorize_depth(result.depth_m, self.settings.colored_min_depth,
-                                                           self.settings.max_depth), "rgb8", header),
+                                                           self.settings.colored_max_depth), "rgb8", header),
             CONFIDENCE: lambda: numpy_to_image(result.confidence, "32FC1", header),
         }
         outputs = FrameOutputs({}, {})

@@ -2,11 +2,15 @@
 
 Defaults here match `config/depth.yaml`. The model parameters (checkpoint, backend, onnx, engine, precision, single_pass)
 may be changed at run time (the node then reloads the model); every other parameter is read-only.
+`backend: auto` (the default) runs the shipped model on the fastest CPU path that keeps the accuracy rule on this
+machine (`siam_depth_core.runtime.fastest`: OpenVINO bf16 where the CPU has bf16 units); a checkpoint given
+explicitly runs as it is, on torch.
 `NodeSettings` turns them into what the core takes: a model source, runtime options and output settings.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -16,21 +20,25 @@ from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize
 from siam_depth_core.runtime.backends.source import (
     BACKEND_NAMES,
     PRECISIONS,
+    CheckpointSource,
     ModelSource,
     RuntimeOptions,
     source_for_backend,
 )
+from siam_depth_core.runtime.fastest import AUTO, CpuPath, fastest_cpu_path, fastest_cpu_source
 from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT, shipped_checkpoint
-from siam_depth_core.visualize import NEAR_DEPTH_M
+from siam_depth_core.visualize import FAR_DEPTH_M, NEAR_DEPTH_M
 from siam_depth_ros.input_limit import DEFAULT_MAX_IMAGE_PIXELS
 from siam_depth_ros.launch_support import IMAGE_TRANSPORTS
 from siam_depth_ros.outputs import OutputSettings
 
 QOS_CHOICES = ("sensor_data", "reliable")
+#: Values of the `backend` parameter: auto (the fastest CPU path for the shipped model) or a backend by name.
+BACKEND_CHOICES = (AUTO, *BACKEND_NAMES)
 #: The device each backend runs on when `device` is empty.
-DEFAULT_DEVICES = {"torch": "cpu", "onnxruntime": "cpu", "tensorrt": "cuda", "openvino": "cpu"}
+DEFAULT_DEVICES = {"torch": "cpu", "onnxruntime": "cpu", "tensorrt": "cuda", "openvino": "cpu", AUTO: "cpu"}
 #: Backends that run on the CPU's threads (num_threads applies to them; tensorrt runs on the GPU).
-CPU_THREAD_BACKENDS = ("torch", "onnxruntime", "openvino")
+CPU_THREAD_BACKENDS = ("torch", "onnxruntime", "openvino", AUTO)
 #: Parameters whose change at run time reloads the model.
 MODEL_PARAMETERS = ("checkpoint", "backend", "onnx", "engine", "precision", "single_pass")
 
@@ -40,7 +48,7 @@ class NodeSettings:
     """Every parameter of the node, typed; see `PARAMETER_DOCS` for their meaning."""
 
     checkpoint: str = ""
-    backend: str = "torch"
+    backend: str = AUTO
     onnx: str = ""
     engine: str = ""
     device: str = ""
@@ -68,6 +76,7 @@ class NodeSettings:
     cloud_max_depth: float = 50.0
     cloud_min_confidence: float = 0.0
     colored_min_depth: float = NEAR_DEPTH_M
+    colored_max_depth: float = FAR_DEPTH_M
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
 
     @property
@@ -77,12 +86,26 @@ class NodeSettings:
             return ImageSize(self.network_height, self.network_width)
         return None
 
+    def auto_path(self) -> CpuPath | None:
+        """With backend auto, no checkpoint given, the shipped model installed and the CPU as device: the fastest
+        CPU path that keeps the accuracy rule here (`runtime.fastest`); else None (auto then runs torch)."""
+        if self.backend != AUTO or self.checkpoint or self.device_name != "cpu" or shipped_checkpoint() is None:
+            return None
+        return fastest_cpu_path()
+
     def model_source(self) -> ModelSource:
         """The model the backend/checkpoint/onnx/engine parameters name (torch without a checkpoint: the
-        shipped one, else random weights, warned); ValueError when the backend's file parameter is empty."""
+        shipped one, else random weights, warned; auto: the shipped model on `auto_path()`, exported to ONNX on
+        first use and cached, or the checkpoint given on torch); ValueError when the backend's file parameter is
+        empty."""
         checkpoint = self.checkpoint or None
-        if checkpoint is None and self.backend == "torch":
+        if checkpoint is None and self.backend in ("torch", AUTO):
             checkpoint = shipped_checkpoint()
+        if self.backend == AUTO:
+            path = self.auto_path()
+            if path is not None and checkpoint is not None:
+                return fastest_cpu_source(checkpoint, path)
+            return source_for_backend("torch", checkpoint)
         return source_for_backend(self.backend, checkpoint, self.onnx or None, self.engine or None)
 
     @property
@@ -106,14 +129,17 @@ class NodeSettings:
         """The depth range, cloud, confidence and colour-map parameters of the outputs."""
         return OutputSettings(min_depth=self.min_depth, max_depth=self.max_depth, cloud_stride=self.cloud_stride,
                               cloud_min_depth=self.cloud_min_depth, cloud_max_depth=self.cloud_max_depth,
-                              colored_min_depth=self.colored_min_depth,
+                              colored_min_depth=self.colored_min_depth, colored_max_depth=self.colored_max_depth,
                               cloud_min_confidence=self.cloud_min_confidence)
 
     def check_model_files(self) -> None:
         """A cheap check before loading: CheckpointError/BackendError naming a model file that does not exist,
         ValueError when the backend's file parameter is empty."""
-        if self.backend == "torch" and not self.checkpoint and shipped_checkpoint() is None:
+        if self.backend in ("torch", AUTO) and not self.checkpoint and shipped_checkpoint() is None:
             return  # random weights: no file to find
+        if self.backend == AUTO:  # the checkpoint itself (the export is made when loading)
+            CheckpointSource(Path(self.checkpoint or shipped_checkpoint())).check_files()  # type: ignore[arg-type]
+            return
         self.model_source().check_files()
 
     def model_description(self) -> str:
@@ -125,7 +151,11 @@ class NodeSettings:
 PARAMETER_DOCS: dict[str, str] = {
     "checkpoint": "siam_depth checkpoint (.pt) for the torch backend; empty: the shipped models/"
                   f"{SHIPPED_CHECKPOINT} if installed, else random weights (meaningless depth, warned)",
-    "backend": f"inference backend: {', '.join(BACKEND_NAMES)}",
+    "backend": f"inference backend: {', '.join(BACKEND_CHOICES)}. auto (default): the shipped model (checkpoint "
+               "empty) on the fastest CPU path that keeps the accuracy rule on this machine: OpenVINO of its fp32 "
+               "export at bf16 where the CPU has bf16 units, else fp32; ONNX Runtime without openvino; torch without "
+               "either (export cached under $SIAM_DEPTH_CACHE/exports; models/README.md, \"OpenVINO\"); a checkpoint "
+               "given runs on torch",
     "onnx": "exported ONNX model, fp32 or int8 (onnxruntime and openvino backends; tensorrt builds its engine from "
             "it)",
     "engine": "TensorRT engine file (tensorrt backend; built from `onnx` when missing or stale)",
@@ -171,20 +201,23 @@ PARAMETER_DOCS: dict[str, str] = {
                         "bigger frame is shrunk to fit (aspect kept, area interpolation) and its outputs and "
                         "depth/camera_info have the shrunk size (said once in the log, counted in /diagnostics as "
                         "frames_downscaled); default 3840x2160",
-    "colored_min_depth": "metres; near end of the `depth/colored` colour scale (inverse depth from "
-                         "1/max_depth to 1/colored_min_depth; nearer is saturated)",
+    "colored_min_depth": "metres; near (bright) end of the `depth/colored` colour scale (log depth; nearer is "
+                         "saturated); default 3",
+    "colored_max_depth": "metres; far (dark) end of the `depth/colored` colour scale (farther is the darkest "
+                         "colour); default 60, so a street at 5-40 m spans most of the colour map",
 }
 
 _FLOAT_RANGES = {"min_depth": (0.001, 1000.0), "max_depth": (0.01, 10000.0), "max_gap_s": (0.001, 3600.0),
                  "baseline_m": (0.0, 10.0), "fallback_fx_ratio": (0.01, 100.0), "cloud_min_depth": (0.0, 1000.0),
                  "cloud_max_depth": (0.01, 10000.0), "colored_min_depth": (0.001, 1000.0),
+                 "colored_max_depth": (0.01, 10000.0),
                  "cloud_min_confidence": (0.0, 1.0)}
 _INTEGER_RANGES = {"network_height": (0, 8192), "network_width": (0, 8192), "cloud_stride": (1, 64),
                    "num_threads": (0, 1024), "max_image_pixels": (1024, 2**31 - 1)}
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
-    choices = {"backend": BACKEND_NAMES, "qos": QOS_CHOICES, "image_transport": IMAGE_TRANSPORTS,
+    choices = {"backend": BACKEND_CHOICES, "qos": QOS_CHOICES, "image_transport": IMAGE_TRANSPORTS,
                "precision": PRECISIONS}.get(name)
     descriptor = ParameterDescriptor(name=name, description=PARAMETER_DOCS[name],
                                      read_only=name not in MODEL_PARAMETERS)
@@ -218,8 +251,8 @@ def settings_with(settings: NodeSettings, values: dict[str, Any]) -> NodeSetting
     merged = {field.name: getattr(settings, field.name) for field in fields(NodeSettings)}
     merged.update(values)
     updated = NodeSettings(**merged)
-    if updated.backend not in BACKEND_NAMES:
-        raise ValueError(f"backend must be one of {', '.join(BACKEND_NAMES)}, got {updated.backend!r}")
+    if updated.backend not in BACKEND_CHOICES:
+        raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {updated.backend!r}")
     if updated.qos not in QOS_CHOICES:
         raise ValueError(f"qos must be one of {', '.join(QOS_CHOICES)}, got {updated.qos!r}")
     if updated.image_transport not in IMAGE_TRANSPORTS:
@@ -229,9 +262,9 @@ def settings_with(settings: NodeSettings, values: dict[str, Any]) -> NodeSetting
         raise ValueError(f"cloud_min_confidence must be in [0, 1], got {updated.cloud_min_confidence}")
     if not updated.min_depth < updated.max_depth:
         raise ValueError(f"min_depth ({updated.min_depth}) must be below max_depth ({updated.max_depth})")
-    if not updated.colored_min_depth < updated.max_depth:
-        raise ValueError(f"colored_min_depth ({updated.colored_min_depth}) must be below max_depth "
-                         f"({updated.max_depth})")
+    if not updated.colored_min_depth < updated.colored_max_depth:
+        raise ValueError(f"colored_min_depth ({updated.colored_min_depth}) must be below colored_max_depth "
+                         f"({updated.colored_max_depth})")
     if (updated.network_height > 0) != (updated.network_width > 0):
         raise ValueError("set both network_height and network_width, or neither (0 = the checkpoint's size)")
     updated.runtime_options()

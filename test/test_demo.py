@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from ros_helpers import REPO_ROOT
 
+from siam_depth_core.visualize import color_bar
+
 pytest.importorskip("rclpy", reason="rclpy not installed (ROS extra)")
 pytest.importorskip("PIL", reason="Pillow (writes the GIF) not installed")
 
@@ -45,9 +47,11 @@ def test_demo_writes_depth_pngs_montage_gif_and_ply(demo_run):
     assert set(frames) <= set(range(FRAMES)) and frames
     for frame in frames:
         depth_png = cv2.imread(str(out_dir / "depth" / f"{frame:010d}.png"))
-        assert depth_png.shape == (375, 1242, 3) and depth_png.std() > 0
+        assert depth_png.shape == (375, 1242 + 60, 3) and depth_png.std() > 0  # + the colour bar in metres
+        np.testing.assert_array_equal(depth_png[:, 1242:, ::-1], color_bar(375))
     montage = cv2.imread(str(out_dir / "montage.png"))
-    assert montage.shape[1] == 3 * round(1242 * 0.5)  # image | depth | LiDAR at half resolution
+    assert montage.shape[1] == 3 * round(1242 * 0.5) + 60  # image | depth | LiDAR at half resolution | colour bar
+    np.testing.assert_array_equal(montage[:round(375 * 0.5), -60:, ::-1], color_bar(round(375 * 0.5)))
     from PIL import Image
 
     with Image.open(out_dir / "demo.gif") as gif:
@@ -82,9 +86,16 @@ def test_demo_reports_metrics_against_lidar_beside_a_constant_baseline_and_timin
     assert summary["frame_gain"] == pytest.approx(summary["own_mean"]["abs_rel"] - summary["model"]["abs_rel"])
     assert 0 < summary["street_prior"]["abs_rel"] and (summary["frame_corr"] is None) == (summary["frames"] < 3)
     assert str(out_dir / "metrics.json") in printed
-    # the fastest configuration that keeps the accuracy, and the run says which it was
-    assert metrics["model"]["ran"] == "int8 ONNX (ONNX Runtime)" and metrics["model"]["onnx"].endswith(".int8.onnx")
-    assert "the node ran int8 ONNX (ONNX Runtime) with 1 thread(s)" in printed
+    # the fastest CPU path that keeps the accuracy rule on this machine (issue 29), and the run says which it was
+    model = metrics["model"]
+    assert model["choice"] == "auto" and "chosen by --model auto: the fastest CPU path that keeps the accuracy rule " \
+        "here" in model["ran"]
+    assert f"the node ran {model['ran']} with 1 thread(s)" in printed
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is not None:  # the fp32 export on OpenVINO, never the int8 one
+        assert model["backend"] == "openvino" and model["ran"].startswith("fp32 ONNX (OpenVINO, ")
+        assert model["onnx"].endswith(".onnx") and not model["onnx"].endswith(".int8.onnx")
 
 
 def test_without_kitti_data_the_demo_runs_on_a_synthetic_drive_and_says_so(tmp_path):
