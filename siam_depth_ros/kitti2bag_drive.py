@@ -1,6 +1,7 @@
 """Reading a KITTI raw drive as `siam-depth-kitti2bag` needs it: the date folder's calibration of the four
-cameras, the Velodyne and the OXTS unit (`DriveCalibration`), OXTS records and the vehicle pose they give
-(KITTI devkit / pykitti Mercator convention), grayscale images and the per-sensor timestamp files.
+cameras, the Velodyne and the OXTS unit (`DriveCalibration`), the vehicle poses in the bag's `world` frame
+(`world_poses`, from `siam_depth_core.data.oxts`: OXTS records, KITTI devkit / pykitti Mercator convention),
+grayscale images and the per-sensor timestamp files.
 
 No ROS types: `kitti2bag_messages` turns what this reads into messages.
 """
@@ -12,24 +13,21 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from siam_depth_core.data.calib import (
     StereoCalibration,
     load_stereo_calibration,
     read_calib_file,
+    read_rigid_transform,
     read_timestamps,
 )
+from siam_depth_core.data.oxts import OXTS_COLUMN, mercator_poses
 
-#: WGS84 equatorial radius used by KITTI's devkit for the Mercator projection, metres.
-EARTH_RADIUS_M = 6378137.0
-
-# Columns of a KITTI OXTS line (oxts/dataformat.txt).
-OXTS_LAT, OXTS_LON, OXTS_ALT, OXTS_ROLL, OXTS_PITCH, OXTS_YAW = range(6)
-OXTS_AX, OXTS_AY, OXTS_AZ = 11, 12, 13
-OXTS_WX, OXTS_WY, OXTS_WZ = 17, 18, 19
-OXTS_POS_ACCURACY = 23
-OXTS_COLUMNS = 30
+# Columns of a KITTI OXTS line (oxts/dataformat.txt) that the messages read.
+OXTS_LAT, OXTS_LON, OXTS_ALT = OXTS_COLUMN["lat"], OXTS_COLUMN["lon"], OXTS_COLUMN["alt"]
+OXTS_AX, OXTS_AY, OXTS_AZ = OXTS_COLUMN["ax"], OXTS_COLUMN["ay"], OXTS_COLUMN["az"]
+OXTS_WX, OXTS_WY, OXTS_WZ = OXTS_COLUMN["wx"], OXTS_COLUMN["wy"], OXTS_COLUMN["wz"]
+OXTS_POS_ACCURACY = OXTS_COLUMN["pos_accuracy"]
 
 
 @dataclass(frozen=True)
@@ -62,18 +60,6 @@ class DriveCalibration:
         return float((left[0, 3] - right[0, 3]) / right[0, 0])
 
 
-def load_imu_to_velo(calib_dir: str | Path) -> np.ndarray:
-    """(4,4) transform of OXTS/IMU points into the Velodyne frame from `calib_imu_to_velo.txt`."""
-    path = Path(calib_dir) / "calib_imu_to_velo.txt"
-    values = read_calib_file(path)
-    if "R" not in values or "T" not in values:
-        raise ValueError(f"{path} has no R/T")
-    imu_to_velo = np.eye(4)
-    imu_to_velo[:3, :3] = values["R"].reshape(3, 3)
-    imu_to_velo[:3, 3] = values["T"]
-    return imu_to_velo
-
-
 def load_drive_calibration(calib_dir: str | Path) -> DriveCalibration:
     """Read the calibration files of a KITTI raw date folder (`calib_cam_to_cam.txt`, `calib_velo_to_cam.txt`,
     `calib_imu_to_velo.txt`); FileNotFoundError / ValueError name the file and the missing key."""
@@ -84,40 +70,17 @@ def load_drive_calibration(calib_dir: str | Path) -> DriveCalibration:
                    if f"P_rect_0{camera}" in values}
     image_sizes = {camera: (int(values[f"S_rect_0{camera}"][0]), int(values[f"S_rect_0{camera}"][1]))
                    for camera in range(4) if f"S_rect_0{camera}" in values}
-    return DriveCalibration(stereo, projections, image_sizes, load_imu_to_velo(calib_dir))
+    return DriveCalibration(stereo, projections, image_sizes,
+                            read_rigid_transform(calib_dir / "calib_imu_to_velo.txt"))
 
 
-def oxts_rotation(oxts_values: np.ndarray) -> np.ndarray:
-    """(3,3) rotation of the OXTS unit (x forward, y left, z up) in east-north-up: Rz(yaw) Ry(pitch) Rx(roll)."""
-    return Rotation.from_euler("xyz", oxts_values[[OXTS_ROLL, OXTS_PITCH, OXTS_YAW]]).as_matrix()
-
-
-def mercator_scale(latitude_deg: float) -> float:
-    """KITTI devkit's Mercator scale cos(latitude) of the reference latitude (degrees)."""
-    return float(np.cos(np.deg2rad(latitude_deg)))
-
-
-def oxts_pose(oxts_values: np.ndarray, scale: float, origin_m: np.ndarray) -> np.ndarray:
-    """(4,4) pose of the OXTS unit in `world` (east, north, up; metres) from one OXTS line.
-
-    Position: Mercator x = scale * R_earth * lon, y = scale * R_earth * ln(tan((90 + lat)/2)), z = altitude,
-    minus `origin_m` (the first record's (3,) position); rotation `oxts_rotation`.
-    """
-    latitude, longitude, altitude = oxts_values[[OXTS_LAT, OXTS_LON, OXTS_ALT]]
-    position = np.array([
-        scale * EARTH_RADIUS_M * np.deg2rad(longitude),
-        scale * EARTH_RADIUS_M * np.log(np.tan(np.deg2rad(90.0 + latitude) / 2.0)),
-        altitude])
-    pose = np.eye(4)
-    pose[:3, :3] = oxts_rotation(oxts_values)
-    pose[:3, 3] = position - origin_m
-    return pose
-
-
-def mercator_origin(oxts_values: np.ndarray) -> tuple[float, np.ndarray]:
-    """(scale, (3,) position in metres) of a record chosen as the `world` origin (see `oxts_pose`)."""
-    scale = mercator_scale(float(oxts_values[OXTS_LAT]))
-    return scale, oxts_pose(oxts_values, scale, np.zeros(3))[:3, 3]
+def world_poses(records: np.ndarray) -> np.ndarray:
+    """(N,4,4) poses of the OXTS unit in `world` (east, north, up; metres) from (N,30) OXTS records: the devkit's
+    Mercator poses (`mercator_poses`, scale of the first record) moved so that the first record's position is
+    the origin; the rotations stay those of the unit in east-north-up."""
+    poses = mercator_poses(records)
+    poses[:, :3, 3] -= poses[:1, :3, 3]
+    return poses
 
 
 def load_gray_image(path: str | Path) -> np.ndarray:
@@ -126,17 +89,6 @@ def load_gray_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise ValueError(f"cannot decode image (corrupt or not an image): {path}")
     return image
-
-
-def load_oxts(path: str | Path) -> np.ndarray:
-    """One OXTS record (`oxts/data/<frame>.txt`) as (30,) float64; ValueError naming the file if malformed."""
-    try:
-        values = np.loadtxt(path, ndmin=1)
-    except ValueError as error:
-        raise ValueError(f"malformed OXTS record {path}: {error}") from None
-    if values.shape != (OXTS_COLUMNS,):
-        raise ValueError(f"OXTS record {path} has {values.size} values, expected {OXTS_COLUMNS}")
-    return values
 
 
 def read_frame_stamps(path: Path, frames: Sequence[int]) -> np.ndarray:

@@ -13,6 +13,8 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
+from siam_depth_core.data.calib import velo_to_rectified_camera
+from siam_depth_core.data.oxts import oxts_rotation
 from siam_depth_ros.kitti2bag_drive import (
     OXTS_ALT,
     OXTS_AX,
@@ -25,7 +27,6 @@ from siam_depth_ros.kitti2bag_drive import (
     OXTS_WY,
     OXTS_WZ,
     DriveCalibration,
-    oxts_rotation,
 )
 
 #: Message definitions and CDR layout of ROS 2 Kilted (identical for these types back to Humble).
@@ -108,18 +109,6 @@ def camera_info_matrices(calib: DriveCalibration, camera: CameraStream) -> tuple
     return intrinsics, ros_projection
 
 
-def velo_to_rectified_camera(calib: DriveCalibration, camera: CameraStream) -> np.ndarray:
-    """(4,4) transform of Velodyne points into the rectified optical frame of KITTI camera 0..3 (metres).
-
-    P_rect_0x = K [I | t_x] puts camera x at offset t_x from rectified camera 0; R_rect_00 velo_to_cam maps
-    Velodyne points into rectified camera 0.
-    """
-    projection = calib.projection(camera.kitti_camera)
-    offset = np.eye(4)
-    offset[:3, 3] = np.linalg.solve(projection[:, :3], projection[:, 3])
-    return offset @ calib.stereo.R_rect_00 @ calib.stereo.velo_to_cam
-
-
 def static_transforms(calib: DriveCalibration, cameras: Sequence[CameraStream]) -> list[tuple[str, str, np.ndarray]]:
     """The static TF tree as (parent, child, (4,4) pose of child in parent) — a point in child -> parent.
 
@@ -127,7 +116,8 @@ def static_transforms(calib: DriveCalibration, cameras: Sequence[CameraStream]) 
     """
     transforms = [(BASE_FRAME, VELO_FRAME, np.linalg.inv(calib.imu_to_velo))]
     for camera in cameras:
-        transforms.append((VELO_FRAME, camera.frame_id, np.linalg.inv(velo_to_rectified_camera(calib, camera))))
+        velo_to_camera = velo_to_rectified_camera(calib.stereo, calib.projection(camera.kitti_camera))
+        transforms.append((VELO_FRAME, camera.frame_id, np.linalg.inv(velo_to_camera)))
     return transforms
 
 

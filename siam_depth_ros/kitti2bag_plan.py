@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from siam_depth_core.data.kitti import KittiDrive, load_image, load_velodyne_points
+from siam_depth_core.data.oxts import load_oxts
 from siam_depth_ros.kitti2bag_drive import (
     DriveCalibration,
     load_gray_image,
-    load_oxts,
-    mercator_origin,
-    oxts_pose,
     read_frame_stamps,
+    world_poses,
 )
 from siam_depth_ros.kitti2bag_messages import (
     BASE_FRAME,
@@ -167,10 +166,10 @@ class BagPlanner:
         if not oxts_frames:
             return
         stamps = read_frame_stamps(self.drive.timestamps_path("oxts"), oxts_frames)
-        records = {frame: load_oxts(record(frame)) for frame in oxts_frames}  # small text files: read them now
-        scale, origin = mercator_origin(records[oxts_frames[0]])
-        for frame in oxts_frames:
-            stamp, values, path = int(stamps[frame]), records[frame], record(frame)
+        records = load_oxts(self.drive, oxts_frames)  # small text files: read them now
+        poses = world_poses(records)
+        for frame, values, pose in zip(oxts_frames, records, poses, strict=True):
+            stamp, path = int(stamps[frame]), record(frame)
             if request.with_gps:
                 self.messages.append(BagMessage(stamp, GPS_TOPIC, NAVSATFIX_TYPE,
                                               lambda v=values, s=stamp: navsatfix_message(v, s), path))
@@ -178,7 +177,6 @@ class BagPlanner:
                 self.messages.append(BagMessage(stamp, IMU_TOPIC, IMU_TYPE, lambda v=values, s=stamp: imu_message(v, s),
                                               path))
             if request.with_pose:
-                pose = oxts_pose(values, scale, origin)
                 self.messages.append(BagMessage(
                     stamp, TF_TOPIC, TF_MESSAGE_TYPE,
                     lambda p=pose, s=stamp: transforms_message([(WORLD_FRAME, BASE_FRAME, p)], s), path))

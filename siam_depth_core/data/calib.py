@@ -1,4 +1,5 @@
-"""KITTI raw calibration files (`calib_cam_to_cam.txt`, `calib_velo_to_cam.txt`) and timestamps."""
+"""KITTI raw calibration files (`calib_cam_to_cam.txt`, `calib_velo_to_cam.txt`, `calib_imu_to_velo.txt`)
+and timestamps."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,6 +26,19 @@ def read_calib_file(path: str | Path) -> dict[str, np.ndarray]:
         except ValueError:
             continue  # e.g. calib_time
     return values
+
+
+def read_rigid_transform(path: str | Path) -> np.ndarray:
+    """(4,4) rigid transform of a KITTI `R: ... T: ...` file (`calib_velo_to_cam.txt`, `calib_imu_to_velo.txt`):
+    points of the source frame -> the target frame, metres; ValueError naming the file if R or T is missing."""
+    path = Path(path)
+    values = read_calib_file(path)
+    if "R" not in values or "T" not in values:
+        raise ValueError(f"{path} has no R/T")
+    transform = np.eye(4)
+    transform[:3, :3] = values["R"].reshape(3, 3)
+    transform[:3, 3] = values["T"]
+    return transform
 
 
 @dataclass(frozen=True)
@@ -71,21 +85,28 @@ class StereoCalibration:
         return self.P_rect_02 @ self.R_rect_00 @ self.velo_to_cam
 
 
+def velo_to_rectified_camera(stereo: StereoCalibration, projection: np.ndarray) -> np.ndarray:
+    """(4,4) transform of Velodyne points into the rectified optical frame of the camera whose (3,4) rectified
+    projection is `projection` (P_rect_0x, any of KITTI's cameras 0..3), metres.
+
+    P_rect_0x = K [I | t_x] puts camera x at offset t_x = K^-1 P_rect_0x[:, 3] from rectified camera 0;
+    R_rect_00 velo_to_cam maps Velodyne points into rectified camera 0.
+    """
+    offset = np.eye(4)
+    offset[:3, 3] = np.linalg.solve(projection[:, :3], projection[:, 3])
+    return offset @ stereo.R_rect_00 @ stereo.velo_to_cam
+
+
 def load_stereo_calibration(calib_dir: str | Path) -> StereoCalibration:
     """Read a KITTI raw date folder's `calib_cam_to_cam.txt` and `calib_velo_to_cam.txt`."""
     calib_dir = Path(calib_dir)
     cam = read_calib_file(calib_dir / "calib_cam_to_cam.txt")
-    velo = read_calib_file(calib_dir / "calib_velo_to_cam.txt")
+    velo_to_cam = read_rigid_transform(calib_dir / "calib_velo_to_cam.txt")
     for key in ("P_rect_02", "P_rect_03", "R_rect_00", "S_rect_02"):
         if key not in cam:
             raise ValueError(f"{calib_dir / 'calib_cam_to_cam.txt'} has no {key}")
-    if "R" not in velo or "T" not in velo:
-        raise ValueError(f"{calib_dir / 'calib_velo_to_cam.txt'} has no R/T")
     rect = np.eye(4)
     rect[:3, :3] = cam["R_rect_00"].reshape(3, 3)
-    velo_to_cam = np.eye(4)
-    velo_to_cam[:3, :3] = velo["R"].reshape(3, 3)
-    velo_to_cam[:3, 3] = velo["T"]
     width, height = cam["S_rect_02"]
     return StereoCalibration(cam["P_rect_02"].reshape(3, 4), cam["P_rect_03"].reshape(3, 4), rect, velo_to_cam,
                              (int(width), int(height)))

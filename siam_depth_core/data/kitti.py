@@ -21,15 +21,21 @@ from siam_depth_core.data.stereo import StereoSequence
 IMAGE_EXTENSIONS = (".png", ".jpg")
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read a .png/.jpg image as (H,W,3) uint8 RGB (grayscale files are expanded to 3 channels)."""
+def _read_image_file(path: str | Path, flags: int, what: str) -> np.ndarray:
+    """cv2.imread(path, flags); FileNotFoundError / ValueError naming `what` and the file if it is missing or
+    cannot be decoded."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        raise FileNotFoundError(f"{what} not found: {path}")
+    image = cv2.imread(str(path), flags)
     if image is None:
-        raise ValueError(f"cannot decode image (corrupt or not an image): {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        raise ValueError(f"cannot decode {what} (corrupt or not an image): {path}")
+    return image
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read a .png/.jpg image as (H,W,3) uint8 RGB (grayscale files are expanded to 3 channels)."""
+    return cv2.cvtColor(_read_image_file(path, cv2.IMREAD_COLOR, "image"), cv2.COLOR_BGR2RGB)
 
 
 def frame_path(root: str | Path, drive: str, frame: int, camera: int = 2, ext: str = ".png") -> Path:
@@ -209,12 +215,7 @@ def load_velodyne_depth(root: str | Path, drive: str, frame: int, camera: int = 
 
 def load_disparity_png(path: str | Path) -> np.ndarray:
     """Read a KITTI 2015 disparity PNG (`disp_occ_0`, uint16 = disparity * 256) as (H,W) float32 pixels, 0 invalid."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"disparity PNG not found: {path}")
-    encoded = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if encoded is None:
-        raise ValueError(f"cannot decode disparity PNG: {path}")
+    encoded = _read_image_file(path, cv2.IMREAD_UNCHANGED, "disparity PNG")
     if encoded.dtype != np.uint16 or encoded.ndim != 2:
         raise ValueError(f"{path} is {encoded.dtype} with shape {encoded.shape}; a KITTI disparity PNG is "
                          "single-channel uint16")

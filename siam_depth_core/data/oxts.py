@@ -21,8 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
-from siam_depth_core.data.calib import load_stereo_calibration, read_calib_file
+from siam_depth_core.data.calib import (
+    load_stereo_calibration,
+    read_calib_file,
+    read_rigid_transform,
+    velo_to_rectified_camera,
+)
 from siam_depth_core.data.kitti import KittiDrive
 
 #: Equatorial Earth radius of the devkit's Mercator projection, metres.
@@ -36,11 +42,15 @@ OXTS_COLUMN = {name: index for index, name in enumerate(OXTS_FIELDS)}
 
 
 def read_oxts_record(path: str | Path) -> np.ndarray:
-    """One `oxts/data/*.txt` file -> (30,) float64 record in the order of OXTS_FIELDS."""
+    """One `oxts/data/*.txt` file -> (30,) float64 record in the order of OXTS_FIELDS (FileNotFoundError /
+    ValueError naming the file if it is missing or malformed)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"missing OXTS record: {path}")
-    values = np.array(path.read_text().split(), dtype=np.float64)
+    try:
+        values = np.array(path.read_text().split(), dtype=np.float64)
+    except ValueError as error:
+        raise ValueError(f"malformed OXTS record {path}: {error}") from None
     if values.size != len(OXTS_FIELDS):
         raise ValueError(f"{path} holds {values.size} numbers, an OXTS record has {len(OXTS_FIELDS)}")
     return values
@@ -57,13 +67,38 @@ def load_oxts(drive: KittiDrive, frames: Sequence[int]) -> np.ndarray:
         np.zeros((0, len(OXTS_FIELDS)))
 
 
-def rotation_from_euler(roll: float, pitch: float, yaw: float) -> np.ndarray:
-    """(3,3) Rz(yaw) @ Ry(pitch) @ Rx(roll), angles in radians (the OXTS / devkit convention)."""
-    cr, sr, cp, sp, cy, sy = np.cos(roll), np.sin(roll), np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
-    ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
-    rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
-    return rz @ ry @ rx
+def oxts_rotation(records: np.ndarray) -> np.ndarray:
+    """(3,3) rotation of the IMU (x forward, y left, z up) in east-north-up from one (30,) OXTS record, or
+    (N,3,3) from (N,30) records: Rz(yaw) @ Ry(pitch) @ Rx(roll), angles in radians (the devkit convention)."""
+    roll_pitch_yaw = np.asarray(records, dtype=np.float64)[..., 3:6]
+    return Rotation.from_euler("xyz", roll_pitch_yaw).as_matrix()  # extrinsic x, y, z: Rz @ Ry @ Rx
+
+
+def mercator_scale(latitude_deg: float) -> float:
+    """The devkit's Mercator scale cos(latitude) of a reference latitude in degrees."""
+    return float(np.cos(np.deg2rad(latitude_deg)))
+
+
+def mercator_poses(records: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """(N,30) OXTS records -> (N,4,4) float64 poses of the IMU in the Mercator east-north-up frame, unshifted.
+
+    Position: x = scale * R_earth * lon, y = scale * R_earth * ln(tan((90 + lat) / 2)) (metres), z = altitude;
+    rotation `oxts_rotation`. scale: `mercator_scale` (None: of the first record's latitude, as the devkit does).
+    """
+    records = np.atleast_2d(np.asarray(records, dtype=np.float64))
+    if records.shape[1] < 6:
+        raise ValueError(f"OXTS records must be (N,30), got {records.shape}")
+    poses = np.tile(np.eye(4), (len(records), 1, 1))
+    if len(records) == 0:
+        return poses
+    lat, lon, alt = records[:, 0], records[:, 1], records[:, 2]
+    if scale is None:
+        scale = mercator_scale(lat[0])
+    poses[:, 0, 3] = scale * EARTH_RADIUS_M * np.deg2rad(lon)
+    poses[:, 1, 3] = scale * EARTH_RADIUS_M * np.log(np.tan(np.deg2rad(90.0 + lat) / 2.0))
+    poses[:, 2, 3] = alt
+    poses[:, :3, :3] = oxts_rotation(records)
+    return poses
 
 
 def _rotation_vector_to_matrix(vector: np.ndarray) -> np.ndarray:
@@ -87,19 +122,9 @@ def oxts_poses(records: np.ndarray, scale: float | None = None, shift_s: np.ndar
     (15 cm at 10 m/s). None: the poses at the OXTS stamps, as the devkit gives them.
     """
     records = np.atleast_2d(np.asarray(records, dtype=np.float64))
-    if records.shape[1] < 6:
-        raise ValueError(f"OXTS records must be (N,30), got {records.shape}")
+    poses = mercator_poses(records, scale)
     if len(records) == 0:
-        return np.zeros((0, 4, 4))
-    lat, lon, alt = records[:, 0], records[:, 1], records[:, 2]
-    if scale is None:
-        scale = float(np.cos(np.deg2rad(lat[0])))
-    poses = np.tile(np.eye(4), (len(records), 1, 1))
-    poses[:, 0, 3] = scale * EARTH_RADIUS_M * np.deg2rad(lon)
-    poses[:, 1, 3] = scale * EARTH_RADIUS_M * np.log(np.tan(np.deg2rad(90.0 + lat) / 2.0))
-    poses[:, 2, 3] = alt
-    for pose, (roll, pitch, yaw) in zip(poses, records[:, 3:6], strict=True):
-        pose[:3, :3] = rotation_from_euler(roll, pitch, yaw)
+        return poses
     if shift_s is not None:
         shift_s = np.asarray(shift_s, dtype=np.float64)
         if shift_s.shape != (len(records),):
@@ -112,15 +137,6 @@ def oxts_poses(records: np.ndarray, scale: float | None = None, shift_s: np.ndar
     return np.linalg.inv(poses[0]) @ poses
 
 
-def _rigid(values: dict[str, np.ndarray], path: Path) -> np.ndarray:
-    if "R" not in values or "T" not in values:
-        raise ValueError(f"{path} has no R/T")
-    transform = np.eye(4)
-    transform[:3, :3] = values["R"].reshape(3, 3)
-    transform[:3, 3] = values["T"]
-    return transform
-
-
 def imu_to_camera(calib_dir: str | Path, camera: int = 2) -> np.ndarray:
     """(4,4) T_cam_imu: IMU points -> rectified camera `camera` (0..3) optical frame, metres.
 
@@ -128,16 +144,13 @@ def imu_to_camera(calib_dir: str | Path, camera: int = 2) -> np.ndarray:
     `calib_imu_to_velo.txt`, `calib_velo_to_cam.txt` and `calib_cam_to_cam.txt`.
     """
     calib_dir = Path(calib_dir)
-    imu_to_velo = _rigid(read_calib_file(calib_dir / "calib_imu_to_velo.txt"), calib_dir / "calib_imu_to_velo.txt")
+    imu_to_velo = read_rigid_transform(calib_dir / "calib_imu_to_velo.txt")
     stereo = load_stereo_calibration(calib_dir)
     cam = read_calib_file(calib_dir / "calib_cam_to_cam.txt")
     key = f"P_rect_0{camera}"
     if key not in cam:
         raise ValueError(f"{calib_dir / 'calib_cam_to_cam.txt'} has no {key}")
-    projection = cam[key].reshape(3, 4)
-    rect0_to_cam = np.eye(4)
-    rect0_to_cam[:3, 3] = np.linalg.solve(projection[:, :3], projection[:, 3])
-    return rect0_to_cam @ stereo.R_rect_00 @ stereo.velo_to_cam @ imu_to_velo
+    return velo_to_rectified_camera(stereo, cam[key].reshape(3, 4)) @ imu_to_velo
 
 
 def camera_poses(drive: KittiDrive, frames: Sequence[int], camera: int = 2, at_image_stamps: bool = True
