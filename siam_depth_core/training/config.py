@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 
 from siam_depth_core.data.sources import SourceSpec
 from siam_depth_core.network.model import DEFAULT_MAX_DISP
+from siam_depth_core.training.coerce import coerce_value
 from siam_depth_core.training.losses import LossWeights
 
 DATASETS = ("kitti", "synthetic")
@@ -263,72 +263,6 @@ def _hints() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
 
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Convert a YAML/CLI value to the field's declared type; ValueError naming the key otherwise."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ValueError(f"{key} must be a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(key, v, a) for v, a in zip(value, args, strict=True))
-    if origin is list:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{key} must be a list, got {value!r}")
-        return [_coerce(key, v, args[0]) for v in value]
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # PyYAML reads `1e-4` (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise ValueError(f"{key} must be a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            hint_text = " (quote it: YAML reads off/on/yes/no as booleans)" if isinstance(value, bool) else ""
-            raise ValueError(f"{key} must be a string, got {value!r}{hint_text}")
-        return value
-    if hint is SourceSpec:
-        if not isinstance(value, dict):
-            raise ValueError(f"{key} must be a mapping such as {{kind: kitti_odometry, sequences: [all]}}, "
-                             f"got {value!r}")
-        fields = typing.get_type_hints(SourceSpec)
-        unknown = set(value) - set(fields)
-        if unknown:
-            raise ValueError(f"unknown source key(s) {sorted(unknown)} in {key}; known: {sorted(fields)}")
-        if "sequences" in value:  # `sequences: all`, and YAML reads `[01, 02]` as integers
-            items = value["sequences"] if isinstance(value["sequences"], list) else [value["sequences"]]
-            value = {**value, "sequences": [f"{v:02d}" if isinstance(v, int) and not isinstance(v, bool) else v
-                                            for v in items]}
-        return SourceSpec(**{k: _coerce(f"{key}.{k}", v, fields[k]) for k, v in value.items()})
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):  # loss_weights, temporal, validation
-        if not isinstance(value, dict):
-            raise ValueError(f"{key} must be a mapping, got {value!r}")
-        nested = typing.get_type_hints(hint)
-        unknown = set(value) - set(nested)
-        if unknown:
-            what = "loss weight(s)" if hint is LossWeights else f"{key} key(s)"
-            raise ValueError(f"unknown {what} {sorted(unknown)}; known: {sorted(nested)}")
-        return hint(**{k: _coerce(f"{key}.{k}", v, nested[k]) for k, v in value.items()})
-    raise TypeError(f"no conversion for field {key} of type {hint}")
-
-
 def read_yaml_config(path: str | Path) -> dict[str, Any]:
     """The raw key/value mapping of a config file, with its `base:` chain (paths relative) merged in."""
     path = Path(path)
@@ -373,7 +307,7 @@ def build_config(values: dict[str, Any], overrides: list[str] | tuple[str, ...] 
     unknown = set(values) - set(hints)
     if unknown:
         raise ValueError(f"unknown config key(s) {sorted(unknown)}; see --help for the fields")
-    return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+    return TrainConfig(**{k: coerce_value(k, v, hints[k]) for k, v in values.items()})
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
