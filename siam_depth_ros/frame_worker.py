@@ -2,9 +2,10 @@
 
 `DepthPipeline.configure` makes a `FrameWorker` with what that configuration serves (the model, the
 camera_info cache, the output builder and the publishers); it runs until the frame slot is closed. Per
-frame: decode (a raw image is viewed, a compressed one decoded), the intrinsics for its stamp and size,
-downscaling to max_image_pixels, one step under the serving model's lock, every output message built, then
-all published unless the node was deactivated meanwhile. A frame that fails is counted in /diagnostics and
+frame: decode (a raw image is viewed; a compressed one's declared size is checked against max_image_pixels
+before it is decoded, `image_decoding`), the intrinsics for its stamp and size, downscaling to
+max_image_pixels, one step under the serving model's lock, every output message built, then all published
+unless the node was deactivated meanwhile. A frame that fails is counted in /diagnostics and
 reported through the `ProblemLog`; it never stops the worker.
 """
 from __future__ import annotations
@@ -18,15 +19,16 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from siam_depth_core.geometry import ImageSize
 from siam_depth_ros.camera_info import CameraInfoCache
-from siam_depth_ros.conversions import camera_image_to_numpy, compressed_image_to_numpy
+from siam_depth_ros.conversions import camera_image_to_numpy, decode_compressed_image
 from siam_depth_ros.diagnostics import FrameStats
 from siam_depth_ros.frame_slot import FrameError, LatestFrameSlot
-from siam_depth_ros.input_limit import downscale_frame, fitted_size
+from siam_depth_ros.input_limit import downscale_frame, fitted_size, rescaled_intrinsics
 from siam_depth_ros.model_loader import ModelHolder
 from siam_depth_ros.outputs import OPTIONAL_OUTPUTS, InputFrame, OutputBuilder
 from siam_depth_ros.parameters import NodeSettings
-from siam_depth_ros.reporting import ProblemLog, problem_key
+from siam_depth_ros.reporting import ProblemLog, ResetLog, problem_key
 
 #: A received image message and when it arrived (`time.monotonic()`).
 ReceivedFrame = tuple[Image | CompressedImage, float]
@@ -63,6 +65,7 @@ class FrameWorker:
         self._stats = stats
         self._problems = problems
         self._is_active = is_active
+        self._resets = ResetLog(self._log, problems, image_topic)
         self._warned_empty_frame_id = False
         self._last_stamp_ns: int | None = None  # of the last processed frame; a repeat of it is skipped
         self._thread = threading.Thread(target=self._work, name="siam_depth_worker", daemon=True)
@@ -89,12 +92,15 @@ class FrameWorker:
                 self._problems.report(f"skipping {describe_input(msg)} frame (stamp {stamp_s:.3f} s): {text}",
                                       key=problem_key(text))
 
-    def _decode(self, msg: Image | CompressedImage) -> InputFrame:
-        """The frame's pixels (a view of a raw image; a compressed one decoded) and their encoding."""
+    def _decode(self, msg: Image | CompressedImage) -> tuple[InputFrame, ImageSize]:
+        """The frame's pixels (a view of a raw image; a compressed one decoded) and their encoding, and the size the
+        frame declares: a compressed frame's header is checked against max_image_pixels before it is decoded (a
+        decompression bomb is refused, a bigger JPEG decoded at reduced scale, then smaller than declared)."""
         if isinstance(msg, CompressedImage):
-            image, encoding = compressed_image_to_numpy(msg)
-            return InputFrame(image, encoding, msg.header)
-        return InputFrame(camera_image_to_numpy(msg), msg.encoding, msg.header)
+            decoded = decode_compressed_image(msg, self.settings.max_image_pixels)
+            return InputFrame(decoded.image, decoded.encoding, msg.header), decoded.declared_size
+        frame = InputFrame(camera_image_to_numpy(msg), msg.encoding, msg.header)
+        return frame, frame.size
 
     def _output_frame_id(self, settings: NodeSettings, input_frame_id: str) -> str:
         """The frame_id parameter if set, else the input's (an empty one is warned about once)."""
@@ -114,21 +120,24 @@ class FrameWorker:
         if stamp_ns == self._last_stamp_ns:
             raise FrameError("duplicate stamp: the previous frame had the same stamp (a repeated message, or two "
                              "publishers on one topic?); skipping it so that outputs keep unique stamps")
-        frame = self._decode(msg)
+        frame, declared = self._decode(msg)
         converted = time.perf_counter()
-        intrinsics = camera_infos.intrinsics_for(stamp_ns, frame.size)
+        intrinsics = camera_infos.intrinsics_for(stamp_ns, declared)  # the camera_info describes the declared size
+        if frame.size != declared:  # a JPEG decoded at reduced scale
+            intrinsics = rescaled_intrinsics(intrinsics, declared, frame.size)
         fitted = fitted_size(frame.size, self.settings.max_image_pixels)
-        if fitted != frame.size:
+        if fitted != declared:
             self._stats.frame_downscaled()
-            self._problems.report(f"{frame.size} images exceed max_image_pixels={self.settings.max_image_pixels}: "
+            self._problems.report(f"{declared} images exceed max_image_pixels={self.settings.max_image_pixels}: "
                                   f"processing and publishing them at {fitted} (/diagnostics counts them as "
-                                  "frames_downscaled)", severity="warning", key=f"downscaled {frame.size}")
+                                  "frames_downscaled)", severity="warning", key=f"downscaled {declared}")
+        if fitted != frame.size:
             frame, intrinsics = downscale_frame(frame, intrinsics, fitted)
         with model.serving() as (estimator, settings):
             result = estimator.step(frame.image, stamp_ns * 1e-9, frame.encoding, fx_px=intrinsics.fx_px)
         self._last_stamp_ns = stamp_ns
+        self._resets.frame(result.reset_reason, result.stamp)
         if result.reset_reason:
-            self._log.info(f"recurrent state reset before frame {result.stamp:.3f} s: {result.reset_reason}")
             self._stats.state_reset(result.reset_reason)
         header = Header(stamp=msg.header.stamp, frame_id=self._output_frame_id(settings, msg.header.frame_id))
         publishers = self._output_publishers

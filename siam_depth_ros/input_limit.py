@@ -5,6 +5,9 @@ depth_image_proc does), so a 12-megapixel frame would give 48 MB depth images an
 points that no DDS transport here delivers in time. A frame of more than `max_image_pixels` pixels is
 therefore shrunk (area interpolation, aspect ratio kept) to fit before it is processed; its outputs, and
 `depth/camera_info`, describe the shrunk image. The network itself sees a few hundred pixels across either way.
+A compressed frame is checked before it is decoded (`image_decoding`): one declaring more than 4 x
+max_image_pixels is refused, a bigger JPEG is decoded at 1/2 scale by libjpeg (`rescaled_intrinsics` then gives
+the intrinsics of the decoded image).
 """
 from __future__ import annotations
 
@@ -32,15 +35,21 @@ def fitted_size(size: ImageSize, max_pixels: int) -> ImageSize:
     return ImageSize(max(1, int(size.height * scale)), max(1, int(size.width * scale)))
 
 
+def rescaled_intrinsics(intrinsics: Intrinsics, old: ImageSize, new: ImageSize) -> Intrinsics:
+    """The intrinsics of an image of size `old` resized to `new` (K scaled about pixel centres, as cv2.INTER_AREA and
+    libjpeg's DCT scaling resize; a camera_info becomes a plumb_bob CameraInfo of the new size with the same
+    header)."""
+    camera_matrix = scale_intrinsics(intrinsics.camera_matrix, new.width / old.width, new.height / old.height)
+    info = None
+    if intrinsics.info is not None:
+        info = make_camera_info(camera_matrix, new.width, new.height, intrinsics.info.header)
+    return Intrinsics(camera_matrix, info)
+
+
 def downscale_frame(frame: InputFrame, intrinsics: Intrinsics, size: ImageSize) -> tuple[InputFrame, Intrinsics]:
-    """`frame` shrunk to `size` (area interpolation) and its intrinsics for the shrunk image (K scaled about pixel
-    centres; a camera_info becomes a plumb_bob CameraInfo of the new size with the same header)."""
+    """`frame` shrunk to `size` (area interpolation) and its intrinsics for the shrunk image (`rescaled_intrinsics`)."""
     image = cv2.resize(frame.image, (size.width, size.height), interpolation=cv2.INTER_AREA)
     if frame.image.ndim == 3 and image.ndim == 2:  # cv2 drops a trailing channel axis of 1
         image = image[:, :, None]
-    camera_matrix = scale_intrinsics(intrinsics.camera_matrix, size.width / frame.size.width,
-                                     size.height / frame.size.height)
-    info = None
-    if intrinsics.info is not None:
-        info = make_camera_info(camera_matrix, size.width, size.height, intrinsics.info.header)
-    return InputFrame(image, frame.encoding, frame.header), Intrinsics(camera_matrix, info)
+    return (InputFrame(image, frame.encoding, frame.header),
+            rescaled_intrinsics(intrinsics, frame.size, size))

@@ -20,7 +20,13 @@ from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind, qos_profile_sensor_data
+from rclpy.qos import (
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_policy_name_from_kind,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
@@ -40,10 +46,15 @@ from siam_depth_ros.parameters import (
     read_parameters,
     settings_with,
 )
-from siam_depth_ros.reporting import InputWatchdog, ProblemLog, RosLogHandler
+from siam_depth_ros.reporting import REQUESTED_RESET_REASON, InputWatchdog, ProblemLog, RosLogHandler
 
 #: Output QoS: reliable, so that both best-effort and reliable subscribers (RViz, rosbag2) match.
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+#: QoS of `~/reset`: requests and responses kept until delivered (reliable, keep all), so that a burst of callers
+#: (200 at once in the test) is answered in full; ROS's default service QoS keeps the last 10 of each, and a burst
+#: lost all but about 10. (A client's own requests go through its QoS too: one client calling many times at once
+#: needs a deep client QoS as well.)
+RESET_SERVICE_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
 #: Period of /diagnostics and of the input watchdog, seconds of the steady clock.
 REPORT_PERIOD_S = 1.0
 #: How long a stopping node waits for the worker thread and a model reload in progress, seconds.
@@ -140,7 +151,8 @@ class DepthPipeline:
                                        self._problems, is_active=lambda: self._active)
             self._worker.start()
             self._warn_if_no_confidence(*model.snapshot())
-            self._reset_srv = self.node.create_service(Trigger, "~/reset", self._on_reset)  # last: the readiness signal
+            self._reset_srv = self.node.create_service(Trigger, "~/reset", self._on_reset,  # last: the readiness signal
+                                                       qos_profile=RESET_SERVICE_QOS)
         except Exception:  # leave nothing half-configured behind
             self.cleanup()
             raise
@@ -263,7 +275,7 @@ class DepthPipeline:
             response.success, response.message = False, "not configured: no model loaded"
             return response
         with self._model.serving() as (estimator, _):
-            estimator.reset("~/reset service called")
+            estimator.reset(REQUESTED_RESET_REASON)
         response.success = True
         response.message = "recurrent state cleared; the next frame starts from zero state"
         return response

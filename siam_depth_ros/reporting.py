@@ -7,6 +7,9 @@
   masked (`problem_key`), so a flaky driver sending truncated images of varying lengths is one problem.
   Quoted names (an encoding '32FC1') keep their digits. The node counts every occurrence in /diagnostics
   regardless.
+- `ResetLog`: recurrent-state resets. An isolated one (a bag loop, a gap, a new image size) is one INFO line with
+  its reason; resets on frame after frame (time going back and forth, sizes alternating: two publishers on one
+  topic, or a camera whose clock jumps) are one warning naming that cause, under the ProblemLog's rule.
 - `InputWatchdog`: publishers are matched on the image topic but nothing has arrived since they matched
   (large messages lost without the shared-memory profile, or a publisher that never sends).
 - `RosLogHandler`: the warnings and errors of `siam_depth_core` (Python logging) in the node's ROS log.
@@ -102,6 +105,62 @@ class ProblemLog:
         else:
             self._logger.warning(line)
         return True
+
+
+class InfoLogger(Protocol):
+    def info(self, message: str) -> object: ...
+
+
+#: A reset at most this many processed frames after the previous one continues a run of resets.
+FREQUENT_RESET_FRAMES = 2
+#: The reason of a reset asked for through ~/reset: said as it is, never part of a run (nothing is wrong).
+REQUESTED_RESET_REASON = "~/reset service called"
+#: From this many resets in a run on, they are frequent: one warning under the ProblemLog's rule, no INFO lines.
+FREQUENT_RESET_RUN = 3
+
+
+class ResetLog:
+    """Logs the recurrent-state resets of processed frames; see the module docstring.
+
+    Call `frame(reason, stamp_s)` for every processed frame (reason None: no reset). Resets each at most
+    FREQUENT_RESET_FRAMES frames after the previous one form a run (a reset asked for through ~/reset,
+    REQUESTED_RESET_REASON, is an INFO line and ends any run). The first FREQUENT_RESET_RUN - 1 resets of a run
+    (an isolated reset: a bag loop, a gap, a new image size) are INFO lines with their reason; from
+    then on the run is reported to `problems` as a warning that names the likely cause and counts the run (one
+    problem key, so the run is one episode whatever the reasons of its resets).
+    """
+
+    def __init__(self, logger: InfoLogger, problems: ProblemLog, topic: str,
+                 frequent_frames: int = FREQUENT_RESET_FRAMES, frequent_run: int = FREQUENT_RESET_RUN) -> None:
+        self._logger = logger
+        self._problems = problems
+        self._topic = topic
+        self._frequent_frames = frequent_frames
+        self._frequent_run = frequent_run
+        self._frames = 0
+        self._last_reset_frame: int | None = None
+        self._run = 0
+
+    def frame(self, reason: str | None, stamp_s: float) -> None:
+        self._frames += 1
+        if not reason:
+            return
+        if reason == REQUESTED_RESET_REASON:
+            self._last_reset_frame, self._run = None, 0
+            self._logger.info(f"recurrent state reset before frame {stamp_s:.3f} s: {reason}")
+            return
+        last, self._last_reset_frame = self._last_reset_frame, self._frames
+        self._run = self._run + 1 if last is not None and self._frames - last <= self._frequent_frames else 1
+        if self._run < self._frequent_run:
+            self._logger.info(f"recurrent state reset before frame {stamp_s:.3f} s: {reason}")
+            return
+        self._problems.report(
+            f"the recurrent state is reset on frame after frame ({self._run} resets in a row, each within "
+            f"{self._frequent_frames} frames of the previous; the latest before frame {stamp_s:.3f} s: {reason}): the "
+            f"images on {self._topic} look like two streams interleaved — most likely two publishers on the topic "
+            "with different clocks or image sizes (`ros2 topic info -v` lists them; /diagnostics: image_publishers), "
+            "or a camera whose clock jumps; each such frame is estimated without the previous ones (/diagnostics "
+            "counts every reset: resets, last_reset_reason)", severity="warning", key="frequent state resets")
 
 
 class InputWatchdog:

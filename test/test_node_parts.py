@@ -2,6 +2,7 @@
 problem log and input watchdog."""
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from siam_depth_ros.outputs import (  # noqa: E402
     OutputBuilder,
     OutputSettings,
 )
-from siam_depth_ros.reporting import InputWatchdog, ProblemLog, problem_key  # noqa: E402
+from siam_depth_ros.reporting import InputWatchdog, ProblemLog, ResetLog, problem_key  # noqa: E402
 
 SIZE = ImageSize(48, 160)
 CAMERA_MATRIX = np.array([[100.0, 0.0, 79.5], [0.0, 100.0, 23.5], [0.0, 0.0, 1.0]])
@@ -400,6 +401,35 @@ def test_problem_log_logs_once_per_episode_and_rate_limits_a_lasting_problem() -
     assert [level for level, _ in log.lines] == ["error", "warning", "error", "error"]
     with pytest.raises(ValueError, match="severity"):
         problems.report("x", severity="fatal")
+
+
+def test_reset_log_says_isolated_resets_and_warns_once_about_resets_on_every_frame() -> None:
+    """Issue 27, item 6: two publishers on one topic reset the state on every frame: one warning naming the likely
+    cause (with a count), not one INFO line per frame; isolated resets (a bag loop) keep their INFO line."""
+    log, clock = _Log(), _Clock()
+    resets = ResetLog(log, ProblemLog(log, clock=clock), "/cam/image")
+    for loop in range(3):  # a bag looping every 50 frames: one INFO line per loop-around
+        for frame in range(50):
+            resets.frame("time went backwards" if loop and not frame else None, loop * 5.0 + frame * 0.1)
+            clock.now += 0.1
+    assert [level for level, _ in log.lines] == ["info", "info"]
+    log.lines.clear()
+    for frame in range(6):  # ~/reset called on every other frame (a test, a supervisor): asked for, said each time
+        resets.frame("~/reset service called" if frame % 2 else None, 20.0 + frame * 0.1)
+    assert [level for level, _ in log.lines] == ["info"] * 3
+    log.lines.clear()
+    for frame in range(20):  # two publishers 100 s apart, alternating
+        resets.frame("time went backwards" if frame % 2 else "gap of 100.0 s", 100.0 * (frame % 2) + frame * 0.1)
+        clock.now += 0.1
+    assert [level for level, _ in log.lines] == ["info", "info", "warning"], log.lines
+    warning = log.lines[-1][1]
+    assert "3 resets in a row" in warning and "two publishers on the topic" in warning and "/cam/image" in warning
+    for frame in range(20, 620):  # a minute more of it: said once more, with how often it happened
+        resets.frame("time went backwards" if frame % 2 else "gap of 100.0 s", 100.0 * (frame % 2) + frame * 0.1)
+        clock.now += 0.1
+    assert [level for level, _ in log.lines] == ["info", "info", "warning", "warning"]
+    assert "resets in a row" in log.lines[-1][1]
+    assert re.search(r"\(still happening: \d+ time\(s\) in the last 60 s", log.lines[-1][1]), log.lines[-1]
 
 
 def test_input_watchdog_reports_matched_publishers_that_never_deliver() -> None:

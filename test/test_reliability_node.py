@@ -93,14 +93,14 @@ class DepthNodeHarness:
     /diagnostics (siam_depth_ros.harness); every wait fails at once, with the node's log, if the node dies."""
 
     def __init__(self, context: Context, log_path: Path, parameters: dict[str, object], tag: str,
-                 input_qos: QoSProfile = RELIABLE, keep_images: bool = True) -> None:
+                 input_qos: QoSProfile = RELIABLE, keep_images: bool = True, image_transport: str = "raw") -> None:
         self.namespace = f"{unique_namespace()}_{tag}"
-        self.process = DepthNodeProcess(log_path, self.namespace, parameters)
+        self.process = DepthNodeProcess(log_path, self.namespace, {**parameters, "image_transport": image_transport})
         self.node = rclpy.create_node(f"reliability_client_{tag}", context=context)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self.client = DepthNodeClient(self.node, self.executor, self.namespace, outputs=["depth"], input_qos=input_qos,
-                                      keep_messages=keep_images)
+                                      keep_messages=keep_images, image_transport=image_transport)
 
     def start(self) -> DepthNodeHarness:
         self.process.wait_until_ready(self.node, timeout_s=90.0)
@@ -194,7 +194,9 @@ class BadInput:
     accepted: the node processes the frame (an odd but valid size, a reset, an ignored camera_info) and
     its depth must match the reference; otherwise the frame is skipped and counted as failed.
     logged_once: an earlier case may have printed the line (the same problem, in the same episode). fx_used: focal length the node must
-    use for an accepted frame (None: the case's own camera_info).
+    use for an accepted frame (None: the case's own camera_info). reset: the case resets the recurrent state and
+    `diagnostic` must match /diagnostics' last_reset_reason (resets on frame after frame, as these cases and the good
+    frames between them give, are logged as one rate-limited warning, not one line each).
     """
 
     name: str
@@ -203,6 +205,7 @@ class BadInput:
     accepted: bool = False
     logged_once: bool = False
     fx_used: float | None = None
+    reset: bool = False
 
 
 def _raw(encoding: str, width: int, height: int, step: int, data: bytes) -> Builder:
@@ -286,12 +289,12 @@ def bad_input_matrix() -> list[BadInput]:
         image = random_image((*shape, 3), seed=shape[1])
         cases.append(BadInput(f"image {name}", _with_info(image, camera_matrix_for(shape[1], shape[0])),
                               rf"image size changed from {good_width}x{good_height} to {shape[1]}x{shape[0]}",
-                              accepted=True))
+                              accepted=True, reset=True))
     half_period = FRAME_PERIOD_NS // 2  # keeps the old stamp distinct from every stamp used before
     cases.append(BadInput("out-of-order stamp",
                           _with_info(GOOD_IMAGE, GOOD_MATRIX,
                                      stamp_of=lambda stamp, last_good: last_good - 5 * FRAME_PERIOD_NS + half_period),
-                          r"time went backwards", accepted=True))
+                          r"time went backwards", accepted=True, reset=True))
     cases.append(BadInput("duplicate stamp",
                           _with_info(random_image((*GOOD_SHAPE, 3), seed=7), GOOD_MATRIX,
                                      stamp_of=lambda stamp, last_good: last_good),
@@ -337,8 +340,13 @@ def test_bad_input_gives_diagnostic_and_next_good_frame_is_processed_normally(
         image_msg, info_msg = case.build(last_good + FRAME_PERIOD_NS, last_good)
         ignored_infos += info_msg is not None and not _usable(info_msg)  # (also those of the bad images' sizes)
         harness.publish(image_msg, info_msg)
-        if case.accepted:
+        if case.accepted and case.reset:
+            harness.client.diagnostics_where(
+                lambda values: re.search(case.diagnostic, values["last_reset_reason"]) is not None,  # noqa: B023
+                timeout=20.0)
+        elif case.accepted:
             harness.wait_for_log(case.diagnostic, log_start)
+        if case.accepted:
             fx = case.fx_used if case.fx_used is not None else float(info_msg.k[0])
             expect_depth(stamp_ns_of(image_msg), image_to_numpy(image_msg), fx, case.name)
         else:  # each failure is counted with its exact reason (the log says it once per episode of a problem)
@@ -455,6 +463,185 @@ def test_an_oversized_frame_is_shrunk_said_once_and_counted(harness_factory: Cal
     _good_frames_until_logged(harness, stamp, r"", 0, with_info=True, max_frames=1)
     report = harness.client.diagnostics_where(lambda values: values["frames_processed"] == "2", timeout=20.0)
     assert report["frames_downscaled"] == "1", report
+
+
+# -- hostile and broken publishers (issue 27): bombs, corrupt JPEGs, decoder messages, two publishers on one topic ----
+
+#: A line the node's process wrote that is not a ROS log line (`[LEVEL] [stamp] [name]: ...`): what a decoder
+#: printing straight to stderr looks like.
+_NOT_A_LOG_LINE = re.compile(r"^(?!\[(DEBUG|INFO|WARN|ERROR|FATAL)\] \[\d+\.\d+\] \[)\S.*$", re.MULTILINE)
+
+
+def _peak_rss_mib(harness: DepthNodeHarness) -> float:
+    """The node process's peak resident memory since it started (Linux /proc VmHWM), MiB."""
+    for line in Path(f"/proc/{harness.process.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/<pid>/status")
+
+
+def _compressed(data: bytes, image_format: str, stamp_ns: int) -> object:
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage(format=f"rgb8; {image_format} compressed bgr8", data=data)
+    msg.header.stamp = stamp_from_ns(stamp_ns)
+    msg.header.frame_id = "camera_optical_frame"
+    return msg
+
+
+def _jpeg(image_rgb: np.ndarray) -> bytes:
+    import cv2
+
+    ok, encoded = cv2.imencode(".jpg", image_rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return encoded.tobytes()
+
+
+@pytest.mark.timeout(300)
+def test_decompression_bombs_are_refused_before_decoding_and_memory_stays_flat(
+        harness_factory: Callable[..., DepthNodeHarness], tiny_checkpoint: Path) -> None:
+    """Issue 27, item 1: a 3 kB JPEG and a 2.6 MB PNG that both declare 30000x30000 pixels (2.7 GB decoded),
+    with a camera_info of that size already cached: each is refused from its header (frames_failed, last_error,
+    one log line per kind), the next good frame gets depth, and the node's peak memory stays under 1.5 x what it
+    was before the bombs (decoding one took it from 545 MB to 5.8 GB)."""
+    from crafted_images import BOMB_SIDE, jpeg_bomb, png_bomb
+
+    harness = harness_factory({"checkpoint": tiny_checkpoint, "qos": "reliable", "max_gap_s": 3600.0}, "bombs",
+                              image_transport="compressed")
+    good = _jpeg(IMAGE_640)
+    stamp = FIRST_STAMP_NS
+
+    def send_good() -> None:
+        nonlocal stamp
+        stamp += FRAME_PERIOD_NS
+        harness.publish(_compressed(good, "jpeg", stamp), info_message(MATRIX_640, 640, 192, stamp))
+        depth = image_to_numpy(harness.wait_for_depth(stamp))
+        assert depth.shape == (192, 640) and np.isfinite(depth).mean() > 0.9
+
+    for _ in range(5):  # the node's normal working memory, lazy initialisation included
+        send_good()
+    normal_mib = _peak_rss_mib(harness)
+    log_start = harness.log_length()
+    bombs = {"jpeg": jpeg_bomb(), "png": png_bomb()}
+    failed = 0
+    for _ in range(3):
+        for image_format, data in bombs.items():
+            stamp += FRAME_PERIOD_NS
+            harness.publish(_compressed(data, image_format, stamp),
+                            info_message(camera_matrix_for(BOMB_SIDE, BOMB_SIDE), BOMB_SIDE, BOMB_SIDE, stamp))
+            failed += 1
+            harness.client.diagnostics_where(lambda values: int(values["frames_failed"]) == failed,  # noqa: B023
+                                             timeout=30.0)
+            send_good()
+    peak_mib = _peak_rss_mib(harness)
+    report = harness.fresh_diagnostics()
+    summary = f"peak RSS before the bombs {normal_mib:.0f} MiB, after {peak_mib:.0f} MiB; diagnostics {report}"
+    print(summary)
+    assert peak_mib < 1.5 * normal_mib, summary
+    assert report["frames_failed"] == "6" and report["frames_downscaled"] == "0", summary
+    assert re.search(r"PNG declares 30000x30000 = 900000000 pixels, more than 4 x max_image_pixels \(\d+\); refused "
+                     "before decoding", report["last_error"]), summary
+    log = harness.process.log()[log_start:]
+    for kind in ("JPEG", "PNG"):  # one line per kind of bomb (the one rule), none per frame
+        assert len(re.findall(rf"skipping compressed .* {kind} declares 30000x30000", log)) == 1, log
+    assert not _NOT_A_LOG_LINE.findall(log), log
+
+
+@pytest.mark.timeout(300)
+def test_corrupt_or_truncated_compressed_frames_fail_counted_and_logged_with_nothing_on_stderr(
+        harness_factory: Callable[..., DepthNodeHarness], tiny_checkpoint: Path, drive_0009: Path) -> None:
+    """Issue 27, items 2 and 3: a KITTI JPEG (quality 95) with a middle section replaced by random bytes decodes
+    only with libjpeg's "Corrupt JPEG data" warning, and a truncated PNG does not decode: each is a failed frame
+    (frames_failed, last_error, one rate-limited ERROR line for each kind), never published, and the decoders
+    print nothing on the node's stderr (OpenCV's printed one line per frame); good frames between them get depth."""
+    import cv2
+    from crafted_images import corrupt_jpeg
+    from ros_helpers import kitti_camera_info, kitti_frames
+
+    harness = harness_factory({"checkpoint": tiny_checkpoint, "qos": "reliable", "max_gap_s": 3600.0}, "corrupt",
+                              image_transport="compressed")
+    images, _ = kitti_frames(drive_0009, 1)
+    info = kitti_camera_info(drive_0009)
+    good = _jpeg(images[0])
+    ok, png = cv2.imencode(".png", images[0][..., ::-1])
+    bad = {"corrupt jpeg": ("jpeg", corrupt_jpeg(good)), "truncated png": ("png", png.tobytes()[:len(png) // 2])}
+    stamp = FIRST_STAMP_NS
+
+    def send(data: bytes, image_format: str) -> int:
+        nonlocal stamp
+        stamp += FRAME_PERIOD_NS
+        info.header.stamp = stamp_from_ns(stamp)
+        harness.publish(_compressed(data, image_format, stamp), info)
+        return stamp
+
+    depth = image_to_numpy(harness.wait_for_depth(send(good, "jpeg")))
+    assert depth.shape == (375, 1242)
+    log_start = harness.log_length()
+    failed = 0
+    for _ in range(10):
+        for name, (image_format, data) in bad.items():
+            bad_stamp = send(data, image_format)
+            failed += 1
+            report = harness.client.diagnostics_where(
+                lambda values: int(values["frames_failed"]) == failed, timeout=30.0)  # noqa: B023
+            assert harness.depth_arrival(bad_stamp) is None, name
+            assert np.isfinite(image_to_numpy(harness.wait_for_depth(send(good, "jpeg")))).mean() > 0.9
+    assert re.search(r"damaged PNG: truncated in its 'IDAT' chunk", report["last_error"]), report
+    log = harness.process.log()[log_start:]
+    corrupt_lines = re.findall(r"\[ERROR\] .*skipping compressed .*damaged JPEG \(1242x375\): Corrupt JPEG data: "
+                               r"\d+ extraneous bytes before marker 0xd9", log)
+    assert len(corrupt_lines) == 1, log
+    assert len(re.findall(r"\[ERROR\] .*skipping compressed .*damaged PNG", log)) == 1, log
+    assert not _NOT_A_LOG_LINE.findall(log), log  # no "Corrupt JPEG data" / "libpng error" lines of the decoders
+    assert int(harness.fresh_diagnostics()["frames_failed"]) == 20
+
+
+@pytest.mark.timeout(240)
+def test_two_publishers_on_one_topic_give_one_warning_not_a_line_per_reset(
+        harness_factory: Callable[..., DepthNodeHarness], tiny_checkpoint: Path) -> None:
+    """Issue 27, item 6: two publishers on the image topic, clocks 100 s apart, alternating for 20 frames: the state
+    is reset on every frame after the first (time going back, then a gap), every frame still gets depth, /diagnostics counts every
+    reset, and the log has one warning naming the likely cause (not one INFO line per frame)."""
+    harness = harness_factory({"checkpoint": tiny_checkpoint, "qos": "reliable"}, "two_publishers")
+    second = harness.node.create_publisher(Image, f"{harness.namespace}/image", RELIABLE)
+    harness.spin_until(lambda: second.get_subscription_count() > 0, 30.0, "the node subscribing the second publisher")
+    stamp = _good_frames_until_logged(harness, FIRST_STAMP_NS, r"", 0, with_info=True, max_frames=1)
+    before = harness.fresh_diagnostics()
+    log_start = harness.log_length()
+    for frame in range(20):
+        frame_stamp = stamp + (frame + 1) * FRAME_PERIOD_NS - (100 * 10**9 if frame % 2 else 0)
+        image, info = rgb_message(IMAGE_640, frame_stamp), info_message(MATRIX_640, 640, 192, frame_stamp)
+        harness.client.camera_info_pub.publish(info)
+        (second if frame % 2 else harness.client.image_pub).publish(image)
+        depth = image_to_numpy(harness.wait_for_depth(frame_stamp))
+        assert depth.shape == (192, 640) and np.isfinite(depth).mean() > 0.9
+    report = harness.client.diagnostics_where(
+        lambda values: int(values["resets"]) - int(before["resets"]) == 19, timeout=20.0)  # all but the first
+    log = harness.process.log()[log_start:]
+    warnings = re.findall(r"\[WARN\] .*reset on frame after frame \((\d+) resets in a row.*two publishers on the "
+                          r"topic", log)
+    assert len(warnings) == 1, log
+    assert log.count("recurrent state reset before frame") <= 2, log
+    assert report["frames_failed"] == "0", report
+
+
+@pytest.mark.timeout(240)
+def test_reset_service_answers_a_burst_of_200_concurrent_calls(harness_factory: Callable[..., DepthNodeHarness],
+                                                              tiny_checkpoint: Path) -> None:
+    """Issue 27, item 8: 200 calls sent at once from a client whose QoS keeps its requests (keep all) are all
+    answered (the node's ~/reset keeps every request and response; with ROS's default service QoS of depth 10 about
+    10 of 200 were)."""
+    from rclpy.qos import HistoryPolicy
+    from std_srvs.srv import Trigger
+
+    harness = harness_factory({"checkpoint": tiny_checkpoint, "qos": "reliable"}, "reset_burst")
+    keep_all = QoSProfile(depth=1, history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+    client = harness.node.create_client(Trigger, harness.process.reset_service, qos_profile=keep_all)
+    harness.spin_until(client.service_is_ready, 30.0, "the ~/reset service")
+    futures = [client.call_async(Trigger.Request()) for _ in range(200)]
+    harness.spin_until(lambda: all(future.done() for future in futures), 60.0,
+                       "answers to all 200 calls")  # fails naming how long it waited if some never come
+    assert all(future.result().success for future in futures)
 
 
 # -- overload -----------------------------------------------------------------------------------------
