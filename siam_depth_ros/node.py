@@ -31,6 +31,7 @@ Run: `ros2 run siam_depth_ros depth_node --ros-args --params-file config/depth.y
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import threading
 from typing import Any
@@ -41,7 +42,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.node import Node
 from rclpy.utilities import remove_ros_args
 
-from siam_depth_core.cli import OneLineParser
+from siam_depth_core.cli import USAGE_ERROR, OneLineParser
 from siam_depth_ros.dds_profile import apply_default_profile
 from siam_depth_ros.model_loader import describe_model
 from siam_depth_ros.outputs import OUTPUT_TYPES
@@ -161,11 +162,28 @@ def build_arg_parser() -> OneLineParser:
     return parser
 
 
+def ros_arguments_error(error: Exception) -> str:
+    """rcl's message about unusable `--ros-args` (a missing or malformed --params-file, a bad -p or -r) as one
+    `<what>, <what to do>` line: rcl's source locations dropped."""
+    text = re.sub(r",? at /\S+:\d+", "", " ".join(str(error).split()))
+    text = text.removeprefix("Failed to parse ROS arguments: ")
+    hint = ("check that the file exists and is ROS 2 parameter YAML (`siam_depth:` then `ros__parameters:` and one "
+            "`name: value` per line, as config/depth.yaml)" if "params file" in text else
+            "see `depth_node --help` and ROS 2's --ros-args syntax (-p name:=value, -r from:=to, --params-file FILE)")
+    return f"cannot use the ROS arguments: {text}, {hint}"
+
+
 def main(args: list[str] | None = None) -> int:
     """Console script `depth_node`: parse the options, set up Fast DDS, init, spin until Ctrl-C / shutdown,
-    clean up; 1 if the node cannot start, 2 (from argparse) on an unknown option."""
+    clean up; 1 if the node cannot start, 2 (one line, as argparse) on an unknown option or unusable ROS
+    arguments (a missing or malformed --params-file)."""
     argv = list(sys.argv if args is None else args)
-    options = build_arg_parser().parse_args(remove_ros_args(argv)[1:])
+    parser = build_arg_parser()
+    try:
+        own_arguments = remove_ros_args(argv)[1:]  # rcl parses the --ros-args here, --params-file included
+    except RuntimeError as error:  # rclpy's RCLInvalidROSArgsError
+        parser.exit(USAGE_ERROR, f"{parser.prog}: error: {ros_arguments_error(error)}\n")
+    options = parser.parse_args(own_arguments)
     profile = apply_default_profile()  # before rclpy.init: Fast DDS reads it when the participant is created
     rclpy.init(args=argv)
     logger = rclpy.logging.get_logger(NODE_NAME)

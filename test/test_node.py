@@ -407,6 +407,25 @@ def test_unknown_option_is_an_error_naming_it(tmp_path):
     assert "depth_node: error: unrecognized arguments: --lifecycel" in result.stderr
 
 
+@pytest.mark.parametrize("case", ["missing", "malformed"])
+def test_a_missing_or_malformed_params_file_is_one_line_and_exit_code_2(case, tmp_path):
+    """Issue 27, item 7: rcl refuses the file when the ROS arguments are parsed; one line, not a traceback."""
+    params = tmp_path / "depth.yaml"
+    if case == "malformed":
+        params.write_text("siam_depth:\n  ros__parameters:\n    max_depth: [1,\n")
+    result = subprocess.run([sys.executable, "-m", "siam_depth_ros.node", "--ros-args", "--params-file", str(params)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"depth_node: error: cannot use the ROS arguments: Couldn't parse params file: "
+                               f"'--params-file {params}'"), lines
+    assert lines[0].endswith("check that the file exists and is ROS 2 parameter YAML (`siam_depth:` then "
+                             "`ros__parameters:` and one `name: value` per line, as config/depth.yaml)"), lines
+    assert ("Error opening YAML file" if case == "missing" else "Error parsing") in lines[0]
+    assert "/src/" not in lines[0]  # rcl's source locations are left out
+
+
 def test_frame_stats_report_rates_drops_and_levels():
     from diagnostic_msgs.msg import DiagnosticStatus
 
