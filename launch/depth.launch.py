@@ -51,7 +51,9 @@ def _arguments() -> list[DeclareLaunchArgument]:
         DeclareLaunchArgument("params_file", default_value=_share_file("config", "depth.yaml"),
                               description="node parameters (YAML)"),
         DeclareLaunchArgument("backend", default_value="",
-                              description="override the backend: torch, onnxruntime, tensorrt or openvino"),
+                              description="override the backend: auto (the shipped model on the fastest CPU path "
+                                          "that keeps the accuracy rule here), torch, onnxruntime, tensorrt or "
+                                          "openvino"),
         DeclareLaunchArgument("engine", default_value="", description="override the TensorRT engine file"),
         DeclareLaunchArgument("onnx", default_value="",
                               description="override the ONNX model (onnxruntime or openvino backend, e.g. an int8 "

@@ -97,9 +97,15 @@ def build_estimator(settings: NodeSettings) -> DepthEstimator:
 
 
 def describe_model(estimator: DepthEstimator, settings: NodeSettings) -> str:
-    """One line: backend, device, threads, network size, width multiplier, baseline, confidence and model file."""
+    """One line: backend (the one `backend: auto` chose, and why), precision (openvino), device, threads, network
+    size, width multiplier, baseline, confidence and model file."""
     threads = (settings.num_threads or "library default") if settings.backend in CPU_THREAD_BACKENDS else "n/a (GPU)"
     confidence = "" if estimator.has_confidence else ", no confidence (single pass)"
-    return (f"{settings.backend} backend on {settings.device_name} (CPU threads: {threads}), network "
+    precision = getattr(estimator.backend, "precision", None)
+    details = f", {precision}" if precision is not None else ""
+    path = settings.auto_path()
+    if path is not None:
+        details += f", chosen by backend auto: the fastest CPU path that keeps the accuracy rule here ({path.why})"
+    return (f"{estimator.backend.name} backend on {settings.device_name} (CPU threads: {threads}){details}, network "
             f"{estimator.input_size} (width x{estimator.meta.net_width}), baseline {estimator.baseline_m:.4f} m"
             f"{confidence}, model {estimator.source}")

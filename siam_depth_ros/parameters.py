@@ -2,11 +2,15 @@
 
 Defaults here match `config/depth.yaml`. The model parameters (checkpoint, backend, onnx, engine, precision, single_pass)
 may be changed at run time (the node then reloads the model); every other parameter is read-only.
+`backend: auto` (the default) runs the shipped model on the fastest CPU path that keeps the accuracy rule on this
+machine (`siam_depth_core.runtime.fastest`: OpenVINO bf16 where the CPU has bf16 units); a checkpoint given
+explicitly runs as it is, on torch.
 `NodeSettings` turns them into what the core takes: a model source, runtime options and output settings.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -16,10 +20,12 @@ from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize
 from siam_depth_core.runtime.backends.source import (
     BACKEND_NAMES,
     PRECISIONS,
+    CheckpointSource,
     ModelSource,
     RuntimeOptions,
     source_for_backend,
 )
+from siam_depth_core.runtime.fastest import AUTO, CpuPath, fastest_cpu_path, fastest_cpu_source
 from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT, shipped_checkpoint
 from siam_depth_core.visualize import FAR_DEPTH_M, NEAR_DEPTH_M
 from siam_depth_ros.input_limit import DEFAULT_MAX_IMAGE_PIXELS
@@ -27,10 +33,12 @@ from siam_depth_ros.launch_support import IMAGE_TRANSPORTS
 from siam_depth_ros.outputs import OutputSettings
 
 QOS_CHOICES = ("sensor_data", "reliable")
+#: Values of the `backend` parameter: auto (the fastest CPU path for the shipped model) or a backend by name.
+BACKEND_CHOICES = (AUTO, *BACKEND_NAMES)
 #: The device each backend runs on when `device` is empty.
-DEFAULT_DEVICES = {"torch": "cpu", "onnxruntime": "cpu", "tensorrt": "cuda", "openvino": "cpu"}
+DEFAULT_DEVICES = {"torch": "cpu", "onnxruntime": "cpu", "tensorrt": "cuda", "openvino": "cpu", AUTO: "cpu"}
 #: Backends that run on the CPU's threads (num_threads applies to them; tensorrt runs on the GPU).
-CPU_THREAD_BACKENDS = ("torch", "onnxruntime", "openvino")
+CPU_THREAD_BACKENDS = ("torch", "onnxruntime", "openvino", AUTO)
 #: Parameters whose change at run time reloads the model.
 MODEL_PARAMETERS = ("checkpoint", "backend", "onnx", "engine", "precision", "single_pass")
 
@@ -40,7 +48,7 @@ class NodeSettings:
     """Every parameter of the node, typed; see `PARAMETER_DOCS` for their meaning."""
 
     checkpoint: str = ""
-    backend: str = "torch"
+    backend: str = AUTO
     onnx: str = ""
     engine: str = ""
     device: str = ""
@@ -78,12 +86,26 @@ class NodeSettings:
             return ImageSize(self.network_height, self.network_width)
         return None
 
+    def auto_path(self) -> CpuPath | None:
+        """With backend auto, no checkpoint given, the shipped model installed and the CPU as device: the fastest
+        CPU path that keeps the accuracy rule here (`runtime.fastest`); else None (auto then runs torch)."""
+        if self.backend != AUTO or self.checkpoint or self.device_name != "cpu" or shipped_checkpoint() is None:
+            return None
+        return fastest_cpu_path()
+
     def model_source(self) -> ModelSource:
         """The model the backend/checkpoint/onnx/engine parameters name (torch without a checkpoint: the
-        shipped one, else random weights, warned); ValueError when the backend's file parameter is empty."""
+        shipped one, else random weights, warned; auto: the shipped model on `auto_path()`, exported to ONNX on
+        first use and cached, or the checkpoint given on torch); ValueError when the backend's file parameter is
+        empty."""
         checkpoint = self.checkpoint or None
-        if checkpoint is None and self.backend == "torch":
+        if checkpoint is None and self.backend in ("torch", AUTO):
             checkpoint = shipped_checkpoint()
+        if self.backend == AUTO:
+            path = self.auto_path()
+            if path is not None and checkpoint is not None:
+                return fastest_cpu_source(checkpoint, path)
+            return source_for_backend("torch", checkpoint)
         return source_for_backend(self.backend, checkpoint, self.onnx or None, self.engine or None)
 
     @property
@@ -113,8 +135,11 @@ class NodeSettings:
     def check_model_files(self) -> None:
         """A cheap check before loading: CheckpointError/BackendError naming a model file that does not exist,
         ValueError when the backend's file parameter is empty."""
-        if self.backend == "torch" and not self.checkpoint and shipped_checkpoint() is None:
+        if self.backend in ("torch", AUTO) and not self.checkpoint and shipped_checkpoint() is None:
             return  # random weights: no file to find
+        if self.backend == AUTO:  # the checkpoint itself (the export is made when loading)
+            CheckpointSource(Path(self.checkpoint or shipped_checkpoint())).check_files()  # type: ignore[arg-type]
+            return
         self.model_source().check_files()
 
     def model_description(self) -> str:
@@ -126,7 +151,11 @@ class NodeSettings:
 PARAMETER_DOCS: dict[str, str] = {
     "checkpoint": "siam_depth checkpoint (.pt) for the torch backend; empty: the shipped models/"
                   f"{SHIPPED_CHECKPOINT} if installed, else random weights (meaningless depth, warned)",
-    "backend": f"inference backend: {', '.join(BACKEND_NAMES)}",
+    "backend": f"inference backend: {', '.join(BACKEND_CHOICES)}. auto (default): the shipped model (checkpoint "
+               "empty) on the fastest CPU path that keeps the accuracy rule on this machine: OpenVINO of its fp32 "
+               "export at bf16 where the CPU has bf16 units, else fp32; ONNX Runtime without openvino; torch without "
+               "either (export cached under $SIAM_DEPTH_CACHE/exports; models/README.md, \"OpenVINO\"); a checkpoint "
+               "given runs on torch",
     "onnx": "exported ONNX model, fp32 or int8 (onnxruntime and openvino backends; tensorrt builds its engine from "
             "it)",
     "engine": "TensorRT engine file (tensorrt backend; built from `onnx` when missing or stale)",
@@ -188,7 +217,7 @@ _INTEGER_RANGES = {"network_height": (0, 8192), "network_width": (0, 8192), "clo
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
-    choices = {"backend": BACKEND_NAMES, "qos": QOS_CHOICES, "image_transport": IMAGE_TRANSPORTS,
+    choices = {"backend": BACKEND_CHOICES, "qos": QOS_CHOICES, "image_transport": IMAGE_TRANSPORTS,
                "precision": PRECISIONS}.get(name)
     descriptor = ParameterDescriptor(name=name, description=PARAMETER_DOCS[name],
                                      read_only=name not in MODEL_PARAMETERS)
@@ -222,8 +251,8 @@ def settings_with(settings: NodeSettings, values: dict[str, Any]) -> NodeSetting
     merged = {field.name: getattr(settings, field.name) for field in fields(NodeSettings)}
     merged.update(values)
     updated = NodeSettings(**merged)
-    if updated.backend not in BACKEND_NAMES:
-        raise ValueError(f"backend must be one of {', '.join(BACKEND_NAMES)}, got {updated.backend!r}")
+    if updated.backend not in BACKEND_CHOICES:
+        raise ValueError(f"backend must be one of {', '.join(BACKEND_CHOICES)}, got {updated.backend!r}")
     if updated.qos not in QOS_CHOICES:
         raise ValueError(f"qos must be one of {', '.join(QOS_CHOICES)}, got {updated.qos!r}")
     if updated.image_transport not in IMAGE_TRANSPORTS:

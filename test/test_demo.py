@@ -86,9 +86,16 @@ def test_demo_reports_metrics_against_lidar_beside_a_constant_baseline_and_timin
     assert summary["frame_gain"] == pytest.approx(summary["own_mean"]["abs_rel"] - summary["model"]["abs_rel"])
     assert 0 < summary["street_prior"]["abs_rel"] and (summary["frame_corr"] is None) == (summary["frames"] < 3)
     assert str(out_dir / "metrics.json") in printed
-    # the fastest configuration that keeps the accuracy, and the run says which it was
-    assert metrics["model"]["ran"] == "int8 ONNX (ONNX Runtime)" and metrics["model"]["onnx"].endswith(".int8.onnx")
-    assert "the node ran int8 ONNX (ONNX Runtime) with 1 thread(s)" in printed
+    # the fastest CPU path that keeps the accuracy rule on this machine (issue 29), and the run says which it was
+    model = metrics["model"]
+    assert model["choice"] == "auto" and "chosen by --model auto: the fastest CPU path that keeps the accuracy rule " \
+        "here" in model["ran"]
+    assert f"the node ran {model['ran']} with 1 thread(s)" in printed
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is not None:  # the fp32 export on OpenVINO, never the int8 one
+        assert model["backend"] == "openvino" and model["ran"].startswith("fp32 ONNX (OpenVINO, ")
+        assert model["onnx"].endswith(".onnx") and not model["onnx"].endswith(".int8.onnx")
 
 
 def test_without_kitti_data_the_demo_runs_on_a_synthetic_drive_and_says_so(tmp_path):

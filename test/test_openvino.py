@@ -282,3 +282,49 @@ def test_model_latency_times_openvino_beside_onnx_runtime(openvino, tmp_path: Pa
     assert "openvino_fp32 (fp32) vs onnxruntime fp32 siamese, 1 thr" in names
     assert "openvino_fp32 siamese vs reference (2 img), 1 thr" in names
     assert content["machine"]["openvino_capabilities"]
+
+
+def test_backend_auto_runs_the_shipped_model_on_the_fastest_cpu_path(openvino, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("rclpy", reason="rclpy not installed (ROS extra)")
+    from siam_depth_core.runtime import fastest
+    from siam_depth_core.runtime.backends import openvino_backend
+    from siam_depth_ros.parameters import NodeSettings, settings_with
+
+    if not SHIPPED.is_file():
+        pytest.skip(f"shipped model not found: {SHIPPED}")
+    monkeypatch.setenv("SIAM_DEPTH_CACHE", str(tmp_path))
+    assert NodeSettings().backend == "auto"
+    has_bf16 = "BF16" in openvino_backend.cpu_capabilities(openvino.Core())
+    path = NodeSettings().auto_path()
+    assert path is not None and (path.backend, path.precision) == ("openvino", "bf16" if has_bf16 else "fp32")
+    source = NodeSettings().model_source()  # exports the shipped model once, into the cache
+    assert isinstance(source, OpenVinoSource) and source.path.parent.parent == tmp_path / "exports"
+    assert not source.path.name.endswith(".int8.onnx")  # the int8 exports miss the accuracy rule
+    modified = source.path.stat().st_mtime_ns
+    assert NodeSettings().model_source() == source and source.path.stat().st_mtime_ns == modified  # cached
+    # a checkpoint given, or a GPU, runs torch as before; no bf16 units: fp32
+    assert settings_with(NodeSettings(), {"checkpoint": str(SHIPPED)}).model_source() == CheckpointSource(SHIPPED)
+    assert settings_with(NodeSettings(), {"device": "cuda"}).auto_path() is None
+    monkeypatch.setattr(openvino_backend, "cpu_capabilities", _capabilities_without_bf16)
+    assert fastest.fastest_cpu_path().precision == "fp32"
+    assert "no bf16 units" in fastest.fastest_cpu_path().why
+
+
+def test_node_started_with_its_defaults_says_which_path_it_runs(openvino, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("rclpy", reason="rclpy not installed (ROS extra)")
+    from ros_helpers import ros_test_node, unique_namespace
+
+    from siam_depth_ros.harness import DepthNodeProcess
+
+    if not SHIPPED.is_file():
+        pytest.skip(f"shipped model not found: {SHIPPED}")
+    monkeypatch.setenv("SIAM_DEPTH_CACHE", str(tmp_path))  # the node process inherits it
+    with ros_test_node("openvino_auto_test") as (node, _), \
+            DepthNodeProcess(tmp_path / "node.log", unique_namespace(), {}) as process:
+        process.wait_until_ready(node, timeout_s=240)
+        log = process.log()
+    assert "ready: openvino backend on cpu (CPU threads: 1), " in log, log
+    assert "chosen by backend auto: the fastest CPU path that keeps the accuracy rule here" in log
+    assert len(list((tmp_path / "openvino").glob("*.blob"))) == 1
