@@ -104,7 +104,7 @@ class NodeSettings:
         if self.backend == AUTO:
             path = self.auto_path()
             if path is not None and checkpoint is not None:
-                return fastest_cpu_source(checkpoint, path)
+                return fastest_cpu_source(checkpoint, path, self.network_size, self.single_pass)
             return source_for_backend("torch", checkpoint)
         return source_for_backend(self.backend, checkpoint, self.onnx or None, self.engine or None)
 

@@ -303,6 +303,13 @@ def test_backend_auto_runs_the_shipped_model_on_the_fastest_cpu_path(openvino, t
     assert not source.path.name.endswith(".int8.onnx")  # the int8 exports miss the accuracy rule
     modified = source.path.stat().st_mtime_ns
     assert NodeSettings().model_source() == source and source.path.stat().st_mtime_ns == modified  # cached
+    # a network size and the single pass are exported for (the colcon test runs the installed config at 192x64)
+    from siam_depth_ros.model_loader import build_estimator
+
+    sized = settings_with(NodeSettings(), {"network_height": 64, "network_width": 192, "single_pass": True})
+    estimator = build_estimator(sized)
+    assert estimator.input_size == (64, 192) and not estimator.has_confidence
+    assert sized.model_source().path.name == "siam_depth_small.single.192x64.onnx"  # type: ignore[union-attr]
     # a checkpoint given, or a GPU, runs torch as before; no bf16 units: fp32
     assert settings_with(NodeSettings(), {"checkpoint": str(SHIPPED)}).model_source() == CheckpointSource(SHIPPED)
     assert settings_with(NodeSettings(), {"device": "cuda"}).auto_path() is None

@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from siam_depth_core.geometry import ImageSize
 from siam_depth_core.runtime.backends.source import (
     CheckpointSource,
     ModelSource,
@@ -73,11 +74,12 @@ def fastest_cpu_path() -> CpuPath:
 
 
 def cached_export(checkpoint: str | Path, int8: bool = False, calibration_folder: Path | None = None,
-                  clip_len: int | None = None) -> Path:
-    """The fp32 (or int8, quantised as `siam-depth-export --int8` does) ONNX export of `checkpoint` at its own size,
-    made on first use under `<cache_dir()>/exports/<checkpoint sha256[:16]>/` and reused after (the file is moved
-    into place with its sidecar only when complete, so a concurrent or interrupted export leaves no half file).
-    calibration_folder / clip_len: int8 calibration frames (None: the export's default, drive 0009)."""
+                  clip_len: int | None = None, size: ImageSize | None = None, single_pass: bool = False) -> Path:
+    """The fp32 (or int8, quantised as `siam-depth-export --int8` does) ONNX export of `checkpoint` at network `size`
+    (None: its own) and with `single_pass` (only the direct branch), made on first use under
+    `<cache_dir()>/exports/<checkpoint sha256[:16]>/` and reused after (the file is moved into place with its sidecar
+    only when complete, so a concurrent or interrupted export leaves no half file). calibration_folder / clip_len:
+    int8 calibration frames (None: the export's default, drive 0009)."""
     from siam_depth_core.data import paths
     from siam_depth_core.runtime.backends.sidecar import file_sha256, sidecar_path
     from siam_depth_core.runtime.export import CALIBRATION_CLIP_LEN, calibration_clips, export_checkpoint
@@ -85,7 +87,8 @@ def cached_export(checkpoint: str | Path, int8: bool = False, calibration_folder
 
     checkpoint = Path(checkpoint)
     folder = paths.cache_dir() / "exports" / file_sha256(checkpoint)[:16]
-    fp32_path = folder / f"{checkpoint.stem}.onnx"
+    variant = (".single" if single_pass else "") + (f".{size.width}x{size.height}" if size is not None else "")
+    fp32_path = folder / f"{checkpoint.stem}{variant}.onnx"
     wanted = int8_path(fp32_path) if int8 else fp32_path
     if wanted.is_file() and sidecar_path(wanted).is_file():
         return wanted
@@ -96,7 +99,7 @@ def cached_export(checkpoint: str | Path, int8: bool = False, calibration_folder
         if fp32_path.is_file() and sidecar_path(fp32_path).is_file():
             source_fp32 = fp32_path
         else:
-            export_checkpoint(checkpoint, scratch_fp32)
+            export_checkpoint(checkpoint, scratch_fp32, size=size, single_pass=single_pass)
             source_fp32 = scratch_fp32
         made = source_fp32
         if int8:
@@ -111,11 +114,13 @@ def cached_export(checkpoint: str | Path, int8: bool = False, calibration_folder
     return wanted
 
 
-def fastest_cpu_source(checkpoint: str | Path, path: CpuPath | None = None) -> ModelSource:
+def fastest_cpu_source(checkpoint: str | Path, path: CpuPath | None = None, size: ImageSize | None = None,
+                       single_pass: bool = False) -> ModelSource:
     """The model source that runs `checkpoint` on `path` (default: `fastest_cpu_path()`), exporting it first
-    (cached) for the ONNX paths. The runtime options' precision stays "auto" (OpenVINO resolves it as above)."""
+    (cached, at network `size` (None: its own) and with `single_pass`) for the ONNX paths. The runtime options'
+    precision stays "auto" (OpenVINO resolves it as above)."""
     path = path if path is not None else fastest_cpu_path()
     if path.backend == "torch":
         return CheckpointSource(Path(checkpoint))
-    onnx_path = cached_export(checkpoint)
+    onnx_path = cached_export(checkpoint, size=size, single_pass=single_pass)
     return OpenVinoSource(onnx_path) if path.backend == "openvino" else OnnxSource(onnx_path)
