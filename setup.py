@@ -17,6 +17,8 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*")),
         ("share/" + package_name + "/models", glob("models/*.pt") + glob("models/*.md")),
+        # the shipped training configs, so that a user's config can name one as its `base` (training/config.py)
+        ("share/" + package_name + "/training/configs", glob("training/configs/*.yaml")),
     ],
     python_requires=">=3.10",
     install_requires=[

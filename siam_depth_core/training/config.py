@@ -1,13 +1,16 @@
 """Training configuration: one typed dataclass, loaded from YAML, with `--set key=value` overrides.
 
 Every field is documented once, in its `help` metadata; `siam-depth-train --help` prints them all.
-A YAML file may name another as `base:` (path relative to itself); its keys override the base's.
+A YAML file may name another as `base:` (a path relative to itself, else a shipped config of `training/configs/`
+by name, e.g. `base: small.yaml`); its keys override the base's. With `init_from`, the network is trained at the
+checkpoint's size unless the file itself (not its base) or `--set` gives `size`.
 Nested loss weights are addressed with a dot: `--set loss_weights.smoothness=0.2`.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,7 @@ import yaml
 
 from siam_depth_core.data.sources import SourceSpec
 from siam_depth_core.network.model import DEFAULT_MAX_DISP
+from siam_depth_core.shipped_files import shipped_file
 from siam_depth_core.training.coerce import coerce_value
 from siam_depth_core.training.losses import LossWeights
 
@@ -24,6 +28,9 @@ DATASETS = ("kitti", "synthetic")
 AMP_MODES = ("off", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 LR_SCHEDULES = ("step", "cosine")
+LOGGER = logging.getLogger("siam_depth.train")
+#: Where the shipped configs are, in the source tree or an installation's share folder (`shipped_file`).
+SHIPPED_CONFIGS = "training/configs"
 #: Fields that hold a mapping; `--set <field>.<key>=value` and a YAML file's `base:` merge them key by key.
 NESTED_FIELDS = ("loss_weights", "temporal", "validation")
 
@@ -134,6 +141,9 @@ class TrainConfig:
     lr_schedule: str = _field("step", "'step' (x lr_decay_factor at lr_decay_start, then every lr_decay_every "
                                       "epochs) or 'cosine' (from lr down to lr_final at the end of the last epoch)")
     lr_final: float = _field(1.0e-6, "learning rate reached at the end of the run by the cosine schedule")
+    mono_fraction: float = _field(0.5, "share of each batch's clips taken from monocular video sources "
+                                       "(`video_folder`; trained through the temporal term only, so they need "
+                                       "temporal.enabled); ignored without such a source")
     ema_decay: float = _field(0.0, "exponential moving average of the weights, updated every step with this decay "
                                    "(e.g. 0.995); the averaged weights are validated and saved (best.pt, "
                                    "epoch_NNN.pt); 0 = off")
@@ -212,6 +222,11 @@ class TrainConfig:
         if not 1.0 <= self.augment_scale[0] <= self.augment_scale[1]:
             raise ValueError(f"augment_scale must be a zoom range (low, high) with 1 <= low <= high, got "
                              f"{self.augment_scale}")
+        if not 0.0 < self.mono_fraction < 1.0:
+            raise ValueError(f"mono_fraction must be in (0, 1), got {self.mono_fraction}")
+        if any(s.kind == "video_folder" for s in self.sources) and not self.temporal.enabled:
+            raise ValueError("a video_folder source (monocular video) trains only through the temporal term: "
+                             "set temporal.enabled: true")
         if (self.temporal.enabled or self.validation.sequences or self.validation.lidar_drives) \
                 and self.dataset != "kitti":
             raise ValueError("temporal and validation need stereo sequences on disk (dataset: kitti)")
@@ -274,7 +289,7 @@ def read_yaml_config(path: str | Path) -> dict[str, Any]:
     base = data.pop("base", None)
     if base is None:
         return data
-    merged = read_yaml_config(path.parent / base)
+    merged = read_yaml_config(base_config_path(path, str(base)))
     for key, value in data.items():
         if key in NESTED_FIELDS and isinstance(value, dict):
             merged[key] = {**merged.get(key, {}), **value}
@@ -310,9 +325,41 @@ def build_config(values: dict[str, Any], overrides: list[str] | tuple[str, ...] 
     return TrainConfig(**{k: coerce_value(k, v, hints[k]) for k, v in values.items()})
 
 
+def base_config_path(path: Path, base: str) -> Path:
+    """The file that config `path` names as its `base`: next to it when there, else the shipped config of that name."""
+    beside = path.parent / base
+    if beside.is_file() or Path(base).is_absolute():
+        return beside
+    shipped = shipped_file(SHIPPED_CONFIGS, base)
+    if shipped is None:
+        raise FileNotFoundError(f"config file not found: base {base} of {path} is neither in {path.parent} nor "
+                                f"among the shipped {SHIPPED_CONFIGS}")
+    return shipped
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """TrainConfig from a YAML file (or the defaults when path is None) and `key=value` overrides."""
-    return build_config(read_yaml_config(path) if path else {}, overrides)
+    """TrainConfig from a YAML file (or the defaults when path is None) and `key=value` overrides. With
+    `init_from`, `size` is the checkpoint's unless the file itself (not a base) or an override sets it."""
+    config = build_config(read_yaml_config(path) if path else {}, overrides)
+    own = (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
+    if "size" in own or any(parse_override(text)[0] == "size" for text in overrides):
+        return config
+    return _size_of_init_from(config)
+
+
+def _size_of_init_from(config: TrainConfig) -> TrainConfig:
+    """`config` at the size of its `init_from` checkpoint, said in one log line when that changes it."""
+    if not config.init_from or not Path(config.init_from).is_file():
+        return config  # nothing to fine-tune from (the trainer says so when it needs it)
+    from siam_depth_core.network.checkpoint import read_checkpoint
+
+    meta = read_checkpoint(config.init_from)["meta"]
+    size = (int(meta["height"]), int(meta["width"]))
+    if size == tuple(config.size):
+        return config
+    LOGGER.info("init_from %s: training at its size %s, not %s (set `size` in your config or --set size=... to "
+                "choose another)", config.init_from, size, tuple(config.size))
+    return dataclasses.replace(config, size=size)
 
 
 def save_config(config: TrainConfig, path: str | Path) -> Path:
