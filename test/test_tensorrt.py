@@ -16,9 +16,13 @@ import torch
 
 from siam_depth_core.network.checkpoint import ModelMeta, save_checkpoint
 from siam_depth_core.runtime.backends import BackendError
-from siam_depth_core.runtime.backends.sidecar import sidecar_path
+from siam_depth_core.runtime.backends.sidecar import ModelSidecar, sidecar_path
 from siam_depth_core.runtime.backends.source import CheckpointSource, EngineSource, RuntimeOptions
-from siam_depth_core.runtime.backends.tensorrt_backend import build_serialized_engine, convlstm_cell_layers
+from siam_depth_core.runtime.backends.tensorrt_backend import (
+    batch_profile,
+    build_serialized_engine,
+    convlstm_cell_layers,
+)
 from siam_depth_core.runtime.export import export_checkpoint
 from siam_depth_core.runtime.inference import DepthEstimator, preprocess
 
@@ -64,6 +68,30 @@ def test_rtx_parses_exported_onnx_and_builds_engine(tensorrt_rtx, exported: tupl
     state_count = len(json.loads(sidecar_path(onnx_path).read_text())["state"])
     assert network.num_inputs == 1 + state_count and network.num_outputs == 2 + state_count
     assert [network.get_output(i).name for i in range(3)] == ["disparity", "confidence", "state_out.convlstm_skip1.h"]
+
+
+def test_rtx_builds_dynamic_batch_onnx_with_a_profile(tensorrt_rtx, exported: tuple[Path, Path],
+                                                     tmp_path: Path) -> None:
+    """A --dynamic-batch export (issue 28) parses with a dynamic batch axis on the image and every state tensor,
+    does not build without an optimisation profile, and builds with ours: 1..N streams (min 1, opt N, max N)."""
+    onnx_path = tmp_path / "dynamic.onnx"
+    export_checkpoint(exported[0], onnx_path, batch=4, dynamic_batch=True)
+    sidecar = ModelSidecar.read(sidecar_path(onnx_path))
+    profile = batch_profile(sidecar, 4)
+    assert profile["image"] == ([1, 3, 64, 128], [4, 3, 64, 128], [4, 3, 64, 128])
+    assert set(profile) == {"image", *[item.input_name for item in sidecar.state]}
+    assert all((low[0], opt[0], high[0]) == (2, 8, 8) for name, (low, opt, high) in profile.items() if name != "image")
+    logger = tensorrt_rtx.Logger(tensorrt_rtx.Logger.INTERNAL_ERROR)
+    builder = tensorrt_rtx.Builder(logger)
+    network = builder.create_network(0)
+    assert tensorrt_rtx.OnnxParser(network, logger).parse(onnx_path.read_bytes())
+    assert all(network.get_input(i).shape[0] == -1 for i in range(network.num_inputs))
+    assert all(network.get_output(i).shape[0] == -1 for i in range(network.num_outputs))
+    assert builder.build_serialized_network(network, builder.create_builder_config()) is None  # needs a profile
+    assert len(build_serialized_engine(tensorrt_rtx, onnx_path)) > 100_000  # profile 1..4, from the sidecar
+    assert len(build_serialized_engine(tensorrt_rtx, onnx_path, max_batch=2)) > 100_000
+    with pytest.raises(BackendError, match="max_batch must be a positive number"):
+        build_serialized_engine(tensorrt_rtx, onnx_path, max_batch=0)
 
 
 def test_rtx_reports_corrupt_onnx(tensorrt_rtx, exported: tuple[Path, Path], tmp_path: Path) -> None:

@@ -10,8 +10,14 @@ the 2N batch, the refinement and the confidence live inside the graph. A JSON si
 records size, state layout, the confidence output's name (or none), ModelMeta (with the rig baseline),
 the checkpoint's sha256 and the ONNX file's sha256 (checked by the backends at load).
 
+Several streams (cameras) per call (issue 28): `--batch N` exports the step for N streams at once, image
+(N,3,H,W), outputs (N,1,H,W) and every state tensor with the rows of N streams (2N for the Siamese pass,
+pass-major: `backends.streams`); `--dynamic-batch` makes that axis dynamic (`batch` for the image and
+outputs, `state_batch` for the state), so one file runs any number of streams, and N is the largest a
+TensorRT engine of it is optimised for (profile 1..N). The sidecar records the batch.
+
     siam-depth-export --checkpoint model.pt --height 256 --width 512 --onnx model.onnx \\
-        [--engine model.engine --fp16] [--int8] [--openvino --precision auto]
+        [--batch N] [--dynamic-batch] [--engine model.engine --fp16] [--int8] [--openvino --precision auto]
 
 `--openvino` also compiles every ONNX file written (fp32 and int8) with OpenVINO into its compiled-model
 cache (`$SIAM_DEPTH_CACHE/openvino`, keyed by the file's sha256 and the precision), so that the node's
@@ -35,9 +41,11 @@ from siam_depth_core.network.checkpoint import ModelMeta, load_model
 from siam_depth_core.network.model import SiamDepthNet, check_input_size, run_siamese
 from siam_depth_core.network.refine import disparity_confidence
 from siam_depth_core.runtime.backends.sidecar import (
+    BATCH_AXIS,
     CONFIDENCE_OUTPUT,
     DISPARITY_OUTPUT,
     IMAGE_INPUT,
+    STATE_BATCH_AXIS,
     ModelSidecar,
     StateTensor,
     file_sha256,
@@ -46,6 +54,7 @@ from siam_depth_core.runtime.backends.sidecar import (
     state_output_name,
 )
 from siam_depth_core.runtime.backends.source import PRECISIONS, OpenVinoSource, RuntimeOptions
+from siam_depth_core.runtime.backends.streams import BatchRange
 from siam_depth_core.runtime.model_arguments import default_checkpoint
 from siam_depth_core.shipped_files import SHIPPED_CHECKPOINT
 
@@ -120,9 +129,12 @@ def state_layout(net: SiamDepthNet, siamese: bool, height: int, width: int) -> l
 
 
 def export_onnx(net: SiamDepthNet, meta: ModelMeta, size: tuple[int, int], onnx_path: str | Path,
-                checkpoint_sha256: str | None = None, opset: int = DEFAULT_OPSET, single_pass: bool = False
-                ) -> ModelSidecar:
+                checkpoint_sha256: str | None = None, opset: int = DEFAULT_OPSET, single_pass: bool = False,
+                batch: int = 1, dynamic_batch: bool = False) -> ModelSidecar:
     """Write `net` as a one-step ONNX model of network size (H, W) plus its sidecar; returns the sidecar.
+
+    batch: streams per call (image (batch,3,H,W)); dynamic_batch: the batch axis of the image, the outputs and
+    the state is dynamic (any number of streams; `batch` is recorded as the largest to optimise for).
 
     single_pass: only the direct branch of a Siamese model (no flipped image, no refinement, no confidence,
     state of batch 1): half the compute. ELU is written as elementwise ops (`DecomposedElu`, faster in ONNX
@@ -131,38 +143,49 @@ def export_onnx(net: SiamDepthNet, meta: ModelMeta, size: tuple[int, int], onnx_
     """
     if opset < DEFAULT_OPSET:
         raise ValueError(f"opset must be >= {DEFAULT_OPSET}, got {opset}")
+    if batch < 1:
+        raise ValueError(f"batch must be a positive number of streams, got {batch}")
     height, width = size
     check_input_size(height, width)
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     step = SiameseStep(with_decomposed_elu(net.cpu().eval()), siamese=meta.siamese and not single_pass)
     layout = state_layout(net, step.siamese, height, width)
-    example = (torch.rand(1, 3, height, width), *[torch.zeros(item.shape) for item in layout])
+    # A dynamic batch is traced at 2 streams, so that no size-1 axis is folded into the graph as a constant.
+    traced = max(batch, 2) if dynamic_batch else batch
+    example = (torch.rand(traced, 3, height, width),
+               *[torch.zeros(item.shape[0] * traced, *item.shape[1:]) for item in layout])
+    output_names = [*step.output_names, *[s.output_name for s in layout]]
+    dynamic_axes = None
+    if dynamic_batch:
+        dynamic_axes = {name: {0: BATCH_AXIS} for name in (IMAGE_INPUT, *step.output_names)}
+        dynamic_axes.update({name: {0: STATE_BATCH_AXIS} for s in layout for name in (s.input_name, s.output_name)})
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", category=DeprecationWarning)  # the TorchScript-based exporter
         warnings.simplefilter("ignore", category=torch.jit.TracerWarning)  # size checks: the size is fixed
         torch.onnx.export(step, example, str(onnx_path), input_names=[IMAGE_INPUT, *[s.input_name for s in layout]],
-                          output_names=[*step.output_names, *[s.output_name for s in layout]],
+                          output_names=output_names, dynamic_axes=dynamic_axes,
                           opset_version=opset, do_constant_folding=True, dynamo=False)
     onnx.checker.check_model(str(onnx_path), full_check=True)
     sidecar = ModelSidecar(height=height, width=width, meta=asdict(meta),
                            state=layout, checkpoint_sha256=checkpoint_sha256, opset=opset,
                            onnx_sha256=file_sha256(onnx_path),
                            confidence_output=CONFIDENCE_OUTPUT if step.siamese else None,
-                           single_pass=meta.siamese and single_pass)
+                           single_pass=meta.siamese and single_pass, batch=batch, dynamic_batch=dynamic_batch)
     sidecar.write(sidecar_path(onnx_path))
-    LOGGER.info("exported %s (%dx%d, %d state tensors) and %s", onnx_path, width, height, len(layout),
-                sidecar_path(onnx_path))
+    LOGGER.info("exported %s (%dx%d, batch %s, %d state tensors) and %s", onnx_path, width, height,
+                sidecar.batch_range(), len(layout), sidecar_path(onnx_path))
     return sidecar
 
 
 def export_checkpoint(checkpoint: str | Path, onnx_path: str | Path, size: tuple[int, int] | None = None,
-                      opset: int = DEFAULT_OPSET, single_pass: bool = False) -> ModelSidecar:
+                      opset: int = DEFAULT_OPSET, single_pass: bool = False, batch: int = 1,
+                      dynamic_batch: bool = False) -> ModelSidecar:
     """Load a checkpoint and export it (size (H, W) defaults to the checkpoint's training size)."""
     net, meta = load_model(checkpoint)
     size = size if size is not None else meta.input_size
     return export_onnx(net, meta, size, onnx_path, checkpoint_sha256=file_sha256(checkpoint), opset=opset,
-                       single_pass=single_pass)
+                       single_pass=single_pass, batch=batch, dynamic_batch=dynamic_batch)
 
 
 def calibration_clips(folder: Path | None, clip_len: int = CALIBRATION_CLIP_LEN, clips: int = CALIBRATION_CLIPS
@@ -201,6 +224,11 @@ def build_arg_parser() -> OneLineParser:
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
     parser.add_argument("--single-pass", action="store_true", help="only the direct branch of the Siamese model "
                         "(no flipped image, no refinement, no confidence): half the compute")
+    parser.add_argument("--batch", type=positive_int, default=1, help="streams (cameras) per call: image "
+                        "(N,3,H,W) and the state of N streams (default 1); with --dynamic-batch the largest a "
+                        "TensorRT engine is optimised for (profile 1..N)")
+    parser.add_argument("--dynamic-batch", action="store_true", help="a dynamic batch axis: the ONNX file runs "
+                        "any number of streams per call")
     parser.add_argument("--int8", action="store_true", help="also write a statically quantised int8 copy, "
                         "<onnx stem>.int8.onnx, for ONNX Runtime on CPUs (calibrated on real frames streamed with "
                         "the ConvLSTM state)")
@@ -230,9 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.onnx is None:
             args.onnx = Path(f"{checkpoint.stem}{'.single' if args.single_pass else ''}.onnx")
         sidecar = export_checkpoint(checkpoint, args.onnx, size=size, opset=args.opset,
-                                    single_pass=args.single_pass)
+                                    single_pass=args.single_pass, batch=args.batch, dynamic_batch=args.dynamic_batch)
+        batch = "" if sidecar.batch_range() == BatchRange() else f", batch {sidecar.batch_range()}"
         print(f"wrote {args.onnx} ({sidecar.width}x{sidecar.height}, opset {sidecar.opset}"
-              f"{', single pass' if sidecar.single_pass else ''}) and {sidecar_path(args.onnx)}")
+              f"{', single pass' if sidecar.single_pass else ''}{batch}) and {sidecar_path(args.onnx)}")
         if args.int8:
             from siam_depth_core.runtime.quantize import int8_path, quantize_onnx
 

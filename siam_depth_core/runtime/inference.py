@@ -9,12 +9,18 @@ back to the camera resolution and converts the disparity to metres. The state
 is reset when time goes backwards (a bag loop), when the gap between frames exceeds `max_gap_s`, when the
 image size changes, or on `reset()`. `predict_sequence(images)` scores frames one by one from a fresh
 state (evaluation).
+
+Several streams (cameras) on one model (issue 28): `step_streams(frames)` takes one `StreamFrame` per
+camera, keeps a ConvLSTM state, a last stamp and size and resets per named stream, and runs the frames in
+as few backend calls as the backend's `batch_range` allows (one for torch and a `--dynamic-batch` ONNX
+export); each stream's outputs equal those of a single-stream estimator fed the same frames, up to the
+backend's float rounding between batch sizes (none measured on CPU torch and ONNX Runtime).
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +29,10 @@ import numpy as np
 
 from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize, disparity_to_depth
 from siam_depth_core.network.checkpoint import ModelMeta
-from siam_depth_core.runtime.backends import Backend, open_backend
+from siam_depth_core.runtime.backends import Backend, StepOutput, open_backend
 from siam_depth_core.runtime.backends.source import ModelSource, RuntimeOptions
 
-__all__ = ["DepthEstimator", "DepthResult", "SUPPORTED_ENCODINGS", "preprocess"]
+__all__ = ["DepthEstimator", "DepthResult", "StreamFrame", "SUPPORTED_ENCODINGS", "preprocess"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -57,6 +63,41 @@ class DepthResult:
     reset_reason: str | None
     timings: dict[str, float] = field(default_factory=dict)
     confidence: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class StreamFrame:
+    """One frame of a named stream (a camera) for `DepthEstimator.step_streams`; image, stamp, encoding and
+    fx_px as `DepthEstimator.step` takes them."""
+
+    stream: str
+    image: np.ndarray
+    stamp: float
+    encoding: str = "rgb8"
+    fx_px: float | None = None
+
+
+@dataclass
+class _StreamState:
+    """What `step_streams` keeps per stream: the backend's per-stream state (None = zeros), the last stamp and
+    camera image size, and the reason of a reset its next frame reports."""
+
+    state: Any | None = None
+    last_stamp: float | None = None
+    last_shape: tuple[int, int] | None = None
+    pending_reset_reason: str | None = None
+
+
+def discontinuity(last_stamp: float, last_shape: tuple[int, int], stamp: float, shape: tuple[int, int],
+                  max_gap_s: float) -> str | None:
+    """Why a stream's state must be reset before a frame of `stamp` and camera `shape` (H, W), or None."""
+    if stamp < last_stamp:
+        return f"time went backwards ({last_stamp:.6f} s -> {stamp:.6f} s)"
+    if stamp - last_stamp > max_gap_s:
+        return f"gap of {stamp - last_stamp:.3f} s exceeds max_gap_s={max_gap_s} s"
+    if shape != last_shape:
+        return f"image size changed from {last_shape[1]}x{last_shape[0]} to {shape[1]}x{shape[0]}"
+    return None
 
 
 def preprocess(image: np.ndarray, encoding: str, size: tuple[int, int]) -> np.ndarray:
@@ -126,14 +167,18 @@ class DepthEstimator:
         self._last_stamp: float | None = None
         self._last_shape: tuple[int, int] | None = None
         self._pending_reset_reason: str | None = None
+        self._streams: dict[str, _StreamState] = {}
 
-    def warmup(self, frames: int = 3) -> None:
+    def warmup(self, frames: int = 3, streams: int | None = None) -> None:
         """Run `frames` blank steps so that lazy initialisation (kernel selection, allocation) is paid
         before the first real frame. Backends may keep the state in their own buffers, so a warm-up
-        in the middle of a stream resets the carried state (reason "warm-up")."""
+        in the middle of a stream resets the carried state (reason "warm-up"). streams: the batch to warm
+        up (default: the smallest the backend takes, 1 but for a fixed-batch export); the states of
+        `step_streams` are copies and stay as they are."""
         if self._state is not None:
             self.reset("warm-up")
-        blank = np.zeros((1, 3, *self.input_size), np.float32)
+        streams = self.backend.batch_range.low if streams is None else streams
+        blank = np.zeros((streams, 3, *self.input_size), np.float32)
         state = None
         for _ in range(frames):
             _, state = self.backend.run(blank, state)
@@ -148,13 +193,95 @@ class DepthEstimator:
     def _reset_if_discontinuous(self, stamp: float, shape: tuple[int, int]) -> None:
         if self._state is None or self._last_stamp is None or self._last_shape is None:
             return
-        if stamp < self._last_stamp:
-            self.reset(f"time went backwards ({self._last_stamp:.6f} s -> {stamp:.6f} s)")
-        elif stamp - self._last_stamp > self.max_gap_s:
-            self.reset(f"gap of {stamp - self._last_stamp:.3f} s exceeds max_gap_s={self.max_gap_s} s")
-        elif shape != self._last_shape:
-            self.reset(f"image size changed from {self._last_shape[1]}x{self._last_shape[0]} "
-                       f"to {shape[1]}x{shape[0]}")
+        reason = discontinuity(self._last_stamp, self._last_shape, stamp, shape, self.max_gap_s)
+        if reason is not None:
+            self.reset(reason)
+
+    @property
+    def streams(self) -> list[str]:
+        """The names of the streams `step_streams` has seen, in order of their first frame."""
+        return list(self._streams)
+
+    def reset_streams(self, reason: str, streams: Iterable[str] | None = None) -> None:
+        """Drop the recurrent state of the named streams of `step_streams` (None: all of them); the next frame
+        of each starts from zeros and reports `reason`. ValueError naming the known streams for an unknown one."""
+        names = list(self._streams) if streams is None else list(streams)
+        unknown = [name for name in names if name not in self._streams]
+        if unknown:
+            raise ValueError(f"unknown stream(s) {', '.join(map(repr, unknown))}; known: "
+                             f"{', '.join(map(repr, self._streams)) or 'none yet'}")
+        for name in names:
+            LOGGER.info("resetting recurrent state of stream %r: %s", name, reason)
+            stream = self._streams[name]
+            stream.state = None
+            stream.pending_reset_reason = reason
+            self.reset_count += 1
+
+    def step_streams(self, frames: Sequence[StreamFrame]) -> list[DepthResult]:
+        """Estimate depth for one frame of each of several streams (cameras), batched; results in `frames` order.
+
+        Each stream (by name; created by its first frame) keeps its own ConvLSTM state and resets as `step`
+        does (time going backwards, a gap over max_gap_s, a new image size, `reset_streams`). The frames run
+        through the backend in as few calls as its `batch_range` allows, the per-stream states stacked
+        into each call and split out of it (`Backend.stack_states` / `split_state`), so that streams can
+        come and go between calls. timings["model"] is the time of the call a frame ran in (shared by its
+        streams, stacking and splitting the state included). Raises ValueError, before any state changes,
+        on a bad frame (naming its stream), a stream given twice, or an estimator already serving a single
+        stream through `step` (whose state a buffer-based backend would overwrite; reset() first).
+        """
+        names = [frame.stream for frame in frames]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a stream may give one frame per step_streams call, got {names}")
+        if self._state is not None:
+            raise ValueError("this estimator carries the state of step(); call reset() before step_streams, or "
+                             "use one estimator per way of stepping")
+        prepared = []
+        for frame in frames:
+            start = time.perf_counter()
+            try:
+                network_input = preprocess(frame.image, frame.encoding, self.input_size)
+                stamp = float(frame.stamp)
+                if not np.isfinite(stamp):
+                    raise ValueError(f"stamp must be finite, got {stamp}")
+                fx_px = self._focal_length(frame.fx_px, frame.image.shape[1])
+            except ValueError as error:
+                raise ValueError(f"stream {frame.stream!r}: {error}") from error
+            shape = (frame.image.shape[0], frame.image.shape[1])
+            prepared.append((network_input, stamp, fx_px, shape, time.perf_counter() - start))
+        reset_reasons = []
+        for frame, (_, stamp, _, shape, _) in zip(frames, prepared, strict=True):
+            stream = self._streams.setdefault(frame.stream, _StreamState())
+            if stream.state is not None and stream.last_stamp is not None and stream.last_shape is not None:
+                reason = discontinuity(stream.last_stamp, stream.last_shape, stamp, shape, self.max_gap_s)
+                if reason is not None:
+                    self.reset_streams(reason, [frame.stream])
+            reset_reasons.append(stream.pending_reset_reason)
+            stream.pending_reset_reason = None
+        results: list[DepthResult] = []
+        if not frames:
+            return results
+        chunk = self.backend.batch_range.chunk(len(frames))
+        for begin in range(0, len(frames), chunk):
+            members = list(range(begin, min(begin + chunk, len(frames))))
+            padding = max(0, self.backend.batch_range.low - len(members))  # (a fixed batch larger than the rest)
+            images = [prepared[index][0] for index in members] + [np.zeros_like(prepared[0][0])] * padding
+            states = [self._streams[names[index]].state for index in members] + [None] * padding
+            called = time.perf_counter()
+            batch_state = None if all(state is None for state in states) else self.backend.stack_states(states)
+            output, next_state = self.backend.run(np.concatenate(images), batch_state)
+            split = self.backend.split_state(next_state, len(states))
+            model_time = time.perf_counter() - called
+            for position, index in enumerate(members):
+                network_input, stamp, fx_px, shape, preprocess_time = prepared[index]
+                stream = self._streams[names[index]]
+                stream.state, stream.last_stamp, stream.last_shape = split[position], stamp, shape
+                own = StepOutput(output.disparity[position:position + 1],
+                                 None if output.confidence is None else output.confidence[position:position + 1])
+                result = self._postprocess(own, shape, fx_px)
+                result.timings = {"preprocess": preprocess_time, "model": model_time, **result.timings}
+                result.stamp, result.reset_reason = stamp, reset_reasons[index]
+                results.append(result)
+        return results
 
     def step(self, image: np.ndarray, stamp: float, encoding: str = "rgb8", fx_px: float | None = None
              ) -> DepthResult:
@@ -210,6 +337,14 @@ class DepthEstimator:
         preprocessed = time.perf_counter()
         output, next_state = self.backend.run(network_input, state)
         modelled = time.perf_counter()
+        result = self._postprocess(output, camera_shape, fx_px)
+        result.timings = {"preprocess": preprocessed - start, "model": modelled - preprocessed, **result.timings}
+        return result, next_state
+
+    def _postprocess(self, output: StepOutput, camera_shape: tuple[int, int], fx_px: float) -> DepthResult:
+        """One stream's (1,1,h,w) network output -> disparity, depth and confidence at the camera resolution
+        (timings: "postprocess")."""
+        started = time.perf_counter()
         camera_height, camera_width = camera_shape
         disparity = cv2.resize(output.disparity[0, 0], (camera_width, camera_height),
                                interpolation=cv2.INTER_LINEAR)
@@ -220,8 +355,5 @@ class DepthEstimator:
         if output.confidence is not None:  # bilinear, like the disparity, then kept in [0, 1]
             confidence = np.clip(cv2.resize(output.confidence[0, 0], (camera_width, camera_height),
                                             interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
-        done = time.perf_counter()
-        result = DepthResult(disparity=disparity, depth_m=depth_m, stamp=0.0, reset_reason=None,
-                             timings={"preprocess": preprocessed - start, "model": modelled - preprocessed,
-                                      "postprocess": done - modelled}, confidence=confidence)
-        return result, next_state
+        return DepthResult(disparity=disparity, depth_m=depth_m, stamp=0.0, reset_reason=None,
+                           timings={"postprocess": time.perf_counter() - started}, confidence=confidence)

@@ -47,15 +47,18 @@ class QuantizationSettings:
 def calibration_feeds(onnx_path: str | Path, sidecar: ModelSidecar, clips: Sequence[Sequence[np.ndarray]]
                       ) -> Iterator[dict[str, np.ndarray]]:
     """The graph inputs of every calibration step: each clip of (H,W,3) uint8 RGB frames runs from a zero
-    state, and each frame's next state (from the float32 model) is the following frame's state input."""
+    state, and each frame's next state (from the float32 model) is the following frame's state input.
+    A graph of fixed batch N (`siam-depth-export --batch N`) gets each frame in all N streams; a
+    dynamic-batch graph is calibrated at batch 1 (the ranges are per tensor, the same at any batch)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     size = (sidecar.height, sidecar.width)
+    streams = 1 if sidecar.dynamic_batch else sidecar.batch
     for clip in clips:
-        state = {t.input_name: np.zeros(t.shape, np.float32) for t in sidecar.state}
+        state = {t.input_name: np.zeros(sidecar.state_shape(t, streams), np.float32) for t in sidecar.state}
         for frame in clip:
-            feed = {sidecar.image_input: preprocess(frame, "rgb8", size), **state}
+            feed = {sidecar.image_input: np.repeat(preprocess(frame, "rgb8", size), streams, axis=0), **state}
             yield feed
             outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed), strict=True))
             state = {t.input_name: outputs[t.output_name] for t in sidecar.state}

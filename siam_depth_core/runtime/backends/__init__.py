@@ -9,14 +9,22 @@ Every backend has the same small interface (`Backend`): it takes the (1,3,H,W) f
 `StepOutput` — the refined full-scale left disparity (1,1,H,W) float32, a fraction of width, and its
 confidence (1,1,H,W) float32 in [0, 1] (None without the Siamese pass) — and the next state.
 The state is opaque to callers: torch tensors, ONNX Runtime values or a token naming TensorRT /
-CUDA-graph device buffers. A backend serves one stream: only the state returned by its latest `run`
-(or None) may be passed back (buffer-based backends reuse their buffers).
+CUDA-graph device buffers. Only the state returned by a backend's latest `run` (or None) may be passed
+back as it is (buffer-based backends reuse their buffers).
+
+Several streams (cameras) in one call (issue 28): `run` also takes an (N,3,H,W) image, N in the backend's
+`batch_range` (torch: any; an ONNX export: its `--batch`, any with `--dynamic-batch`; TensorRT: 1 for
+now), with a state of N streams, and returns (N,1,H,W) outputs and the N-stream state.
+`split_state(state, N)` copies a state into N per-stream states (each one a valid state of a batch-1
+`run`, independent of the backend's buffers), `stack_states(states)` makes the N-stream state of a batch
+from per-stream states (None = zeros) in any order; rows layout: `backends.streams`. So a node keeps one
+state per camera and batches the cameras of a cycle.
 
 Backends are imported lazily so that `onnxruntime`, `tensorrt` and `openvino` stay optional.
 """
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +34,7 @@ import numpy as np
 from siam_depth_core.errors import SiamDepthError
 from siam_depth_core.geometry import ImageSize
 from siam_depth_core.network.checkpoint import ModelMeta
+from siam_depth_core.runtime.backends.streams import SINGLE, BatchRange
 
 if TYPE_CHECKING:
     from siam_depth_core.runtime.backends.source import ModelSource, RuntimeOptions
@@ -56,23 +65,51 @@ class Backend(Protocol):
     meta: ModelMeta
     input_size: ImageSize  # network (H, W) in pixels
     has_confidence: bool  # whether `run` returns a confidence (the step runs the Siamese pass)
+    batch_range: BatchRange  # how many streams one `run` takes
 
     def run(self, image: np.ndarray, state: Any | None) -> tuple[StepOutput, Any]:
-        """image: (1,3,H,W) float32 RGB in [0,1]; state: previous return value or None (zeros).
+        """image: (N,3,H,W) float32 RGB in [0,1], N streams (N in `batch_range`; 1 = the single stream);
+        state: the previous return value for these N streams, a `stack_states` of N, or None (zeros).
 
-        Returns (the step's `StepOutput`, next state).
+        Returns (the step's `StepOutput`, (N,1,H,W) arrays, next state of the N streams).
         """
         ...
 
+    def split_state(self, state: Any, streams: int) -> list[Any]:
+        """The `streams` per-stream states (copies) of a state that `run` returned for that many streams."""
+        ...
 
-def check_image(image: np.ndarray, input_size: tuple[int, int], model_name: str) -> None:
-    """Raise BackendError unless `image` is (1,3,H,W) float32 with (H, W) == input_size."""
-    if image.dtype != np.float32 or image.ndim != 4 or image.shape[:2] != (1, 3):
-        raise BackendError(f"{model_name} expects a (1,3,H,W) float32 image, got {image.dtype} {image.shape}")
+    def stack_states(self, states: Sequence[Any | None]) -> Any:
+        """The state of a batch of len(states) streams, in that order, from per-stream states (None = zeros)."""
+        ...
+
+
+def check_image(image: np.ndarray, input_size: tuple[int, int], model_name: str,
+                batch_range: BatchRange = SINGLE) -> int:
+    """Raise BackendError unless `image` is (N,3,H,W) float32 with (H, W) == input_size and N in
+    `batch_range` (default: 1); returns N."""
+    if image.dtype != np.float32 or image.ndim != 4 or image.shape[1] != 3 or image.shape[0] < 1:
+        shape = "(1,3,H,W)" if batch_range == SINGLE else "(N,3,H,W)"
+        raise BackendError(f"{model_name} expects a {shape} float32 image, got {image.dtype} {image.shape}")
+    if image.shape[0] not in batch_range:
+        if batch_range == SINGLE:
+            raise BackendError(f"{model_name} expects a (1,3,H,W) float32 image, got {image.dtype} {image.shape}")
+        raise BackendError(f"{model_name} takes a batch of {batch_range} stream(s) per call, got an image of "
+                           f"{image.shape[0]}")
     height, width = image.shape[2:]
     if (height, width) != tuple(input_size):
         raise BackendError(f"{model_name} was built for input {input_size[1]}x{input_size[0]} (width x height), "
                            f"got an image of {width}x{height}")
+    return int(image.shape[0])
+
+
+def check_state_streams(state_rows: Sequence[int], rows_per_stream: int, streams: int, model_name: str) -> None:
+    """Raise BackendError unless every state tensor (its row count in `state_rows`) holds `streams` streams."""
+    for rows in state_rows:
+        if rows != rows_per_stream * streams:
+            raise BackendError(f"{model_name}: the state holds {rows / rows_per_stream:g} stream(s) but the image "
+                               f"{streams}; pass the state `run` returned for these streams, a `stack_states` "
+                               "of them, or None")
 
 
 def reject_unsupported(backend: str, options: RuntimeOptions, supported: Collection[str]) -> None:

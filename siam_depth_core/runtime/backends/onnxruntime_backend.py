@@ -5,10 +5,14 @@ sidecar's, so damaged or replaced bytes that still parse are an error instead of
 
 The state tensors are bound with I/O binding and stay where the execution provider put them (GPU
 memory with the CUDA provider), so they make no host round trip between frames.
+
+Several streams per call: an export of `--batch N` runs exactly N, a `--dynamic-batch` export any number.
+`split_state` / `stack_states` go through host memory (numpy), also with the CUDA provider.
 """
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +23,12 @@ from siam_depth_core.runtime.backends import (
     StepOutput,
     check_exported_options,
     check_image,
+    check_state_streams,
     reject_unsupported,
 )
 from siam_depth_core.runtime.backends.sidecar import ModelSidecar, check_onnx_sha256, sidecar_path
 from siam_depth_core.runtime.backends.source import OnnxSource, RuntimeOptions
+from siam_depth_core.runtime.backends.streams import stacking_order, stream_rows
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -76,6 +82,8 @@ class OnnxRuntimeBackend:
         self.meta = self.sidecar.model_meta()
         self.input_size = self.sidecar.input_size
         self.has_confidence = self.sidecar.confidence_output is not None
+        self.batch_range = self.sidecar.batch_range()
+        self._rows_per_stream = self.sidecar.state[0].shape[0] if self.sidecar.state else 1
         check_exported_options(self.name, self.onnx_path, options, self.input_size, self.meta,
                                self.sidecar.single_pass)
         providers: list[Any] = [CPU_PROVIDER]
@@ -98,9 +106,10 @@ class OnnxRuntimeBackend:
         self._check_model_matches_sidecar()
 
     def _check_model_matches_sidecar(self) -> None:
-        inputs = {item.name: item.shape for item in self.session.get_inputs()}
-        expected = {self.sidecar.image_input: [1, 3, *self.input_size]}
-        expected.update({item.input_name: item.shape for item in self.sidecar.state})
+        # (a dynamic axis is named by a string: None here, as in the sidecar's graph_inputs)
+        inputs = {item.name: [dim if isinstance(dim, int) else None for dim in item.shape]
+                  for item in self.session.get_inputs()}
+        expected = self.sidecar.graph_inputs()
         if inputs != expected:
             raise BackendError(f"ONNX model {self.onnx_path} does not match its sidecar "
                                f"{sidecar_path(self.onnx_path)}: inputs {inputs}, sidecar says {expected}")
@@ -111,14 +120,28 @@ class OnnxRuntimeBackend:
             raise BackendError(f"ONNX model {self.onnx_path} does not match its sidecar "
                                f"{sidecar_path(self.onnx_path)}: outputs {outputs}, sidecar says {expected_outputs}")
 
-    def _zero_state(self) -> list[Any]:
-        return [self._ort.OrtValue.ortvalue_from_numpy(np.zeros(item.shape, np.float32), self.device_type,
-                                                       self.device_id) for item in self.sidecar.state]
+    def _zero_state(self, streams: int = 1) -> list[Any]:
+        return [self._value(np.zeros(self.sidecar.state_shape(item, streams), np.float32))
+                for item in self.sidecar.state]
+
+    def _value(self, array: np.ndarray) -> Any:
+        """An OrtValue of `array` on this session's device (on the CPU it keeps and shares `array`)."""
+        return self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), self.device_type, self.device_id)
+
+    def _check_state(self, state: Sequence[Any], streams: int) -> None:
+        if len(state) != len(self.sidecar.state):
+            raise BackendError(f"ONNX model {self.onnx_path}: a state of {len(state)} tensors, the model has "
+                               f"{len(self.sidecar.state)}")
+        check_state_streams([value.shape()[0] for value in state], self._rows_per_stream, streams,
+                            f"ONNX model {self.onnx_path}")
 
     def run(self, image: np.ndarray, state: Any | None) -> tuple[StepOutput, Any]:
         """See `Backend.run`; the state is the list of next-state `OrtValue`s."""
-        check_image(image, self.input_size, f"ONNX model {self.onnx_path}")
-        state = self._zero_state() if state is None else state
+        streams = check_image(image, self.input_size, f"ONNX model {self.onnx_path}", self.batch_range)
+        if state is None:
+            state = self._zero_state(streams)
+        else:
+            self._check_state(state, streams)
         binding = self.session.io_binding()
         binding.bind_cpu_input(self.sidecar.image_input, np.ascontiguousarray(image))
         for item, value in zip(self.sidecar.state, state, strict=True):
@@ -133,3 +156,24 @@ class OnnxRuntimeBackend:
         leading = 2 if self.has_confidence else 1
         confidence = outputs[1].numpy() if self.has_confidence else None
         return StepOutput(outputs[0].numpy(), confidence), list(outputs[leading:])
+
+    def split_state(self, state: Any, streams: int) -> list[list[Any]]:
+        """See `Backend.split_state`: per-stream lists of `OrtValue`s (copied through host memory)."""
+        self._check_state(state, streams)
+        arrays = [value.numpy() for value in state]
+        return [[self._value(array[stream_rows(streams, self._rows_per_stream, stream)]) for array in arrays]
+                for stream in range(streams)]
+
+    def stack_states(self, states: Sequence[Any | None]) -> list[Any]:
+        """See `Backend.stack_states`: the list of `OrtValue`s of len(states) streams."""
+        if not states:
+            raise ValueError("stack_states needs at least one stream")
+        for state in states:
+            if state is not None:
+                self._check_state(state, 1)
+        order = stacking_order(len(states), self._rows_per_stream)
+        stacked = []
+        for index, item in enumerate(self.sidecar.state):
+            parts = [np.zeros(item.shape, np.float32) if state is None else state[index].numpy() for state in states]
+            stacked.append(self._value(np.concatenate(parts)[order]))
+        return stacked

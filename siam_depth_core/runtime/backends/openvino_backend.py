@@ -15,7 +15,9 @@ about and bypassed.
 The state is explicit, as in the other backends: numpy arrays in sidecar order. Two infer requests are
 used ping-pong (frame k writes the outputs of request k%2 and reads the state from the other's), so the
 state is passed between frames without a copy; as the `Backend` contract says, only the state returned
-by the latest `run` (or None) may be passed back.
+by the latest `run` (or None) may be passed back. Several streams per call: an export of `--batch N` runs
+exactly N, a `--dynamic-batch` export any number; `split_state` copies the rows out of the request's
+buffers, so per-stream states stay valid across any later runs.
 
 OpenVINO is optional (`pip install .[openvino]`): it is imported when the backend is opened.
 """
@@ -26,6 +28,7 @@ import io
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +39,12 @@ from siam_depth_core.runtime.backends import (
     StepOutput,
     check_exported_options,
     check_image,
+    check_state_streams,
     reject_unsupported,
 )
 from siam_depth_core.runtime.backends.sidecar import ModelSidecar, check_onnx_sha256, sidecar_path
 from siam_depth_core.runtime.backends.source import OpenVinoSource, RuntimeOptions
+from siam_depth_core.runtime.backends.streams import stacking_order, stream_rows
 
 LOGGER = logging.getLogger(__name__)
 DEVICE = "CPU"
@@ -121,6 +126,8 @@ class OpenVinoBackend:
         self.meta = self.sidecar.model_meta()
         self.input_size = self.sidecar.input_size
         self.has_confidence = self.sidecar.confidence_output is not None
+        self.batch_range = self.sidecar.batch_range()
+        self._rows_per_stream = self.sidecar.state[0].shape[0] if self.sidecar.state else 1
         check_exported_options(self.name, self.onnx_path, options, self.input_size, self.meta,
                                self.sidecar.single_pass)
         core = openvino.Core()
@@ -188,9 +195,10 @@ class OpenVinoBackend:
         LOGGER.info("OpenVINO: compiled %s (%s) and cached it as %s", self.onnx_path, self.precision, self.cache_file)
 
     def _check_model_matches_sidecar(self) -> None:
-        inputs = {item.any_name: list(item.shape) for item in self.compiled.inputs}
-        expected = {self.sidecar.image_input: [1, 3, *self.input_size]}
-        expected.update({item.input_name: item.shape for item in self.sidecar.state})
+        # (a dynamic axis: None here, as in the sidecar's graph_inputs)
+        inputs = {item.any_name: [None if dim.is_dynamic else dim.get_length() for dim in item.get_partial_shape()]
+                  for item in self.compiled.inputs}
+        expected = self.sidecar.graph_inputs()
         if inputs != expected:
             raise BackendError(f"ONNX model {self.onnx_path} does not match its sidecar "
                                f"{sidecar_path(self.onnx_path)}: inputs {inputs}, sidecar says {expected}")
@@ -201,14 +209,24 @@ class OpenVinoBackend:
             raise BackendError(f"ONNX model {self.onnx_path} does not match its sidecar "
                                f"{sidecar_path(self.onnx_path)}: outputs {outputs}, sidecar says {expected_outputs}")
 
-    def _zero_state(self) -> list[np.ndarray]:
-        return [np.zeros(item.shape, np.float32) for item in self.sidecar.state]
+    def _zero_state(self, streams: int = 1) -> list[np.ndarray]:
+        return [np.zeros(self.sidecar.state_shape(item, streams), np.float32) for item in self.sidecar.state]
+
+    def _check_state(self, state: Sequence[np.ndarray], streams: int) -> None:
+        if len(state) != len(self.sidecar.state):
+            raise BackendError(f"ONNX model {self.onnx_path}: a state of {len(state)} tensors, the model has "
+                               f"{len(self.sidecar.state)}")
+        check_state_streams([value.shape[0] for value in state], self._rows_per_stream, streams,
+                            f"ONNX model {self.onnx_path}")
 
     def run(self, image: np.ndarray, state: Any | None) -> tuple[StepOutput, Any]:
         """See `Backend.run`; the state is the list of next-state arrays (views of this step's request outputs,
         valid until the step after next)."""
-        check_image(image, self.input_size, f"ONNX model {self.onnx_path}")
-        state = self._zero_state() if state is None else state
+        streams = check_image(image, self.input_size, f"ONNX model {self.onnx_path}", self.batch_range)
+        if state is None:
+            state = self._zero_state(streams)
+        else:
+            self._check_state(state, streams)
         request = self._requests[self._frame % 2]
         self._frame += 1
         inputs = {self.sidecar.image_input: np.ascontiguousarray(image)}
@@ -218,3 +236,21 @@ class OpenVinoBackend:
         confidence = (np.array(results[self.sidecar.confidence_output])
                       if self.sidecar.confidence_output is not None else None)
         return StepOutput(disparity, confidence), [results[item.output_name] for item in self.sidecar.state]
+
+    def split_state(self, state: Any, streams: int) -> list[list[np.ndarray]]:
+        """See `Backend.split_state`: per-stream lists of arrays (copies, independent of the requests' buffers)."""
+        self._check_state(state, streams)
+        return [[np.ascontiguousarray(np.asarray(value)[stream_rows(streams, self._rows_per_stream, stream)])
+                 for value in state] for stream in range(streams)]
+
+    def stack_states(self, states: Sequence[Any | None]) -> list[np.ndarray]:
+        """See `Backend.stack_states`: the arrays of len(states) streams (new arrays)."""
+        if not states:
+            raise ValueError("stack_states needs at least one stream")
+        for state in states:
+            if state is not None:
+                self._check_state(state, 1)
+        order = stacking_order(len(states), self._rows_per_stream)
+        return [np.ascontiguousarray(np.concatenate([np.zeros(item.shape, np.float32) if state is None
+                                                     else np.asarray(state[index]) for state in states])[order])
+                for index, item in enumerate(self.sidecar.state)]

@@ -11,6 +11,12 @@ buffer sets used ping-pong (frame k reads set k%2 and writes the other), so it n
 host; work is queued on one CUDA stream, optionally replayed from a CUDA graph per ping-pong parity.
 Only the disparity and, for an export with the Siamese pass, its confidence are copied to the host.
 
+Batch: an ONNX export with a dynamic batch (`siam-depth-export --dynamic-batch --batch N`) is built with
+one optimisation profile for 1..N streams (min 1, opt N, max N; the image and every state tensor); the
+engine's sidecar then records N as `max_batch`. The runtime below still runs one stream per call (batch 1
+of such an engine; an engine of a fixed batch > 1 is refused): batched TensorRT execution needs a GPU to
+be written against and is left to a session that has one (issue 28).
+
 TensorRT is optional: it is imported lazily, and a GPU is checked for before any TensorRT object is
 created (creating one without a GPU can crash the process).
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +47,7 @@ from siam_depth_core.runtime.backends.sidecar import (
     sidecar_path,
 )
 from siam_depth_core.runtime.backends.source import EngineSource, RuntimeOptions
+from siam_depth_core.runtime.backends.streams import SINGLE
 
 LOGGER = logging.getLogger(__name__)
 WORKSPACE_BYTES = 1 << 30
@@ -95,14 +103,28 @@ def _pin_fp32(trt: ModuleType, layers: list[Any]) -> None:
                 layer.set_output_type(output, trt.float32)
 
 
+def batch_profile(onnx_sidecar: ModelSidecar, max_batch: int) -> dict[str, tuple[list[int], list[int], list[int]]]:
+    """The optimisation profile of a dynamic-batch export for 1..max_batch streams: per input, the (min, opt,
+    max) shapes, min at 1 stream, opt and max at `max_batch`."""
+    def image(streams: int) -> list[int]:
+        return [streams, 3, onnx_sidecar.height, onnx_sidecar.width]
+
+    profile = {onnx_sidecar.image_input: (image(1), image(max_batch), image(max_batch))}
+    for item in onnx_sidecar.state:
+        profile[item.input_name] = (onnx_sidecar.state_shape(item, 1), onnx_sidecar.state_shape(item, max_batch),
+                                    onnx_sidecar.state_shape(item, max_batch))
+    return profile
+
+
 def build_serialized_engine(trt: ModuleType, onnx_path: str | Path, fp16: bool = False,
-                            timing_cache_path: str | Path | None = None) -> bytes:
+                            timing_cache_path: str | Path | None = None, max_batch: int | None = None) -> bytes:
     """Parse `onnx_path` with TensorRT's ONNX parser and build a serialized engine.
 
     `trt` is the TensorRT module (tensorrt, or tensorrt_rtx, which builds without a GPU). fp16
     enables half-precision kernels with the ConvLSTM cell layers pinned to fp32. A timing cache at
-    `timing_cache_path` is read when present and written back after the build.
-    Raises BackendError naming the file on parser errors or a failed build.
+    `timing_cache_path` is read when present and written back after the build. An ONNX export with a
+    dynamic batch gets an optimisation profile for 1..max_batch streams (`batch_profile`; default: the
+    batch its sidecar records). Raises BackendError naming the file on parser errors or a failed build.
     """
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -117,6 +139,22 @@ def build_serialized_engine(trt: ModuleType, onnx_path: str | Path, fp16: bool =
                            f"{errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    dynamic = [network.get_input(i).name for i in range(network.num_inputs) if -1 in tuple(network.get_input(i).shape)]
+    if dynamic:
+        onnx_sidecar = _read_sidecar(sidecar_path(onnx_path))
+        max_batch = max_batch if max_batch is not None else onnx_sidecar.batch
+        if max_batch < 1:
+            raise BackendError(f"max_batch must be a positive number of streams, got {max_batch}")
+        profile = builder.create_optimization_profile()
+        shapes = batch_profile(onnx_sidecar, max_batch)
+        missing = sorted(set(dynamic) - set(shapes))
+        if missing:
+            raise BackendError(f"ONNX model {onnx_path} has dynamic inputs its sidecar does not describe: "
+                               f"{', '.join(missing)}")
+        for name in dynamic:
+            profile.set_shape(name, *shapes[name])
+        config.add_optimization_profile(profile)
+        LOGGER.info("dynamic batch: optimisation profile for 1..%d streams", max_batch)
     if fp16:
         if not hasattr(trt.BuilderFlag, "FP16"):
             raise BackendError(f"{trt.__name__} {trt.__version__} has no FP16 builder flag (strongly typed only); "
@@ -165,8 +203,11 @@ def engine_key(trt: ModuleType, onnx_sidecar: ModelSidecar, onnx_sha256: str, fp
     """What an engine is only valid for: TensorRT version, GPU model, input size, precision, ONNX hash."""
     torch = _require_gpu()
     major, minor = torch.cuda.get_device_capability()
-    return {"version": trt.__version__, "gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}",
-            "height": onnx_sidecar.height, "width": onnx_sidecar.width, "fp16": fp16, "onnx_sha256": onnx_sha256}
+    key = {"version": trt.__version__, "gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}",
+           "height": onnx_sidecar.height, "width": onnx_sidecar.width, "fp16": fp16, "onnx_sha256": onnx_sha256}
+    if onnx_sidecar.dynamic_batch:  # (only then: engines of fixed-batch exports keep their key)
+        key["max_batch"] = onnx_sidecar.batch
+    return key
 
 
 def timing_cache_path(engine_path: Path, key: dict[str, Any]) -> Path:
@@ -239,6 +280,11 @@ class TensorRTBackend:
         self.meta = self.sidecar.model_meta()
         self.input_size = self.sidecar.input_size
         self.has_confidence = self.sidecar.confidence_output is not None
+        self.batch_range = SINGLE
+        if not self.sidecar.dynamic_batch and self.sidecar.batch != 1:
+            raise BackendError(f"TensorRT engine {self.engine_path} was exported for batch {self.sidecar.batch}; "
+                               "the tensorrt backend runs one stream per call (export with --dynamic-batch, or "
+                               "batch 1)")
         check_exported_options(self.name, self.engine_path, options, self.input_size, self.meta,
                                self.sidecar.single_pass)
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -252,6 +298,10 @@ class TensorRTBackend:
                                f"by another TensorRT version than {trt.__version__} (rebuild it with siam-depth-export)")
         self._context = self._engine.create_execution_context()
         self._check_engine_io(trt)
+        if self.sidecar.dynamic_batch:  # one stream per call: the profile's minimum
+            self._context.set_input_shape(self.sidecar.image_input, [1, 3, *self.input_size])
+            for item in self.sidecar.state:
+                self._context.set_input_shape(item.input_name, item.shape)
         self._allocate_buffers()
         self._graphs = [self._capture(parity) for parity in (0, 1)] if options.cuda_graph else None
 
@@ -277,12 +327,14 @@ class TensorRTBackend:
 
     def _check_engine_io(self, trt: ModuleType) -> None:
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
-        expected = {self.sidecar.image_input: [1, 3, *self.input_size], self.sidecar.disparity_output: [
-            1, 1, *self.input_size]}
+        batch = -1 if self.sidecar.dynamic_batch else 1  # (TensorRT: -1 = a dynamic axis)
+        expected = {self.sidecar.image_input: [batch, 3, *self.input_size], self.sidecar.disparity_output: [
+            batch, 1, *self.input_size]}
         if self.sidecar.confidence_output is not None:
-            expected[self.sidecar.confidence_output] = [1, 1, *self.input_size]
+            expected[self.sidecar.confidence_output] = [batch, 1, *self.input_size]
         for item in self.sidecar.state:
-            expected[item.input_name] = expected[item.output_name] = item.shape
+            expected[item.input_name] = expected[item.output_name] = [-1 if batch == -1 else item.shape[0],
+                                                                      *item.shape[1:]]
         found = {name: list(self._engine.get_tensor_shape(name)) for name in names}
         if found != expected:
             raise BackendError(f"TensorRT engine {self.engine_path} does not match its sidecar "
@@ -350,3 +402,13 @@ class TensorRTBackend:
         self._stream.synchronize()
         confidence = None if self._confidence_host is None else self._confidence_host.numpy().copy()
         return StepOutput(self._disparity_host.numpy().copy(), confidence), 1 - parity
+
+    def split_state(self, state: Any, streams: int) -> list[Any]:
+        """Not yet: the TensorRT backend keeps one stream's state in its ping-pong buffers (see the module docstring)."""
+        raise BackendError("the tensorrt backend runs one stream per backend for now: per-stream states "
+                           "(split_state) need the batched TensorRT runtime (issue 28); use onnxruntime or torch")
+
+    def stack_states(self, states: Sequence[Any | None]) -> Any:
+        """Not yet: see `split_state`."""
+        raise BackendError("the tensorrt backend runs one stream per backend for now: per-stream states "
+                           "(stack_states) need the batched TensorRT runtime (issue 28); use onnxruntime or torch")

@@ -5,10 +5,13 @@ which accumulates over frames, stays fp32 (the state is created fp32 and f*c pro
 With `cuda_graph=True` the step (network + state update) is captured once into a CUDA graph that
 reads and writes static device buffers; the state then never leaves the GPU between frames.
 `num_threads` > 0 sets torch's intra-op CPU thread count, which is process-wide (torch.set_num_threads).
+A step runs any number of streams at once (`run` with an (N,3,H,W) image), except with `cuda_graph`,
+whose graph is captured for one stream.
 """
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,8 +20,15 @@ import torch
 from siam_depth_core.network.checkpoint import ModelMeta, load_model
 from siam_depth_core.network.model import NetState, SiamDepthNet, check_input_size, run_siamese
 from siam_depth_core.network.refine import disparity_confidence
-from siam_depth_core.runtime.backends import BackendError, StepOutput, check_image, reject_unsupported
+from siam_depth_core.runtime.backends import (
+    BackendError,
+    StepOutput,
+    check_image,
+    check_state_streams,
+    reject_unsupported,
+)
 from siam_depth_core.runtime.backends.source import CheckpointSource, NetworkSource, RuntimeOptions
+from siam_depth_core.runtime.backends.streams import ANY_BATCH, SINGLE, stacking_order, stream_rows
 
 #: RuntimeOptions the torch backend honours (all of them).
 SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "fp16", "channels_last", "cuda_graph", "post_process",
@@ -26,9 +36,9 @@ SUPPORTED_OPTIONS = ("device", "num_threads", "input_size", "fp16", "channels_la
 
 
 class TorchBackend:
-    """Stateful Siamese step of a SiamDepthNet in torch; state = the `NetState` on the device (batch 2 for
-    the direct and flipped streams, 1 for a single pass: a non-Siamese model without post-processing, or
-    `single_pass`)."""
+    """Stateful Siamese step of a SiamDepthNet in torch; state = the `NetState` on the device (2 rows per
+    stream for the direct and flipped pass, 1 for a single pass: a non-Siamese model without
+    post-processing, or `single_pass`)."""
 
     name = "torch"
 
@@ -59,7 +69,8 @@ class TorchBackend:
         # Module.to converts in place; torch's overloads omit its documented memory_format keyword
         # (pytorch/pytorch#184642), so the stubs reject this valid call.
         self.net.to(memory_format=self.memory_format)  # type: ignore[call-overload]
-        self.batch = 2 if self.siamese else 1
+        self.batch = 2 if self.siamese else 1  # state rows per stream
+        self.batch_range = SINGLE if options.cuda_graph else ANY_BATCH
         if options.num_threads > 0:
             torch.set_num_threads(options.num_threads)  # process-wide: every torch computation of this process
         self._graph: _CapturedStep | None = _CapturedStep(self) if options.cuda_graph else None
@@ -71,14 +82,14 @@ class TorchBackend:
 
     def step_tensors(self, image: torch.Tensor, state: NetState | None
                      ) -> tuple[torch.Tensor, torch.Tensor | None, NetState]:
-        """image (1,3,H,W) on the device -> (refined left disparity (1,1,H,W) float32, its confidence
-        (1,1,H,W) float32 in [0, 1] or None without the Siamese pass, next state).
+        """image (N,3,H,W) on the device -> (refined left disparity (N,1,H,W) float32, its confidence
+        (N,1,H,W) float32 in [0, 1] or None without the Siamese pass, next state).
 
         state None starts from an explicit fp32 zero state, so that under fp16 autocast the cell state
         stays fp32 (f*c promotes to fp32) instead of inheriting the half-precision activations' dtype.
         """
         if state is None:
-            state = self.net.init_state(self.batch, *self.input_size, device=self.device)
+            state = self.net.init_state(self.batch * image.shape[0], *self.input_size, device=self.device)
         with torch.inference_mode(), self._autocast():
             output, next_state = run_siamese(self.net, image.contiguous(memory_format=self.memory_format),
                                              state, siamese=self.siamese)
@@ -88,7 +99,10 @@ class TorchBackend:
 
     def run(self, image: np.ndarray, state: Any | None) -> tuple[StepOutput, Any]:
         """See `Backend.run`; the state is a `NetState` (or a graph token with cuda_graph)."""
-        check_image(image, self.input_size, "the torch model")
+        streams = check_image(image, self.input_size, "the torch model", self.batch_range)
+        if state is not None and self._graph is None:
+            check_state_streams([tensor.shape[0] for layer in state for tensor in layer], self.batch, streams,
+                                "the torch model")
         image_tensor = torch.from_numpy(image).to(self.device, non_blocking=False)
         if self._graph is not None:
             disparity, confidence = self._graph.replay(image_tensor, fresh=state is None)
@@ -96,6 +110,40 @@ class TorchBackend:
         else:
             disparity, confidence, next_state = self.step_tensors(image_tensor, state)
         return StepOutput(disparity.cpu().numpy(), None if confidence is None else confidence.cpu().numpy()), next_state
+
+    def split_state(self, state: Any, streams: int) -> list[NetState]:
+        """See `Backend.split_state`: per-stream `NetState`s (copies, on the device)."""
+        if self._graph is not None:
+            raise BackendError("the torch backend with cuda_graph keeps one stream's state in its graph buffers; "
+                               "per-stream states need cuda_graph off")
+        check_state_streams([tensor.shape[0] for layer in state for tensor in layer], self.batch, streams,
+                            "the torch model")
+        split = []
+        for stream in range(streams):
+            rows = torch.tensor(stream_rows(streams, self.batch, stream), device=self.device)
+            split.append(tuple((hidden.index_select(0, rows), cell.index_select(0, rows)) for hidden, cell in state))
+        return split
+
+    def stack_states(self, states: Sequence[Any | None]) -> NetState:
+        """See `Backend.stack_states`: the `NetState` of len(states) streams."""
+        if self._graph is not None:
+            raise BackendError("the torch backend with cuda_graph runs one stream; per-stream states need cuda_graph "
+                               "off")
+        if not states:
+            raise ValueError("stack_states needs at least one stream")
+        zeros = None
+        filled = []
+        for state in states:
+            if state is None:
+                zeros = zeros or self.net.init_state(self.batch, *self.input_size, device=self.device)
+                state = zeros
+            check_state_streams([tensor.shape[0] for layer in state for tensor in layer], self.batch, 1,
+                                "the torch model")
+            filled.append(state)
+        order = torch.tensor(stacking_order(len(filled), self.batch), device=self.device)
+        return tuple((torch.cat([item[layer][0] for item in filled]).index_select(0, order),
+                      torch.cat([item[layer][1] for item in filled]).index_select(0, order))
+                     for layer in range(len(self.net.state_names)))
 
 
 class _CapturedStep:
