@@ -150,3 +150,33 @@ def test_monocular_clips_alone_train_the_depth_and_the_pose_network(tmp_path: Pa
     # the zero-initialised pose head has learnt a motion (its direction is not yet right after 40 steps: a
     # monocular clip fixes neither the scale nor, this early, the depth that the motion must agree with)
     assert float(translation.norm(dim=1).min()) > 0.1, translation
+
+
+def test_training_mixes_a_video_folder_with_a_stereo_folder(tmp_path: Path, synthetic_drive, one_torch_thread) -> None:
+    """The trainer end to end: a stereo folder and a monocular video folder in one run (M+S), half of the clips
+    monocular; a video source without the temporal term is refused."""
+    import yaml
+
+    from siam_depth_core.training.config import load_config
+    from siam_depth_core.training.train import build_dataset, train
+
+    stereo_dir = tmp_path / "rig"
+    for side, images in (("left", synthetic_drive.left), ("right", synthetic_drive.right)):
+        (stereo_dir / side).mkdir(parents=True)
+        for index, image in enumerate(images):
+            cv2.imwrite(str(stereo_dir / side / f"{index:04d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    k = synthetic_drive.camera_matrix
+    (stereo_dir / "stereo.yaml").write_text(yaml.safe_dump({"fx": float(k[0, 0]), "cx": float(k[0, 2]),
+                                                            "cy": float(k[1, 2]), "baseline": 0.54}))
+    video_dir = _write_video(tmp_path / "dashcam", synthetic_drive.left, k)
+    sources = f"sources=[{{kind: stereo_folder, root: {stereo_dir}}}, {{kind: video_folder, root: {video_dir}}}]"
+    common = [sources, "size=[64,192]", "net_width=0.125", "clip_len=1", "batch_size=4", "num_workers=0",
+              "image_interval=0", "augment=false", f"out_dir={tmp_path / 'run'}", "mono_fraction=0.5"]
+    with pytest.raises(ValueError, match="set temporal.enabled: true"):
+        load_config(None, common)
+    config = load_config(None, [*common, "temporal.enabled=true", "max_steps=2"])
+    data = build_dataset(config)
+    assert isinstance(data.dataset, MixedClipDataset) and len(data.dataset) == 8  # 4 stereo + 4 monocular clips
+    assert data.rig.baseline_m == pytest.approx(0.54)  # the stereo rig is the reference
+    summary = train(config)
+    assert summary.step == 2 and all(np.isfinite(terms["total"]) for terms in summary.losses)

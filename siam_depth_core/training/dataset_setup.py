@@ -7,6 +7,7 @@ Validation (`validation.sequences`): the last frames of the named training seque
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -17,13 +18,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from siam_depth_core.data.clips import MixedClipDataset, StereoClipDataset
 from siam_depth_core.data.stereo import StereoRig, StereoSequence
 from siam_depth_core.training.config import TrainConfig
 from siam_depth_core.training.distributed import DistributedContext
 from siam_depth_core.training.validation import LidarStream, ValidationStream
 
 if TYPE_CHECKING:
-    from siam_depth_core.data.clips import StereoClipDataset
     from siam_depth_core.data.synthetic import SyntheticClipDataset
 
 LOGGER = logging.getLogger("siam_depth.train")
@@ -34,7 +35,7 @@ class TrainingData:
     """What `build_dataset` prepares: the training clips, the reference rig (stored in the checkpoint), the
     held-out validation streams and the Depth Hints cache that scores them (None without validation or hints)."""
 
-    dataset: StereoClipDataset | SyntheticClipDataset
+    dataset: StereoClipDataset | MixedClipDataset | SyntheticClipDataset
     rig: StereoRig
     validation: list[ValidationStream | LidarStream] = field(default_factory=list)
     hints: Any = None
@@ -56,20 +57,25 @@ def build_dataset(config: TrainConfig) -> TrainingData:
     if config.dataset == "synthetic":
         return _synthetic_data(config)
 
-    from siam_depth_core.data.clips import StereoClipDataset
     from siam_depth_core.data.holdout import split_validation
 
     sequences, raw_root_of = _source_sequences(config)
+    monocular = [s for s in sequences if s.monocular]
     held_out = config.validation
-    training, validation = split_validation(sequences, held_out.sequences, held_out.holdout_frames,
-                                            held_out.gap_frames)
+    training, validation = split_validation([s for s in sequences if not s.monocular], held_out.sequences,
+                                            held_out.holdout_frames, held_out.gap_frames)
     hints = _depth_hints(config, training, validation)
     size = (int(config.size[0]), int(config.size[1]))
-    dataset = StereoClipDataset(training, clip_len=config.clip_len, size=size, augment=augment,
-                                seed=config.seed, hints=hints if config.depth_hints else None,
-                                cache_in_memory=config.cache_images, context_frames=config.temporal.context_frames)
+    clips = functools.partial(StereoClipDataset, clip_len=config.clip_len, size=size, augment=augment,
+                              seed=config.seed, hints=hints if config.depth_hints else None,
+                              cache_in_memory=config.cache_images, context_frames=config.temporal.context_frames)
+    stereo = clips(training)
+    dataset: StereoClipDataset | MixedClipDataset = stereo
+    if monocular:
+        video = clips(monocular, reference_rig=stereo.reference_rig)
+        dataset = MixedClipDataset(stereo, video, config.mono_fraction, seed=config.seed)
     streams = _validation_streams(config, training, validation, raw_root_of)
-    return TrainingData(dataset, dataset.reference_rig, streams, hints)
+    return TrainingData(dataset, stereo.reference_rig, streams, hints)
 
 
 def _synthetic_data(config: TrainConfig) -> TrainingData:
@@ -95,7 +101,8 @@ def _source_sequences(config: TrainConfig) -> tuple[list[StereoSequence], dict[s
     raw_root_of: dict[str, str | None] = {}
     sequences = []
     for spec in config.training_sources():
-        for sequence in load_source(spec, excluded, config.splits_dir, config.image_ext):
+        for sequence in load_source(spec, excluded, config.splits_dir, config.image_ext,
+                                    aspect=config.size[1] / config.size[0]):
             raw_root_of[sequence.name] = str(spec.data_root()) if spec.kind == "kitti_raw" else None
             sequences.append(sequence)
     return sequences, raw_root_of
@@ -153,7 +160,7 @@ class ResumableSampler(DistributedSampler):
         return max(0, self.num_samples - self.skip)
 
 
-def epoch_loader(dataset: StereoClipDataset | SyntheticClipDataset, config: TrainConfig, ctx: DistributedContext,
+def epoch_loader(dataset: StereoClipDataset | MixedClipDataset | SyntheticClipDataset, config: TrainConfig, ctx: DistributedContext,
                  epoch: int, steps_done: int, device: torch.device) -> tuple[DataLoader, int]:
     """This process's loader over epoch `epoch`, starting after its first `steps_done` batches, and the number
     of steps in a whole epoch; ValueError when the clips do not fill one global batch."""

@@ -56,10 +56,12 @@ class TemporalBatch:
 
 @dataclass
 class ClipRig:
-    """Per-clip rig facts of a batch: (N,) baseline ratio to the reference rig, (N,) metres per unit disparity."""
+    """Per-clip rig facts of a batch: (N,) baseline ratio to the reference rig, (N,) metres per unit disparity,
+    and (N,) bool stereo (False for monocular clips; None when every clip is stereo)."""
 
     baseline_ratio: Tensor
     depth_per_disparity: Tensor
+    stereo: Tensor | None = None
 
 
 def _check_clips(left: Tensor, right: Tensor, rig: ClipRig | None, hints: tuple[Tensor, Tensor] | None,
@@ -110,7 +112,8 @@ def clip_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.
                 sources = frame_sources(left, t, temporal.offsets, transforms, temporal.camera_matrix,
                                         rig.depth_per_disparity)
             loss, terms = siamese_loss(left[:, t], right[:, t], rig_output, weights, targets, sources,
-                                       1.0 if temporal is None else temporal.weight)
+                                       1.0 if temporal is None else temporal.weight,
+                                       None if rig is None else rig.stereo)
         total = total + loss.float()
         for name, value in terms.items():
             sums[name] = sums.get(name, 0.0) + value.float()
@@ -127,7 +130,9 @@ def batch_rig_and_hints(batch: dict[str, Any], device: torch.device
     """The `clip_step` rig and hint arguments of a loader batch (None where the dataset has none)."""
     rig = None
     if "baseline_ratio" in batch:
-        rig = ClipRig(batch["baseline_ratio"].to(device).float(), batch["depth_per_disparity"].to(device).float())
+        stereo = batch.get("stereo")
+        rig = ClipRig(batch["baseline_ratio"].to(device).float(), batch["depth_per_disparity"].to(device).float(),
+                      None if stereo is None or bool(stereo.all()) else stereo.to(device))
     hints = None
     if "hint_left" in batch:
         hints = (batch["hint_left"].to(device, non_blocking=True), batch["hint_right"].to(device, non_blocking=True))
