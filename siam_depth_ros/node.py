@@ -46,7 +46,7 @@ from siam_depth_core.cli import USAGE_ERROR, OneLineParser
 from siam_depth_ros.dds_profile import apply_default_profile
 from siam_depth_ros.model_loader import describe_model
 from siam_depth_ros.outputs import OUTPUT_TYPES
-from siam_depth_ros.parameters import PARAMETER_DOCS
+from siam_depth_ros.parameters import CAMERAS_DOC, CAMERAS_PARAMETER, PARAMETER_DOCS
 from siam_depth_ros.pipeline import DepthPipeline
 
 __all__ = ["NODE_NAME", "OUTPUT_TYPES", "DepthLifecycleNode", "DepthNode", "DepthPipeline", "build_arg_parser", "main"]
@@ -72,7 +72,7 @@ class DepthNode(Node):
         estimator, settings = self.pipeline.serving()
         self.get_logger().info(
             f"ready: {describe_model(estimator, settings)}; image {self.pipeline.image_topic} ({settings.qos} QoS) "
-            f"-> {self.resolve_topic_name('depth')}")
+            f"-> {self.pipeline.depth_topic}")
 
     def destroy_node(self) -> None:
         """Stop the worker thread (and wait for a model reload in progress), then the node."""
@@ -111,7 +111,7 @@ class DepthLifecycleNode(LifecycleNode):
         if result == TransitionCallbackReturn.SUCCESS:
             self.pipeline.activate()
             self.get_logger().info(f"active: image {self.pipeline.image_topic} ({self.pipeline.settings.qos} QoS) -> "
-                                   f"{self.resolve_topic_name('depth')}")
+                                   f"{self.pipeline.depth_topic}")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -142,11 +142,12 @@ class DepthLifecycleNode(LifecycleNode):
 
 def build_arg_parser() -> OneLineParser:
     """depth_node's own (non-ROS) command line; ROS arguments go after `--ros-args`."""
-    parameters = "\n".join(f"  {name}: {doc}" for name, doc in PARAMETER_DOCS.items())
+    parameters = "\n".join(f"  {name}: {doc}" for name, doc in {**PARAMETER_DOCS, CAMERAS_PARAMETER: CAMERAS_DOC}.items())
     outputs = ", ".join(OUTPUT_TYPES)
     parser = OneLineParser(
         prog="depth_node", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Metric depth from one camera (Siamese ConvLSTM network) as a ROS 2 node `siam_depth`.",
+        description="Metric depth from one camera, or several with one model (the cameras parameter), with the "
+                    "Siamese ConvLSTM network, as a ROS 2 node `siam_depth`.",
         epilog=f"topics:\n  in:  image (or image/compressed with image_transport: compressed), camera_info\n"
                "       the image must be rectified (image_proc's image_rect / image_rect_color): the intrinsics are\n"
                "       read from camera_info's P (the rectified camera), K only when P is not set\n"
@@ -155,7 +156,10 @@ def build_arg_parser() -> OneLineParser:
                f"{parameters}\n\nexamples:\n  depth_node --ros-args --params-file config/depth.yaml -r "
                "image:=/camera/image_raw -r camera_info:=/camera/camera_info\n"
                "  depth_node --lifecycle --ros-args -p checkpoint:=model.pt   # then: ros2 lifecycle set "
-               "/siam_depth configure; ... activate")
+               "/siam_depth configure; ... activate\n"
+               "  depth_node --ros-args -p \"cameras:=[front, rear]\" -r front/image:=/cam_front/image_rect "
+               "-r front/camera_info:=/cam_front/camera_info ...   # several cameras, one model: front/depth, "
+               "rear/depth, ...; ~/front/reset resets one camera (config/multi_camera.yaml)")
     parser.add_argument("--lifecycle", action="store_true",
                         help="run as a managed lifecycle node: unconfigured until the configure transition, "
                              "subscribing only while active")

@@ -9,12 +9,15 @@ explicitly runs as it is, on torch.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from siam_depth_core.geometry import FALLBACK_FX_PER_WIDTH, ImageSize
 from siam_depth_core.runtime.backends.source import (
@@ -232,11 +235,49 @@ def _descriptor(name: str) -> ParameterDescriptor:
     return descriptor
 
 
+#: The parameter naming the node's cameras (a string list, read-only; kept apart from NodeSettings: an empty list
+#: cannot be written in a parameter file).
+CAMERAS_PARAMETER = "cameras"
+CAMERAS_DOC = ("names of the cameras this one node serves with one model, e.g. [front, front_left, front_right, rear]; "
+               "each camera subscribes <camera>/image (or <camera>/image/compressed) and <camera>/camera_info and "
+               "publishes <camera>/depth, <camera>/depth/camera_info, <camera>/disparity, <camera>/points, "
+               "<camera>/depth/colored and <camera>/depth/confidence with its own frame_id, stamps, recurrent state, "
+               "resets and intrinsics; ~/<camera>/reset resets one camera, ~/reset all; cameras whose frames arrive "
+               "together run in one batched model call. Empty (default): one unnamed camera on image, camera_info "
+               "and the plain output names (the single-camera node)")
+_CAMERA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*")
+
+
+def check_cameras(names: Any) -> tuple[str, ...]:
+    """The camera names as a tuple (empty: the one unnamed camera); ValueError naming a bad or repeated name."""
+    cameras = tuple(str(name) for name in (names or ()))
+    for name in cameras:
+        if not _CAMERA_NAME.fullmatch(name):
+            raise ValueError(f"camera name {name!r} is not a relative ROS name (letters, digits and _, starting with a "
+                             "letter; / between namespaces)")
+    repeated = sorted({name for name in cameras if cameras.count(name) > 1})
+    if repeated:
+        raise ValueError(f"camera name(s) given twice in cameras: {', '.join(repeated)}")
+    return cameras
+
+
+def read_cameras(node: Node) -> tuple[str, ...]:
+    """The declared `cameras` parameter of `node`, checked (`check_cameras`)."""
+    try:
+        value = node.get_parameter(CAMERAS_PARAMETER).value
+    except ParameterUninitializedException:
+        value = None
+    return check_cameras(value)
+
+
 def declare_parameters(node: Node) -> NodeSettings:
-    """Declare every parameter on `node` (defaults from NodeSettings) and read them once."""
+    """Declare every parameter on `node` (defaults from NodeSettings, and `cameras`) and read them once."""
     defaults = NodeSettings()
     for field in fields(NodeSettings):
         node.declare_parameter(field.name, getattr(defaults, field.name), _descriptor(field.name))
+    node.declare_parameter(CAMERAS_PARAMETER, Parameter.Type.STRING_ARRAY,
+                           ParameterDescriptor(name=CAMERAS_PARAMETER, description=CAMERAS_DOC, read_only=True))
+    read_cameras(node)
     return read_parameters(node)
 
 
