@@ -128,6 +128,49 @@ def node_arguments(lifecycle: str) -> list[str]:
     return ["--lifecycle"] if parse_bool("lifecycle", lifecycle) else []
 
 
+#: multi_camera.launch.py's default topics of each camera's driver ({camera}: the camera's name).
+CAMERA_IMAGE_PATTERN = "/{camera}/image_rect"
+CAMERA_INFO_PATTERN = "/{camera}/camera_info"
+
+
+def parse_cameras(text: str) -> list[str]:
+    """multi_camera.launch.py's `cameras` argument: names separated by commas and/or spaces ("" gives [])."""
+    return [name for name in text.replace(",", " ").split() if name]
+
+
+def cameras_of_params_file(path: str | Path) -> list[str]:
+    """The `cameras` list a ROS 2 parameter file sets (under any node key's ros__parameters; [] when none does);
+    ValueError when it is not a list of names."""
+    import yaml
+
+    document = yaml.safe_load(Path(path).read_text()) or {}
+    for node in document.values() if isinstance(document, dict) else ():
+        parameters = node.get("ros__parameters", {}) if isinstance(node, dict) else {}
+        if "cameras" in parameters:
+            cameras = parameters["cameras"]
+            if not isinstance(cameras, list) or not all(isinstance(name, str) and name for name in cameras):
+                raise ValueError(f"cameras in {path} must be a list of camera names, got {cameras!r}")
+            return list(cameras)
+    return []
+
+
+def camera_remappings(cameras: Collection[str], image_pattern: str = CAMERA_IMAGE_PATTERN,
+                      info_pattern: str = CAMERA_INFO_PATTERN) -> list[tuple[str, str]]:
+    """The node's `<camera>/image` (and `<camera>/image/compressed`) and `<camera>/camera_info` remapped to each
+    camera driver's topics, the
+    patterns' `{camera}` replaced by the camera's name; ValueError for a pattern without `{camera}` (every
+    camera would read one topic)."""
+    for name, pattern in (("image", image_pattern), ("camera_info", info_pattern)):
+        if "{camera}" not in pattern:
+            raise ValueError(f"{name} must contain {{camera}} (each camera reads its own topic), got {pattern!r}")
+    remappings: list[tuple[str, str]] = []
+    for camera in cameras:
+        image = image_pattern.format(camera=camera)
+        remappings += [(f"{camera}/image", image), (f"{camera}/image/compressed", f"{image}/compressed"),
+                       (f"{camera}/camera_info", info_pattern.format(camera=camera))]
+    return remappings
+
+
 def image_topic(base_topic: str, image_transport: str) -> str:
     """The topic of `base_topic` for an image_transport transport: itself (raw) or `<base>/compressed`."""
     return base_topic if _parse_image_transport(image_transport) == "raw" else f"{base_topic}/compressed"
