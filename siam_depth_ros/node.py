@@ -7,7 +7,10 @@ Subscribes `image` (rgb8/bgr8/rgba8/bgra8/mono8; with `image_transport: compress
 camera optical frame), `depth/colored` (rgb8) and `depth/confidence` (32FC1 in [0, 1]), all with the input
 image's stamp and frame_id; `~/reset` (std_srvs/Trigger) clears the recurrent state and exists once the
 model is loaded (what a caller waits for); `/diagnostics` at 1 Hz on the steady clock (it keeps reporting
-when a bag's /clock stops), with the time of every processing stage.
+when a bag's /clock stops), with the time of every processing stage. With the `cameras` parameter (a list of
+names) one node serves several cameras with one model: each camera `<c>` has the topics above under `<c>/`, its
+own frame_id, stamps, state, resets, intrinsics and /diagnostics status, and `~/<c>/reset`; the frames that are
+waiting when the model is free run in one batched call (README, "Several cameras, one node").
 
 Two ways to run it: plain (`DepthNode`, the default) configures and activates itself at start-up;
 managed (`DepthLifecycleNode`, `depth_node --lifecycle`, launch argument `lifecycle:=true`) is a ROS 2
