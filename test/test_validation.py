@@ -126,3 +126,23 @@ def test_a_lidar_only_drive_is_scored_by_its_lidar_and_never_trained_on(kitti_ro
                                 f"validation.lidar_drives=[{DRIVE_0009}]", f"validation.lidar_root={kitti_root}"])
     with pytest.raises(ValueError, match="also a training sequence"):
         build_dataset(config)
+
+
+
+def test_every_validation_stream_weighs_the_same_in_the_score(kitti_root: Path, drive_0009: Path, hints_dir: Path,
+                                                              one_torch_thread) -> None:
+    """A 4-frame LiDAR stream and a 2-frame held-out block of odometry 06: `score` is the mean of the two stream
+    scores, not of the six frames."""
+    from siam_depth_core.data.odometry import odometry_sequence
+    from siam_depth_core.data.paths import kitti_odometry_root
+
+    if not (kitti_odometry_root() / "sequences" / "06").is_dir():
+        pytest.skip(f"KITTI odometry 06 not found under {kitti_odometry_root()}")
+    _, held_out = split_validation([odometry_sequence(kitti_odometry_root(), "06")], ["odometry/06"], 2, 0)
+    full = LidarStream.of_drive(kitti_root, DRIVE_0009)
+    lidar = LidarStream(full.drive, full.frames[:4])
+    net, meta = load_model(SHIPPED_MODEL)
+    scores = validate(net, meta, [ValidationStream(held_out[0]), lidar], DepthHintCache(hints_dir))
+    odometry, drive = scores["odometry/06/score"], scores[f"{DRIVE_0009}/score"]
+    assert scores["score"] == pytest.approx((odometry + drive) / 2)
+    assert scores["score"] != pytest.approx((2 * odometry + 4 * drive) / 6)

@@ -9,8 +9,10 @@ carried from the block's first frame, as the node runs a camera. Per frame, at t
 - ard_hint: abs_rel against the hint depth (Eigen protocol: 0-80 m, Garg crop);
 - ard_lidar: abs_rel against the projected LiDAR scan, for KITTI raw drives that have one.
 
-`score`, the number that picks `best.pt`, is the mean over frames of ard_lidar where the frame has LiDAR
-and ard_hint elsewhere (lower is better). Evaluation-only data (drive 0023, KITTI 2015) never enter here.
+Per frame, `score` is ard_lidar where the frame has LiDAR and ard_hint elsewhere. The number that picks
+`best.pt` is the mean over the streams of each stream's mean frame score (lower is better): every stream
+weighs the same, so one long stream cannot decide alone (a 78-frame stop-and-go drive with cars at 4-8 m
+rewards a uniformly near depth map). Evaluation-only data (drive 0023, KITTI 2015) never enter here.
 
 A `LidarStream` is a KITTI raw drive never trained on, of which only the left camera and the Velodyne scans
 are needed: its frames are streamed the same way and scored by ard_lidar alone.
@@ -138,8 +140,8 @@ def score_lidar_stream(estimator: DepthEstimator, stream: LidarStream) -> list[d
 
 def validate(net: SiamDepthNet, meta: ModelMeta, streams: Sequence[ValidationStream | LidarStream],
              hints: DepthHintCache | None, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Means over every held-out frame of each score, and `<sequence name>/score` per block. Leaves `net` in
-    training mode."""
+    """`<stream name>/score` per stream, `score` = their mean (each stream weighs the same), and the means over
+    every frame of the other scores. Leaves `net` in training mode."""
     if not streams:
         raise ValueError("validate needs at least one validation stream")
     rows: list[dict[str, float]] = []
@@ -157,7 +159,8 @@ def validate(net: SiamDepthNet, meta: ModelMeta, streams: Sequence[ValidationStr
             rows += stream_rows
     finally:
         net.train()
-    for name in ("score", "photometric", "hint_error", "ard_hint", "ard_lidar"):
+    summary["score"] = float(np.mean([value for key, value in summary.items() if key.endswith("/score")]))
+    for name in ("photometric", "hint_error", "ard_hint", "ard_lidar"):
         values = [r[name] for r in rows if name in r]
         if values:
             summary[name] = float(np.mean(values))
