@@ -41,6 +41,7 @@ class Camera:
     reset_srv: Any = None
     last_stamp_ns: int | None = None
     warned_empty_frame_id: bool = False
+    frames_batched: int = 0  # frames that ran in one model call with other cameras' frames
 
     def topic(self, relative: str) -> str:
         return camera_topic(self.name, relative)

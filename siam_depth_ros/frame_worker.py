@@ -189,13 +189,17 @@ class FrameWorker:
         frames = [StreamFrame(item.camera.name, item.frame.image, item.stamp_ns * 1e-9, item.frame.encoding,
                               item.intrinsics.fx_px) for item in prepared]
         try:
-            return list(estimator.step_streams(frames))
+            results: list[DepthResult | Exception] = list(estimator.step_streams(frames))
+            if len(frames) > 1 and estimator.backend.batch_range.chunk(len(frames)) > 1:
+                for item in prepared:
+                    item.camera.frames_batched += 1
+            return results
         except ValueError as error:
             if len(frames) == 1:
                 return [error]
         except Exception as error:  # the backend failed: every frame of the call failed with it
             return [error] * len(frames)
-        results: list[DepthResult | Exception] = []
+        results = []
         for frame in frames:
             try:
                 results.append(estimator.step_streams([frame])[0])

@@ -404,7 +404,7 @@ class DepthPipeline:
         statuses = []
         for camera in list(self._cameras.values()):  # one status per camera
             publishers = camera.image_sub.get_publisher_count() if camera.image_sub is not None else 0
-            named = {"camera": camera.name} if camera.name else {}
+            named = {"camera": camera.name, "frames_batched": str(camera.frames_batched)} if camera.name else {}
             statuses.append(camera.stats.status(
                 name=f"{self.node.get_fully_qualified_name()}: depth estimation" + (f" ({camera.name})"
                                                                                     if camera.name else ""),
