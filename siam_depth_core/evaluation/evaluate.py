@@ -12,6 +12,9 @@ devkit does (or a stored `proj_depth/velodyne/image_02/*.npz` map when the drive
 1-50 m (GT in (1, 50)), Garg crop, predictions clamped to [1e-3, max]; they are averaged over images as
 in monodepth. Also: KITTI 2015 D1-all on frames with `disp_occ_0`, a per-image CSV, a summary JSON, a
 printed table laid out like the paper's Table 2, and side-by-side PNGs (image | prediction | LiDAR).
+When the model's checkpoint (or ONNX sidecar) records the frames it was trained on (`trained_frames`) and some
+of the scored frames are among them, a `WARNING: N of the M scored frames are training frames ...: not a test
+score` line stands under the table's rows (and `training_frames_scored` in the summary names them).
 
 Recurrent state: by default every test frame starts from a zero state (`--warmup-frames 0`), as in
 the paper's per-image evaluation. `--warmup-frames K` first runs up to K preceding frames of the same
@@ -81,6 +84,7 @@ from siam_depth_core.evaluation.temporal_streams import (
 from siam_depth_core.geometry import disparity_to_depth
 from siam_depth_core.runtime.inference import DepthEstimator, DepthResult
 from siam_depth_core.runtime.model_arguments import add_model_arguments, model_source, runtime_options
+from siam_depth_core.trained_frames import overlap_warning, trained_on, training_overlap
 from siam_depth_core.visualize import side_by_side, write_png
 
 LOGGER = logging.getLogger("siam_depth.evaluate")
@@ -278,8 +282,23 @@ def _missing_frames(frames: list[EvalFrame], root: Path, ext: str) -> list[EvalF
                                       and has_ground_truth(drive, f.frame, f.camera))]
 
 
-def _print_report(report: dict[str, Any], evaluation: DepthEvaluation, label: str) -> None:
-    print(format_paper_table(evaluation.summary, label=label))
+def _training_frames_scored(estimator: DepthEstimator, frames: list[EvalFrame], label: str
+                            ) -> tuple[dict[str, list[int]] | None, str | None]:
+    """The scored frames that the model trained on (drive -> frames; None when its checkpoint does not record
+    them) and the warning line that says so (None when there are none)."""
+    record = trained_on(estimator.meta.extra)
+    overlap = None if record is None else training_overlap(record, [(f.drive, f.frame) for f in frames])
+    warning = overlap_warning(overlap or {}, len(frames), label)
+    if warning is not None:
+        LOGGER.warning(warning)
+    return overlap, warning
+
+
+def _print_report(report: dict[str, Any], evaluation: DepthEvaluation, label: str, warning: str | None = None) -> None:
+    table = format_paper_table(evaluation.summary, label=label)
+    if warning is not None:  # under the rows of every depth range, where the scores are read
+        table = "\n".join(f"{warning}\n" if line == "" else line for line in table.split("\n"))
+    print(table)
     for name, controls in evaluation.controls.items():
         print(f"Controls, {name} (Garg crop):")
         print("\n".join(controls_table(controls, label)))
@@ -322,6 +341,7 @@ def _run(args: argparse.Namespace) -> int:
         frames = frames[:args.max_images]
     if not frames:
         raise ValueError(f"no test frames with LiDAR ground truth under {root}")
+    trained, warning = _training_frames_scored(estimator, frames, TABLE_LABELS[source.backend])
     out_dir = Path(args.out_dir)
     sequences = None if args.no_tae else _posed_sequences(args, frames, root)  # bad --tae-odometry fails early
     prior = _street_prior(args, root)
@@ -332,14 +352,15 @@ def _run(args: argparse.Namespace) -> int:
     write_metrics_csv(evaluation.rows, out_dir / "metrics.csv")
     report: dict[str, Any] = {"model": str(source), "backend": source.backend, "baseline_m": estimator.baseline_m,
                               "depth": evaluation.summary, "controls": evaluation.controls,
-                              "warmup_frames": args.warmup_frames, "post_process": args.post_process}
+                              "warmup_frames": args.warmup_frames, "post_process": args.post_process,
+                              "training_frames_scored": trained}
     if sequences is not None:
         report["temporal"] = temporal_report(estimator, sequences)
     stereo_folders = _stereo2015_folders(args)
     if stereo_folders:
         report["kitti2015"] = evaluate_stereo2015(estimator, stereo_folders, street_prior_m=prior)
     (out_dir / "summary.json").write_text(json.dumps(report, indent=2))
-    _print_report(report, evaluation, TABLE_LABELS[source.backend])
+    _print_report(report, evaluation, TABLE_LABELS[source.backend], warning)
     print(f"per-image metrics: {out_dir / 'metrics.csv'}; summary: {out_dir / 'summary.json'}")
     return 0
 

@@ -1,6 +1,8 @@
 """The trainer's checkpoint I/O: `last.pt` (everything a resume needs), `best.pt` and `epoch_NNN.pt` (weights
 and the epoch's scores), fine-tuning from another checkpoint's weights (`init_from`).
 
+Every checkpoint's metadata records the frames the model trained on (`trained_frames`; with `init_from`, also
+those of the checkpoint it started from), so that an evaluation can tell test frames from training frames.
 Resuming restores weights, optimiser, scheduler, scaler, RNG states and the position inside the epoch
 (`Progress`), so an interrupted run continues exactly as if it had not stopped (bit-identical on CPU with a
 fixed number of threads). The file format is `network.checkpoint`'s (`save_checkpoint` / `read_checkpoint`).
@@ -17,8 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from siam_depth_core.data.stereo import StereoRig
+from siam_depth_core.data.stereo import StereoRig, StereoSequence
 from siam_depth_core.network.checkpoint import ModelMeta, git_revision, read_checkpoint, save_checkpoint
+from siam_depth_core.trained_frames import TRAINED_ON, trained_on, training_record
 from siam_depth_core.training.config import TrainConfig
 
 LOGGER = logging.getLogger("siam_depth.train")
@@ -58,13 +61,38 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def model_meta(config: TrainConfig, rig: StereoRig) -> ModelMeta:
-    """Checkpoint metadata: architecture, training size, rig baseline, git revision, intrinsics."""
+def model_meta(config: TrainConfig, rig: StereoRig, trained: list[dict[str, Any]] | None = None) -> ModelMeta:
+    """Checkpoint metadata: architecture, training size, rig baseline, git revision, intrinsics and, when given,
+    `trained`, the frames the model trained on (`trained_frames`)."""
+    extra = {"dataset": config.dataset, "camera_matrix": np.asarray(rig.camera_matrix).tolist(),
+             "camera_image_size": list(rig.image_size), "clip_len": config.clip_len}
+    if trained is not None:
+        extra[TRAINED_ON] = trained
     return ModelMeta(net_width=config.net_width, recurrent=config.recurrent, siamese=config.siamese,
                      max_disp=config.max_disp, height=config.size[0], width=config.size[1], lstm_ratio=config.lstm_ratio,
-                     baseline_m=rig.baseline_m, git_revision=git_revision(),
-                     extra={"dataset": config.dataset, "camera_matrix": np.asarray(rig.camera_matrix).tolist(),
-                            "camera_image_size": list(rig.image_size), "clip_len": config.clip_len})
+                     baseline_m=rig.baseline_m, git_revision=git_revision(), extra=extra)
+
+
+def training_frames(config: TrainConfig, dataset: Any) -> list[dict[str, Any]]:
+    """The `trained_on` record of a run: the frames of every sequence `dataset` draws clips from (none for synthetic
+    clips) and those the `init_from` checkpoint records (a warning when it records none: then only this run's)."""
+    inherited: list[dict[str, Any]] = []
+    if config.init_from and Path(config.init_from).is_file():
+        record = trained_on(read_checkpoint(config.init_from)["meta"].get("extra", {}))
+        if record is None:
+            LOGGER.warning("init_from %s does not record the frames it was trained on: this run's checkpoints "
+                           "record only their own", config.init_from)
+        inherited = record or []
+    return training_record(((s.name, s.frames) for s in _clip_sequences(dataset)), inherited)
+
+
+def _clip_sequences(dataset: Any) -> list[StereoSequence]:
+    """The sequences of a StereoClipDataset, of both parts of a MixedClipDataset, none of synthetic clips."""
+    from siam_depth_core.data.clips import MixedClipDataset, StereoClipDataset
+
+    if isinstance(dataset, MixedClipDataset):
+        return _clip_sequences(dataset.stereo) + _clip_sequences(dataset.monocular)
+    return list(dataset.sequences.values()) if isinstance(dataset, StereoClipDataset) else []
 
 
 class _PoseState(TypedDict, total=False):

@@ -35,6 +35,7 @@ from siam_depth_core.training.checkpoints import (
     restore_training_state,
     save_epoch_checkpoints,
     save_training_checkpoint,
+    training_frames,
 )
 from siam_depth_core.training.config import TrainConfig, save_config
 from siam_depth_core.training.dataset_setup import TrainingData, build_dataset, epoch_loader
@@ -138,7 +139,7 @@ class Trainer:
         open TensorBoard, save the config beside the checkpoints and log what the run does."""
         seed_run(config, ctx)
         data = build_dataset(config)
-        meta = model_meta(config, data.rig)
+        meta = model_meta(config, data.rig, training_frames(config, data.dataset))
         net = meta.build_network().to(device)
         pose_net = PoseNet().to(device) if config.temporal.enabled else None
         optimizer, scheduler = make_optimizer(net, config, *([pose_net] if pose_net is not None else []))
