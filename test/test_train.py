@@ -199,6 +199,27 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return read_checkpoint(path)["model"]
 
 
+#: Set in the child process that runs the resume test (see `test_resume_in_its_own_process`).
+_IN_CHILD = "SIAM_DEPTH_RESUME_TEST_CHILD"
+
+
+def test_resume_in_its_own_process() -> None:
+    """The resume test raises a real SIGINT: it runs in a child pytest, because in a process where OpenVINO models
+    had been compiled and run before (test_openvino, test_batch_runtime), that SIGINT crashed the process
+    (SIGSEGV inside raise(); the cause inside OpenVINO is not found yet, see models/README.md, issue 29)."""
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             f"{__file__}::test_resume_after_an_interrupt_gives_bit_identical_weights"],
+                            env={**os.environ, _IN_CHILD: "1"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout
+
+
+@pytest.mark.skipif(_IN_CHILD not in __import__("os").environ,
+                    reason="run in its own process by test_resume_in_its_own_process")
 def test_resume_after_an_interrupt_gives_bit_identical_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                                ) -> None:
     # 6 clips, batch 2: 3 steps per epoch, 2 epochs, lr decay after epoch 1 -> exercises sampler skip,
